@@ -1,0 +1,82 @@
+//! FHE parameter sets.
+
+use kms_types::ParamSetName;
+use tfhe::shortint::parameters::{
+    ClassicPBSParameters, DynamicDistribution, GlweDimension, LweDimension,
+    NoiseSquashingClassicParameters, NoiseSquashingParameters, PolynomialSize,
+    COMP_PARAM_MESSAGE_2_CARRY_2_KS_PBS_TUNIFORM_2M128,
+    NOISE_SQUASHING_PARAM_MESSAGE_2_CARRY_2_KS_PBS_TUNIFORM_2M128,
+    PARAM_KEYSWITCH_MESSAGE_2_CARRY_2_KS_PBS_TUNIFORM_2M128,
+    PARAM_MESSAGE_2_CARRY_2_KS_PBS_TUNIFORM_2M128,
+    PARAM_PKE_MESSAGE_2_CARRY_2_KS_PBS_TUNIFORM_2M128,
+};
+use tfhe::{Config, ConfigBuilder};
+
+/// Parameters of a [`ParamSetName`].
+pub trait ParamSetExt {
+    /// The block (computation) parameters.
+    fn block_params(self) -> ClassicPBSParameters;
+    /// The noise-squashing parameters.
+    fn noise_squashing_params(self) -> NoiseSquashingParameters;
+}
+
+/// Insecure computation parameters: the production set with a tiny LWE dimension and smaller
+/// polynomials. Decryption stays exact (the noise is no larger than in production) but there is
+/// no security at all. Used only where protocol logic, not parameter size, is under test.
+fn test_insecure_block_params() -> ClassicPBSParameters {
+    let mut p = PARAM_MESSAGE_2_CARRY_2_KS_PBS_TUNIFORM_2M128;
+    p.lwe_dimension = LweDimension(64);
+    p.glwe_dimension = GlweDimension(1);
+    p.polynomial_size = PolynomialSize(1024);
+    p.lwe_noise_distribution = DynamicDistribution::new_t_uniform(0);
+    p.glwe_noise_distribution = DynamicDistribution::new_t_uniform(0);
+    p
+}
+
+fn test_insecure_noise_squashing_params() -> NoiseSquashingParameters {
+    match NOISE_SQUASHING_PARAM_MESSAGE_2_CARRY_2_KS_PBS_TUNIFORM_2M128 {
+        NoiseSquashingParameters::Classic(c) => {
+            NoiseSquashingParameters::Classic(NoiseSquashingClassicParameters {
+                glwe_dimension: GlweDimension(1),
+                polynomial_size: PolynomialSize(1024),
+                glwe_noise_distribution: DynamicDistribution::new_t_uniform(0),
+                ..c
+            })
+        }
+        other => other,
+    }
+}
+
+impl ParamSetExt for ParamSetName {
+    fn block_params(self) -> ClassicPBSParameters {
+        match self {
+            ParamSetName::Default => PARAM_MESSAGE_2_CARRY_2_KS_PBS_TUNIFORM_2M128,
+            ParamSetName::TestInsecure => test_insecure_block_params(),
+        }
+    }
+
+    fn noise_squashing_params(self) -> NoiseSquashingParameters {
+        match self {
+            ParamSetName::Default => NOISE_SQUASHING_PARAM_MESSAGE_2_CARRY_2_KS_PBS_TUNIFORM_2M128,
+            ParamSetName::TestInsecure => test_insecure_noise_squashing_params(),
+        }
+    }
+}
+
+/// The tfhe configuration of a parameter set: computation parameters, noise squashing (needed by
+/// threshold decryption), and, for production, the dedicated compact-public-key parameters used
+/// by fhEVM clients for proven encryption.
+pub fn config_for(name: ParamSetName) -> Config {
+    let builder = ConfigBuilder::with_custom_parameters(name.block_params())
+        .enable_noise_squashing(name.noise_squashing_params());
+    match name {
+        ParamSetName::Default => builder
+            .use_dedicated_compact_public_key_parameters((
+                PARAM_PKE_MESSAGE_2_CARRY_2_KS_PBS_TUNIFORM_2M128,
+                PARAM_KEYSWITCH_MESSAGE_2_CARRY_2_KS_PBS_TUNIFORM_2M128,
+            ))
+            .enable_compression(COMP_PARAM_MESSAGE_2_CARRY_2_KS_PBS_TUNIFORM_2M128)
+            .build(),
+        ParamSetName::TestInsecure => builder.build(),
+    }
+}

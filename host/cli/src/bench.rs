@@ -1,0 +1,153 @@
+//! `kms bench`: the engine's costs as ratios against tfhe-rs baselines measured in the same run.
+//!
+//! * key generation: `CentralizedEngine::keygen` (client key, compressed server key with noise
+//!   squashing, compact public key, serialization, signatures) vs `tfhe::generate_keys` on the
+//!   same configuration;
+//! * public decryption: `CentralizedEngine::public_decrypt` of one ciphertext (strict
+//!   deserialization, key-tag check, decryption, EIP-712 signature) vs tfhe-rs `squash_noise`
+//!   followed by `decrypt` of the same ciphertext (the work the threshold path is built on).
+
+use kms_eip712::{DomainConfig, SigningKey};
+use kms_engine::tfhe::prelude::*;
+use kms_engine::tfhe::{self, FheUint64, FheUint8};
+use kms_engine::{config_for, serialize_public, Backend, CentralizedEngine};
+use kms_types::{
+    CanonicalRequest, FheType, KeyGenRequest, ParamSetName, PublicDecryptionRequest,
+    TypedCiphertext,
+};
+use serde::Serialize;
+use std::time::{Duration, Instant};
+
+/// One measured comparison.
+#[derive(Clone, Debug, Serialize)]
+pub struct Comparison {
+    /// What is measured.
+    pub name: String,
+    /// Median of the KMS operation, seconds.
+    pub kms_s: f64,
+    /// Median of the baseline, seconds.
+    pub baseline_s: f64,
+    /// The baseline.
+    pub baseline: String,
+    /// kms / baseline.
+    pub ratio: f64,
+    /// Runs of each.
+    pub runs: usize,
+}
+
+fn median(mut v: Vec<Duration>) -> f64 {
+    v.sort();
+    v[v.len() / 2].as_secs_f64()
+}
+
+fn time<T>(f: impl FnOnce() -> T) -> (T, Duration) {
+    let t = Instant::now();
+    let out = f();
+    (out, t.elapsed())
+}
+
+/// Runs the benchmark; `say` receives progress lines.
+pub fn run(params: ParamSetName, keygen_runs: usize, decrypt_runs: usize, mut say: impl FnMut(&str)) -> Result<Vec<Comparison>, String> {
+    let keygen_runs = keygen_runs.max(1);
+    let decrypt_runs = decrypt_runs.max(1);
+    let engine = CentralizedEngine::new(SigningKey::random(&mut rand_core::OsRng), DomainConfig::default());
+    let config = config_for(params);
+
+    // Interleave the two so machine noise hits both alike.
+    let (mut kms_t, mut base_t) = (Vec::new(), Vec::new());
+    let mut pending = None;
+    let mut key_id = None;
+    for i in 0..keygen_runs {
+        say(&format!("keygen run {}/{keygen_runs}", i + 1));
+        let req = KeyGenRequest { params, label: format!("bench-{i}") };
+        let id = req.request_id();
+        let (out, t) = time(|| engine.keygen(id, &req, &mut |_| {}));
+        let out = out.map_err(|e| e.to_string())?;
+        kms_t.push(t);
+        pending = Some(out.pending);
+        key_id = Some(id);
+        let (_, t) = time(|| tfhe::generate_keys(config));
+        base_t.push(t);
+    }
+    let mut results = vec![Comparison {
+        name: format!("key generation ({})", params.as_str()),
+        kms_s: median(kms_t),
+        baseline_s: median(base_t),
+        baseline: "tfhe::generate_keys".into(),
+        ratio: 0.0,
+        runs: keygen_runs,
+    }];
+
+    let (pending, key_id) = match (pending, key_id) {
+        (Some(p), Some(k)) => (p, k),
+        _ => return Err("no key generated".into()),
+    };
+    // For the baseline we need the client key and a server key with noise squashing: generate a
+    // tagged key set directly with the engine's generator so both paths decrypt the same bytes.
+    say("preparing decryption inputs");
+    let ks = kms_engine::generate_key_set(params, &key_id, &mut |_| {});
+    let ck = ks.client_key;
+    let sk = ks.server_key.decompress();
+    tfhe::set_server_key(sk);
+    // The engine must hold the same client key as the baseline.
+    let blob = kms_engine::encode_private_key(params, &ck).map_err(|e| e.to_string())?;
+    drop(pending);
+    engine.load_key(key_id, &blob.0).map_err(|e| e.to_string())?;
+
+    for (fhe_type, bytes) in [
+        (FheType::Uint8, {
+            let ct = FheUint8::encrypt(171u8, &ck);
+            serialize_public(&ct).map_err(|e| e.to_string())?
+        }),
+        (FheType::Uint64, {
+            let ct = FheUint64::encrypt(0x0123_4567_89ab_cdefu64, &ck);
+            serialize_public(&ct).map_err(|e| e.to_string())?
+        }),
+    ] {
+        let req = PublicDecryptionRequest {
+            key_id,
+            ciphertexts: vec![TypedCiphertext { fhe_type, bytes: bytes.clone() }],
+        };
+        let (mut kms_t, mut base_t) = (Vec::new(), Vec::new());
+        for i in 0..decrypt_runs {
+            say(&format!("{fhe_type} decryption run {}/{decrypt_runs}", i + 1));
+            let (r, t) = time(|| engine.public_decrypt(req.request_id(), &req));
+            r.map_err(|e| e.to_string())?;
+            kms_t.push(t);
+            let (r, t) = time(|| baseline_squash_decrypt(fhe_type, &bytes, &ck));
+            r?;
+            base_t.push(t);
+        }
+        results.push(Comparison {
+            name: format!("public decryption, 1 × {fhe_type} ({})", params.as_str()),
+            kms_s: median(kms_t),
+            baseline_s: median(base_t),
+            baseline: "deserialize + squash_noise + decrypt".into(),
+            ratio: 0.0,
+            runs: decrypt_runs,
+        });
+    }
+    for r in &mut results {
+        r.ratio = r.kms_s / r.baseline_s;
+    }
+    Ok(results)
+}
+
+fn baseline_squash_decrypt(t: FheType, bytes: &[u8], ck: &tfhe::ClientKey) -> Result<u128, String> {
+    let lim = 1 << 30;
+    match t {
+        FheType::Uint8 => {
+            let ct: FheUint8 = tfhe::safe_serialization::safe_deserialize(bytes, lim)?;
+            let sq = ct.squash_noise().map_err(|e| e.to_string())?;
+            let v: u8 = sq.decrypt(ck);
+            Ok(v.into())
+        }
+        FheType::Uint64 => {
+            let ct: FheUint64 = tfhe::safe_serialization::safe_deserialize(bytes, lim)?;
+            let sq = ct.squash_noise().map_err(|e| e.to_string())?;
+            let v: u64 = sq.decrypt(ck);
+            Ok(v.into())
+        }
+        _ => Err("unsupported in bench".into()),
+    }
+}

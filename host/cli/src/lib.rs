@@ -1,0 +1,6 @@
+//! Library side of the `kms` command: starting a developer-mode core, the demo flow and the
+//! benchmark, so tests drive exactly what the command runs.
+
+pub mod bench;
+pub mod demo;
+pub mod devserver;

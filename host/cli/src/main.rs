@@ -1,0 +1,479 @@
+//! `kms`: the developer-mode KMS core server and its client.
+
+use clap::{Parser, Subcommand};
+use kms_cli::devserver::{self, DevServerConfig, PublicStore};
+use kms_cli::{bench, demo};
+use kms_client::{encrypt_value, ClearValue, KmsClient};
+use kms_eip712::DomainConfig;
+use kms_engine::tfhe;
+use kms_storage::S3Config;
+use kms_types::{FheType, ParamSetName, RequestId, TypedCiphertext};
+use serde_json::json;
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+#[derive(Parser)]
+#[command(name = "kms", version, about = "Threshold FHE key management system (developer mode)")]
+struct Cli {
+    /// Print machine-readable JSON instead of text.
+    #[arg(long, global = true)]
+    json: bool,
+    #[command(subcommand)]
+    cmd: Cmd,
+}
+
+#[derive(clap::Args, Clone)]
+struct Conn {
+    /// Core endpoint.
+    #[arg(long, default_value = "http://127.0.0.1:50051")]
+    endpoint: String,
+    /// Expected signer address (0x…); without it the address the server reports is trusted.
+    #[arg(long)]
+    signer: Option<String>,
+    /// S3 endpoint for s3:// URIs (e.g. http://127.0.0.1:5000).
+    #[arg(long)]
+    s3_endpoint: Option<String>,
+    /// S3 region.
+    #[arg(long, default_value = "us-east-1")]
+    s3_region: String,
+}
+
+#[derive(Subcommand)]
+enum Cmd {
+    /// Run a developer-mode core server (centralized engine, plaintext sealing).
+    Server {
+        /// Data folder (private/ and public/ below it).
+        #[arg(long, default_value = "kms-data")]
+        data_dir: PathBuf,
+        /// Listen address.
+        #[arg(long, default_value = "127.0.0.1:50051")]
+        listen: std::net::SocketAddr,
+        /// Put public material in this S3 bucket instead of <data-dir>/public.
+        #[arg(long)]
+        s3_bucket: Option<String>,
+        /// S3 endpoint for S3-compatible servers.
+        #[arg(long)]
+        s3_endpoint: Option<String>,
+        /// S3 key prefix.
+        #[arg(long, default_value = "")]
+        s3_prefix: String,
+        /// S3 region.
+        #[arg(long, default_value = "us-east-1")]
+        s3_region: String,
+        /// EIP-712 domain chain ID.
+        #[arg(long, default_value_t = 31337)]
+        chain_id: u64,
+        /// EIP-712 verifying contract (0x…).
+        #[arg(long)]
+        verifying_contract: Option<String>,
+        /// EIP-712 domain name.
+        #[arg(long, default_value = "KMS")]
+        domain_name: String,
+        /// EIP-712 domain version.
+        #[arg(long, default_value = "1")]
+        domain_version: String,
+    },
+    /// Generate a key set and print its verified handles.
+    Keygen {
+        #[command(flatten)]
+        conn: Conn,
+        /// Parameter set: default | test-insecure.
+        #[arg(long, default_value = "default")]
+        params: String,
+        /// Label distinguishing otherwise identical requests.
+        #[arg(long, default_value = "")]
+        label: String,
+    },
+    /// Download the public key and server key of a key set, verify them, write them to a folder.
+    FetchKey {
+        #[command(flatten)]
+        conn: Conn,
+        /// Key ID.
+        #[arg(long)]
+        key_id: String,
+        /// Output folder.
+        #[arg(long, default_value = ".")]
+        out: PathBuf,
+    },
+    /// Encrypt a value with a key set's (downloaded and verified) public key.
+    Encrypt {
+        #[command(flatten)]
+        conn: Conn,
+        /// Key ID.
+        #[arg(long)]
+        key_id: String,
+        /// Type, e.g. bool, uint8, int32, uint256.
+        #[arg(long = "type")]
+        fhe_type: String,
+        /// Value (decimal; true/false for bool).
+        #[arg(long, allow_hyphen_values = true)]
+        value: String,
+        /// Output file for the ciphertext.
+        #[arg(long)]
+        out: PathBuf,
+    },
+    /// Publicly decrypt ciphertext files (all of one type per call).
+    PublicDecrypt {
+        #[command(flatten)]
+        conn: Conn,
+        /// Key ID.
+        #[arg(long)]
+        key_id: String,
+        /// Type of the ciphertexts.
+        #[arg(long = "type")]
+        fhe_type: String,
+        /// Ciphertext files.
+        #[arg(required = true)]
+        files: Vec<PathBuf>,
+    },
+    /// User-decrypt ciphertext files: the result comes back encrypted to an ephemeral ML-KEM key.
+    UserDecrypt {
+        #[command(flatten)]
+        conn: Conn,
+        /// Key ID.
+        #[arg(long)]
+        key_id: String,
+        /// Type of the ciphertexts.
+        #[arg(long = "type")]
+        fhe_type: String,
+        /// Ciphertext files.
+        #[arg(required = true)]
+        files: Vec<PathBuf>,
+    },
+    /// Generate a CRS for zero-knowledge proofs of encryption.
+    CrsGen {
+        #[command(flatten)]
+        conn: Conn,
+        /// Largest number of plaintext bits per proof.
+        #[arg(long, default_value_t = 2048)]
+        max_bits: u32,
+        /// Parameter set.
+        #[arg(long, default_value = "default")]
+        params: String,
+        /// Label.
+        #[arg(long, default_value = "")]
+        label: String,
+    },
+    /// List the verified handles of all public material.
+    Material {
+        #[command(flatten)]
+        conn: Conn,
+    },
+    /// The main job: a local developer-mode KMS doing keygen → encrypt → public decrypt → user
+    /// decrypt → CRS, printing verified results.
+    Demo {
+        /// Parameter set (default = real parameters).
+        #[arg(long, default_value = "default")]
+        params: String,
+        /// Keep data in this folder instead of a temporary one.
+        #[arg(long)]
+        data_dir: Option<PathBuf>,
+        /// CRS size.
+        #[arg(long, default_value_t = 64)]
+        crs_bits: u32,
+    },
+    /// Benchmark against tfhe-rs baselines in the same run.
+    Bench {
+        /// Parameter set.
+        #[arg(long, default_value = "default")]
+        params: String,
+        /// Key generations of each kind.
+        #[arg(long, default_value_t = 3)]
+        keygen_runs: usize,
+        /// Decryptions of each kind.
+        #[arg(long, default_value_t = 11)]
+        decrypt_runs: usize,
+    },
+}
+
+type R<T> = Result<T, String>;
+
+fn params(s: &str) -> R<ParamSetName> {
+    ParamSetName::parse(s).ok_or_else(|| format!("unknown parameter set {s:?} (default | test-insecure)"))
+}
+
+fn addr(s: &str) -> R<[u8; 20]> {
+    let s = s.strip_prefix("0x").unwrap_or(s);
+    let mut a = [0u8; 20];
+    hex::decode_to_slice(s, &mut a).map_err(|e| format!("bad address: {e}"))?;
+    Ok(a)
+}
+
+fn fhe_type(s: &str) -> R<FheType> {
+    FheType::from_name(s).ok_or_else(|| format!("unknown type {s:?}"))
+}
+
+fn id(s: &str) -> R<RequestId> {
+    RequestId::parse(s).map_err(|e| format!("bad ID {s:?}: {e}"))
+}
+
+async fn connect(c: &Conn) -> R<KmsClient> {
+    let pin = c.signer.as_deref().map(addr).transpose()?;
+    let mut client = KmsClient::connect(&c.endpoint, pin).await.map_err(|e| e.to_string())?;
+    if let Some(ep) = &c.s3_endpoint {
+        client = client.with_s3(S3Config {
+            bucket: String::new(),
+            prefix: String::new(),
+            endpoint: Some(ep.clone()),
+            region: c.s3_region.clone(),
+            credentials: None,
+        });
+    }
+    Ok(client)
+}
+
+fn read_cts(t: FheType, files: &[PathBuf]) -> R<Vec<TypedCiphertext>> {
+    files
+        .iter()
+        .map(|f| {
+            Ok(TypedCiphertext {
+                fhe_type: t,
+                bytes: std::fs::read(f).map_err(|e| format!("{}: {e}", f.display()))?,
+            })
+        })
+        .collect()
+}
+
+fn parse_value(t: FheType, s: &str) -> R<ClearValue> {
+    if t == FheType::Bool {
+        return match s {
+            "true" | "1" => Ok(ClearValue::Bool(true)),
+            "false" | "0" => Ok(ClearValue::Bool(false)),
+            _ => Err(format!("bool value must be true or false, got {s}")),
+        };
+    }
+    if t.is_signed() {
+        s.parse::<i128>().map(ClearValue::Signed).map_err(|e| e.to_string())
+    } else {
+        s.parse::<u128>().map(ClearValue::Unsigned).map_err(|e| e.to_string())
+    }
+}
+
+async fn run(cli: Cli) -> R<()> {
+    let json = cli.json;
+    let say = |s: &str| {
+        if !json {
+            println!("{s}");
+        }
+    };
+    match cli.cmd {
+        Cmd::Server {
+            data_dir,
+            listen,
+            s3_bucket,
+            s3_endpoint,
+            s3_prefix,
+            s3_region,
+            chain_id,
+            verifying_contract,
+            domain_name,
+            domain_version,
+        } => {
+            let mut domain = DomainConfig {
+                name: domain_name,
+                version: domain_version,
+                chain_id,
+                ..DomainConfig::default()
+            };
+            if let Some(c) = verifying_contract {
+                domain.verifying_contract = addr(&c)?;
+            }
+            let public = match s3_bucket {
+                Some(bucket) => PublicStore::S3(S3Config {
+                    bucket,
+                    prefix: s3_prefix,
+                    endpoint: s3_endpoint,
+                    region: s3_region,
+                    credentials: None,
+                }),
+                None => PublicStore::File,
+            };
+            let server = devserver::start(DevServerConfig {
+                data_dir,
+                listen,
+                public,
+                domain,
+                parallel_jobs: std::thread::available_parallelism().map(|n| n.get()).unwrap_or(2),
+            })
+            .await
+            .map_err(|e| e.to_string())?;
+            say(&format!("serving on {}; Ctrl-C to stop", server.endpoint()));
+            tokio::signal::ctrl_c().await.map_err(|e| e.to_string())?;
+            server.stop().await;
+        }
+        Cmd::Keygen { conn, params: p, label } => {
+            let mut c = connect(&conn).await?;
+            let r = c
+                .keygen(params(&p)?, &label, |m| say(&format!("… {m}")))
+                .await
+                .map_err(|e| e.to_string())?;
+            if json {
+                let hs: Vec<_> = r.handles.iter().map(|(h, uri)| json!({"data_type": h.data_type.as_str(), "digest": hex::encode(h.digest), "uri": uri, "signature": hex::encode(h.signature)})).collect();
+                println!("{}", json!({"key_id": r.key_id.to_string(), "handles": hs}));
+            } else {
+                println!("key ID {}", r.key_id);
+                for (h, uri) in &r.handles {
+                    println!("  {:<10} sha3-256 {}  {uri}", h.data_type.as_str(), hex::encode(h.digest));
+                }
+            }
+        }
+        Cmd::FetchKey { conn, key_id, out } => {
+            let mut c = connect(&conn).await?;
+            let k = id(&key_id)?;
+            std::fs::create_dir_all(&out).map_err(|e| e.to_string())?;
+            let mut written = Vec::new();
+            for dt in [kms_types::DataType::PublicKey, kms_types::DataType::ServerKey] {
+                let (h, uri) = c.handle(&k, dt).await.map_err(|e| e.to_string())?;
+                let bytes = c.download(&h, &uri).await.map_err(|e| e.to_string())?;
+                let path = out.join(format!("{}-{}.bin", dt.as_str(), k));
+                std::fs::write(&path, &bytes).map_err(|e| e.to_string())?;
+                written.push((dt.as_str(), path.display().to_string(), hex::encode(h.digest)));
+            }
+            if json {
+                println!("{}", json!({"key_id": key_id, "files": written}));
+            } else {
+                for (dt, p, d) in written {
+                    println!("{dt:<10} verified (sha3-256 {d}) → {p}");
+                }
+            }
+        }
+        Cmd::Encrypt { conn, key_id, fhe_type: t, value, out } => {
+            let mut c = connect(&conn).await?;
+            let k = id(&key_id)?;
+            let t = fhe_type(&t)?;
+            let v = parse_value(t, &value)?;
+            let pk = c.fetch_public_key(&k).await.map_err(|e| e.to_string())?;
+            let sk = c.fetch_server_key(&k).await.map_err(|e| e.to_string())?;
+            tfhe::set_server_key(sk.decompress());
+            let ct = encrypt_value(&pk.public_key, t, v).map_err(|e| e.to_string())?;
+            std::fs::write(&out, &ct.bytes).map_err(|e| e.to_string())?;
+            if json {
+                println!("{}", json!({"file": out.display().to_string(), "type": t.name(), "digest": hex::encode(ct.digest())}));
+            } else {
+                println!("{} ciphertext written to {} (sha3-256 {})", t, out.display(), hex::encode(ct.digest()));
+            }
+        }
+        Cmd::PublicDecrypt { conn, key_id, fhe_type: t, files } => {
+            let mut c = connect(&conn).await?;
+            let cts = read_cts(fhe_type(&t)?, &files)?;
+            let r = c.public_decrypt(id(&key_id)?, cts).await.map_err(|e| e.to_string())?;
+            let vals = demo::render_plaintexts(&r.plaintexts);
+            if json {
+                println!("{}", json!({"request_id": r.request_id.to_string(), "plaintexts": vals, "signature": hex::encode(r.signature.0), "signer": hex::encode(r.signer)}));
+            } else {
+                println!("request {} (signature verified, signer 0x{})", r.request_id, hex::encode(r.signer));
+                for (f, v) in files.iter().zip(vals) {
+                    println!("  {} = {v}", f.display());
+                }
+            }
+        }
+        Cmd::UserDecrypt { conn, key_id, fhe_type: t, files } => {
+            let mut c = connect(&conn).await?;
+            let cts = read_cts(fhe_type(&t)?, &files)?;
+            let pts = c.user_decrypt(id(&key_id)?, cts).await.map_err(|e| e.to_string())?;
+            let vals = demo::render_plaintexts(&pts);
+            if json {
+                println!("{}", json!({"plaintexts": vals}));
+            } else {
+                println!("user decryption (envelope opened, signatures verified)");
+                for (f, v) in files.iter().zip(vals) {
+                    println!("  {} = {v}", f.display());
+                }
+            }
+        }
+        Cmd::CrsGen { conn, max_bits, params: p, label } => {
+            let mut c = connect(&conn).await?;
+            let (h, uri) = c.crs_gen(params(&p)?, max_bits, &label).await.map_err(|e| e.to_string())?;
+            c.fetch_crs(&h, &uri).await.map_err(|e| e.to_string())?;
+            if json {
+                println!("{}", json!({"crs_id": h.request_id.to_string(), "uri": uri, "digest": hex::encode(h.digest)}));
+            } else {
+                println!("CRS {} (downloaded and verified, sha3-256 {})  {uri}", h.request_id, hex::encode(h.digest));
+            }
+        }
+        Cmd::Material { conn } => {
+            let mut c = connect(&conn).await?;
+            let list = c
+                .rpc()
+                .get_public_material(kms_grpc::v1::GetPublicMaterialRequest {})
+                .await
+                .map_err(|e| e.to_string())?
+                .into_inner();
+            let mut rows = Vec::new();
+            for h in &list.handles {
+                let (sh, uri) = kms_server::convert::handle_from_pb(h).map_err(|e| e.to_string())?;
+                sh.verify_signature(c.domain(), &c.signer()).map_err(|e| e.to_string())?;
+                rows.push((sh.request_id.to_string(), sh.data_type.as_str(), hex::encode(sh.digest), uri));
+            }
+            if json {
+                println!("{}", serde_json::to_string(&rows).map_err(|e| e.to_string())?);
+            } else {
+                for (i, d, g, u) in rows {
+                    println!("{i} {d:<10} sha3-256 {g}  {u}");
+                }
+            }
+        }
+        Cmd::Demo { params: p, data_dir, crs_bits } => {
+            let report = demo::run(
+                demo::DemoConfig {
+                    params: params(&p)?,
+                    data_dir,
+                    crs_bits,
+                    label: format!("demo-{}", std::process::id()),
+                },
+                say,
+            )
+            .await
+            .map_err(|e| e.to_string())?;
+            if json {
+                println!("{}", serde_json::to_string_pretty(&report).map_err(|e| e.to_string())?);
+            } else {
+                for (step, s) in &report.timings {
+                    println!("  {step:<32} {s:>8.2} s");
+                }
+            }
+        }
+        Cmd::Bench { params: p, keygen_runs, decrypt_runs } => {
+            let p = params(&p)?;
+            let res = tokio::task::spawn_blocking(move || {
+                bench::run(p, keygen_runs, decrypt_runs, |m| {
+                    if !json {
+                        eprintln!("{m}");
+                    }
+                })
+            })
+            .await
+            .map_err(|e| e.to_string())??;
+            if json {
+                println!("{}", serde_json::to_string_pretty(&res).map_err(|e| e.to_string())?);
+            } else {
+                println!("{:<48} {:>10} {:>10}  {:>7}  baseline", "measure (median)", "kms s", "base s", "ratio");
+                for r in res {
+                    println!("{:<48} {:>10.4} {:>10.4}  {:>6.3}×  {} ({} runs)", r.name, r.kms_s, r.baseline_s, r.ratio, r.baseline, r.runs);
+                }
+            }
+        }
+    }
+    Ok(())
+}
+
+fn main() -> ExitCode {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).init();
+    let cli = Cli::parse();
+    let rt = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("error: cannot start runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    match rt.block_on(run(cli)) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}

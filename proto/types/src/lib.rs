@@ -1,0 +1,31 @@
+//! Types shared by every component of the KMS: the chain, the host, the enclave and clients.
+//!
+//! * [`RequestId`]: the 160-bit identifier of every request, derived from its canonical encoding.
+//! * [`FheType`]: the encrypted types the KMS can decrypt.
+//! * [`DataType`] and [`StorageKey`]: where public material and sealed private blobs live.
+//! * [`Storage`]: the one storage interface; backends live in the untrusted host.
+//!
+//! This crate is pure: no I/O, no clock, no randomness.
+
+mod canonical;
+mod fhe_type;
+mod request_id;
+mod requests;
+mod sealing;
+mod storage;
+
+pub use canonical::{CanonicalEncoder, CanonicalRequest};
+pub use fhe_type::{FheType, UnknownFheType};
+pub use request_id::{RequestId, RequestIdError};
+pub use requests::{
+    CrsGenRequest, KeyGenRequest, ParamSetName, PublicDecryptionRequest, TypedCiphertext,
+    UserDecryptionRequest,
+};
+pub use sealing::{SealError, Sealer};
+pub use storage::{DataType, Storage, StorageError, StorageKey, Visibility};
+
+/// SHA3-256 digest, the digest used for ciphertexts and public material.
+pub fn sha3_256(data: &[u8]) -> [u8; 32] {
+    use sha3::Digest;
+    sha3::Sha3_256::digest(data).into()
+}
