@@ -42,7 +42,10 @@ impl Moto {
         let endpoint = format!("http://127.0.0.1:{port}");
         let deadline = Instant::now() + Duration::from_secs(30);
         while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
-            assert!(Instant::now() < deadline, "moto_server did not start listening on {port} within 30 s");
+            assert!(
+                Instant::now() < deadline,
+                "moto_server did not start listening on {port} within 30 s"
+            );
             std::thread::sleep(Duration::from_millis(100));
         }
         Moto { child, endpoint }
@@ -75,11 +78,18 @@ pub async fn dev_server(data_dir: &Path, public: PublicStore) -> DevServer {
 
 /// Reads the client key a dev server sealed (plaintext sealing) for `key_id`, so tests can
 /// decrypt with tfhe-rs directly as the independent truth.
-pub async fn dev_client_key(data_dir: &Path, key_id: &kms_types::RequestId) -> kms_engine::tfhe::ClientKey {
+pub async fn dev_client_key(
+    data_dir: &Path,
+    key_id: &kms_types::RequestId,
+) -> kms_engine::tfhe::ClientKey {
     use kms_types::{DataType, Sealer, Storage, StorageKey};
     let st = kms_storage::FileStorage::new(data_dir.join("private")).expect("private storage");
     let key = StorageKey::private(DataType::FheKeyInfo, *key_id);
-    let sealed = st.get(&key).await.expect("read").expect("sealed key exists");
+    let sealed = st
+        .get(&key)
+        .await
+        .expect("read")
+        .expect("sealed key exists");
     let raw = kms_server::dev::PlaintextSealer::new()
         .unseal(&key.path(), &sealed)
         .await

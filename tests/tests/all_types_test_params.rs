@@ -8,7 +8,9 @@ use kms_eip712::{DomainConfig, SigningKey};
 use kms_engine::tfhe::prelude::*;
 use kms_engine::tfhe::{self, integer::I256, integer::U256};
 use kms_engine::{generate_key_set, serialize_public, Backend, CentralizedEngine, Plaintext};
-use kms_types::{CanonicalRequest, FheType, ParamSetName, PublicDecryptionRequest, RequestId, TypedCiphertext};
+use kms_types::{
+    CanonicalRequest, FheType, ParamSetName, PublicDecryptionRequest, RequestId, TypedCiphertext,
+};
 
 fn word_u(v: U256) -> [u8; 32] {
     let mut w = [0u8; 32];
@@ -80,15 +82,30 @@ fn enc(ck: &tfhe::ClientKey, t: FheType, v: i128) -> (TypedCiphertext, [u8; 32])
 }
 
 fn cases() -> Vec<(FheType, i128)> {
-    let mut v = vec![(FheType::Bool, 0), (FheType::Bool, 1), (FheType::Uint4, 15), (FheType::Uint4, 0)];
-    for t in [FheType::Uint8, FheType::Uint16, FheType::Uint32, FheType::Uint64] {
+    let mut v = vec![
+        (FheType::Bool, 0),
+        (FheType::Bool, 1),
+        (FheType::Uint4, 15),
+        (FheType::Uint4, 0),
+    ];
+    for t in [
+        FheType::Uint8,
+        FheType::Uint16,
+        FheType::Uint32,
+        FheType::Uint64,
+    ] {
         v.push((t, (1i128 << t.bits()) - 1));
         v.push((t, 0x5a));
     }
     v.push((FheType::Uint128, u128::MAX as i128)); // bit pattern of u128::MAX
     v.push((FheType::Uint160, i128::MAX));
     v.push((FheType::Uint256, 123_456_789_012_345_678));
-    for t in [FheType::Int8, FheType::Int16, FheType::Int32, FheType::Int64] {
+    for t in [
+        FheType::Int8,
+        FheType::Int16,
+        FheType::Int32,
+        FheType::Int64,
+    ] {
         v.push((t, -(1i128 << (t.bits() - 1))));
         v.push((t, (1i128 << (t.bits() - 1)) - 1));
     }
@@ -102,17 +119,27 @@ fn cases() -> Vec<(FheType, i128)> {
 fn engine_decrypts_every_type_like_tfhe() {
     let key_id = RequestId::derive("test", b"all types");
     let ks = generate_key_set(ParamSetName::TestInsecure, &key_id, &mut |_| {});
-    let engine = CentralizedEngine::new(SigningKey::random(&mut rand_core::OsRng), DomainConfig::default());
+    let engine = CentralizedEngine::new(
+        SigningKey::random(&mut rand_core::OsRng),
+        DomainConfig::default(),
+    );
     let blob = kms_engine::encode_private_key(ParamSetName::TestInsecure, &ks.client_key).unwrap();
     engine.load_key(key_id, &blob.0).unwrap();
-    let (cts, truth): (Vec<_>, Vec<_>) = cases().into_iter().map(|(t, v)| enc(&ks.client_key, t, v)).unzip();
-    let req = PublicDecryptionRequest { key_id, ciphertexts: cts };
+    let (cts, truth): (Vec<_>, Vec<_>) = cases()
+        .into_iter()
+        .map(|(t, v)| enc(&ks.client_key, t, v))
+        .unzip();
+    let req = PublicDecryptionRequest {
+        key_id,
+        ciphertexts: cts,
+    };
     let res = engine.public_decrypt(req.request_id(), &req).unwrap();
     for ((p, w), (t, v)) in res.plaintexts.iter().zip(&truth).zip(cases()) {
         assert_eq!(&p.word, w, "{t} {v}");
         assert_eq!(p.fhe_type, t);
     }
-    res.verify(&DomainConfig::default(), &engine.signer_address()).unwrap();
+    res.verify(&DomainConfig::default(), &engine.signer_address())
+        .unwrap();
     // Spot-check the word encoding itself against the clear values.
     let dec: Vec<String> = res.plaintexts.iter().map(Plaintext::to_decimal).collect();
     assert_eq!(dec[0], "false");
@@ -126,7 +153,10 @@ async fn grpc_round_trip_on_test_parameters() {
     let dir = tempfile::tempdir().unwrap();
     let server = dev_server(dir.path(), PublicStore::File).await;
     let mut client = KmsClient::connect(&server.endpoint(), None).await.unwrap();
-    let kg = client.keygen(ParamSetName::TestInsecure, "fast", |_| {}).await.unwrap();
+    let kg = client
+        .keygen(ParamSetName::TestInsecure, "fast", |_| {})
+        .await
+        .unwrap();
     let pk = client.fetch_public_key(&kg.key_id).await.unwrap();
     let sk = client.fetch_server_key(&kg.key_id).await.unwrap();
     tfhe::set_server_key(sk.decompress());
@@ -151,5 +181,35 @@ async fn grpc_round_trip_on_test_parameters() {
         assert_eq!(&p.word, w, "{}", p.fhe_type);
         assert_eq!(&u.word, w, "{}", u.fhe_type);
     }
+    // Bad CRS and keygen requests are refused at once.
+    for (params, bits) in [
+        ("test-insecure", 0),
+        ("test-insecure", 1 << 20),
+        ("bogus", 64),
+    ] {
+        let e = client
+            .rpc()
+            .crs_gen(kms_grpc::v1::CrsGenRequest {
+                request_id: Some(kms_grpc::v1::RequestId {
+                    value: "33".repeat(20),
+                }),
+                params: params.into(),
+                max_num_bits: bits,
+                label: String::new(),
+            })
+            .await
+            .unwrap_err();
+        assert_eq!(e.code(), tonic::Code::InvalidArgument, "{params} {bits}");
+    }
+    let e = client
+        .rpc()
+        .key_gen(kms_grpc::v1::KeyGenRequest {
+            request_id: None,
+            params: "default".into(),
+            label: String::new(),
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(e.code(), tonic::Code::InvalidArgument);
     server.stop().await;
 }

@@ -10,7 +10,9 @@ use kms_engine::tfhe::zk::{ZkComputeLoad, ZkVerificationOutcome};
 use kms_engine::tfhe::{self, ClientKey, FheBool, FheInt8, FheUint256, FheUint64, FheUint8};
 use kms_engine::{config_for, serialize_public, MaterialError, Plaintext};
 use kms_grpc::v1 as pb;
-use kms_types::{CanonicalRequest, FheType, KeyGenRequest, ParamSetName, RequestId, TypedCiphertext};
+use kms_types::{
+    CanonicalRequest, FheType, KeyGenRequest, ParamSetName, RequestId, TypedCiphertext,
+};
 use tonic::Code;
 
 /// tfhe-rs's own decryption of a serialized ciphertext, rendered in decimal.
@@ -20,14 +22,27 @@ fn tfhe_decrypt(ck: &ClientKey, ct: &TypedCiphertext) -> String {
     use tfhe::safe_serialization::safe_deserialize as de;
     match ct.fhe_type {
         FheType::Bool => de::<FheBool>(b, lim).unwrap().decrypt(ck).to_string(),
-        FheType::Uint8 => { let v: u8 = de::<FheUint8>(b, lim).unwrap().decrypt(ck); v.to_string() }
-        FheType::Uint64 => { let v: u64 = de::<FheUint64>(b, lim).unwrap().decrypt(ck); v.to_string() }
-        FheType::Int8 => { let v: i8 = de::<FheInt8>(b, lim).unwrap().decrypt(ck); v.to_string() }
+        FheType::Uint8 => {
+            let v: u8 = de::<FheUint8>(b, lim).unwrap().decrypt(ck);
+            v.to_string()
+        }
+        FheType::Uint64 => {
+            let v: u64 = de::<FheUint64>(b, lim).unwrap().decrypt(ck);
+            v.to_string()
+        }
+        FheType::Int8 => {
+            let v: i8 = de::<FheInt8>(b, lim).unwrap().decrypt(ck);
+            v.to_string()
+        }
         FheType::Uint256 => {
             let v: tfhe::integer::U256 = de::<FheUint256>(b, lim).unwrap().decrypt(ck);
             let mut w = [0u8; 32];
             v.copy_to_be_byte_slice(&mut w);
-            Plaintext { fhe_type: FheType::Uint256, word: w }.to_decimal()
+            Plaintext {
+                fhe_type: FheType::Uint256,
+                word: w,
+            }
+            .to_decimal()
         }
         t => panic!("not used here: {t}"),
     }
@@ -53,13 +68,21 @@ async fn real_parameters_end_to_end() {
         .await
         .unwrap();
     assert!(!stages.is_empty(), "keygen reports progress while it runs");
-    let again = client.keygen(ParamSetName::Default, "e2e", |_| {}).await.unwrap();
+    let again = client
+        .keygen(ParamSetName::Default, "e2e", |_| {})
+        .await
+        .unwrap();
     assert_eq!(again.key_id, kg.key_id);
-    assert_eq!(again.handles, kg.handles, "repeating a request is idempotent");
+    assert_eq!(
+        again.handles, kg.handles,
+        "repeating a request is idempotent"
+    );
     let conflict = client
         .rpc()
         .key_gen(pb::KeyGenRequest {
-            request_id: Some(pb::RequestId { value: kg.key_id.to_string() }),
+            request_id: Some(pb::RequestId {
+                value: kg.key_id.to_string(),
+            }),
             params: "default".into(),
             label: "another label".into(),
         })
@@ -68,13 +91,17 @@ async fn real_parameters_end_to_end() {
     assert_eq!(conflict.code(), Code::AlreadyExists);
     let bad_id = client
         .rpc()
-        .get_key_gen_result(pb::RequestId { value: kg.key_id.to_string().to_uppercase() })
+        .get_key_gen_result(pb::RequestId {
+            value: kg.key_id.to_string().to_uppercase(),
+        })
         .await
         .unwrap_err();
     assert_eq!(bad_id.code(), Code::InvalidArgument);
     let unknown = client
         .rpc()
-        .get_key_gen_result(pb::RequestId { value: "00".repeat(20) })
+        .get_key_gen_result(pb::RequestId {
+            value: "00".repeat(20),
+        })
         .await
         .unwrap_err();
     assert_eq!(unknown.code(), Code::NotFound);
@@ -112,11 +139,21 @@ async fn real_parameters_end_to_end() {
     assert_eq!(truth, expected, "tfhe-rs decrypts what was encrypted");
 
     let public = client.public_decrypt(kg.key_id, cts.clone()).await.unwrap();
-    let public_vals: Vec<String> = public.plaintexts.iter().map(Plaintext::to_decimal).collect();
-    assert_eq!(public_vals, truth, "public decryption equals tfhe-rs decryption");
+    let public_vals: Vec<String> = public
+        .plaintexts
+        .iter()
+        .map(Plaintext::to_decimal)
+        .collect();
+    assert_eq!(
+        public_vals, truth,
+        "public decryption equals tfhe-rs decryption"
+    );
     let user = client.user_decrypt(kg.key_id, cts.clone()).await.unwrap();
     let user_vals: Vec<String> = user.iter().map(Plaintext::to_decimal).collect();
-    assert_eq!(user_vals, truth, "user decryption equals tfhe-rs decryption");
+    assert_eq!(
+        user_vals, truth,
+        "user decryption equals tfhe-rs decryption"
+    );
 
     // Idempotent decryption: same request, same signed result.
     let public2 = client.public_decrypt(kg.key_id, cts.clone()).await.unwrap();
@@ -126,11 +163,22 @@ async fn real_parameters_end_to_end() {
     let good = cts[2].clone(); // FheUint8
     let mut truncated = good.clone();
     truncated.bytes.truncate(good.bytes.len() / 2);
-    let garbage = TypedCiphertext { fhe_type: FheType::Uint8, bytes: (0..4000u32).map(|i| (i * 7919 % 251) as u8).collect() };
-    let empty = TypedCiphertext { fhe_type: FheType::Uint8, bytes: vec![] };
-    let wrong_type = TypedCiphertext { fhe_type: FheType::Uint64, bytes: good.bytes.clone() };
+    let garbage = TypedCiphertext {
+        fhe_type: FheType::Uint8,
+        bytes: (0..4000u32).map(|i| (i * 7919 % 251) as u8).collect(),
+    };
+    let empty = TypedCiphertext {
+        fhe_type: FheType::Uint8,
+        bytes: vec![],
+    };
+    let wrong_type = TypedCiphertext {
+        fhe_type: FheType::Uint64,
+        bytes: good.bytes.clone(),
+    };
     let mut other_ck = ClientKey::generate(config_for(ParamSetName::Default));
-    other_ck.tag_mut().set_data(RequestId::derive("other", b"key").as_bytes());
+    other_ck
+        .tag_mut()
+        .set_data(RequestId::derive("other", b"key").as_bytes());
     let other_key = TypedCiphertext {
         fhe_type: FheType::Uint8,
         bytes: serialize_public(&FheUint8::encrypt(9u8, &other_ck)).unwrap(),
@@ -148,7 +196,10 @@ async fn real_parameters_end_to_end() {
         ("another key", other_key, "encrypted under another key"),
         ("untagged key", untagged, "encrypted under another key"),
     ] {
-        let e = client.public_decrypt(kg.key_id, vec![ct.clone()]).await.unwrap_err();
+        let e = client
+            .public_decrypt(kg.key_id, vec![ct.clone()])
+            .await
+            .unwrap_err();
         let (c, msg) = code(e);
         assert_eq!(c, Code::InvalidArgument, "{name}: {msg}");
         assert!(msg.contains(needle), "{name}: {msg}");
@@ -156,16 +207,28 @@ async fn real_parameters_end_to_end() {
         assert_eq!(code(e).0, Code::InvalidArgument, "{name} (user decryption)");
     }
     let unknown_key = RequestId::derive("no", b"such key");
-    let (c, _) = code(client.public_decrypt(unknown_key, vec![good.clone()]).await.unwrap_err());
+    let (c, _) = code(
+        client
+            .public_decrypt(unknown_key, vec![good.clone()])
+            .await
+            .unwrap_err(),
+    );
     assert_eq!(c, Code::NotFound);
     let (c, _) = code(client.public_decrypt(kg.key_id, vec![]).await.unwrap_err());
     assert_eq!(c, Code::InvalidArgument);
     let bad_fhe_type = client
         .rpc()
         .public_decrypt(pb::PublicDecryptionRequest {
-            request_id: Some(pb::RequestId { value: "11".repeat(20) }),
-            key_id: Some(pb::RequestId { value: kg.key_id.to_string() }),
-            ciphertexts: vec![pb::TypedCiphertext { fhe_type: 99, ciphertext: good.bytes.clone() }],
+            request_id: Some(pb::RequestId {
+                value: "11".repeat(20),
+            }),
+            key_id: Some(pb::RequestId {
+                value: kg.key_id.to_string(),
+            }),
+            ciphertexts: vec![pb::TypedCiphertext {
+                fhe_type: 99,
+                ciphertext: good.bytes.clone(),
+            }],
         })
         .await
         .unwrap_err();
@@ -173,20 +236,33 @@ async fn real_parameters_end_to_end() {
     let bad_client_key = client
         .rpc()
         .user_decrypt(pb::UserDecryptionRequest {
-            request_id: Some(pb::RequestId { value: "22".repeat(20) }),
-            key_id: Some(pb::RequestId { value: kg.key_id.to_string() }),
-            ciphertexts: vec![pb::TypedCiphertext { fhe_type: 2, ciphertext: good.bytes.clone() }],
+            request_id: Some(pb::RequestId {
+                value: "22".repeat(20),
+            }),
+            key_id: Some(pb::RequestId {
+                value: kg.key_id.to_string(),
+            }),
+            ciphertexts: vec![pb::TypedCiphertext {
+                fhe_type: 2,
+                ciphertext: good.bytes.clone(),
+            }],
             client_encryption_key: vec![0xff; 800],
         })
         .await
         .unwrap_err();
     assert_eq!(bad_client_key.code(), Code::InvalidArgument);
     // The KMS keeps serving after all of that.
-    let ok = client.public_decrypt(kg.key_id, vec![good.clone()]).await.unwrap();
+    let ok = client
+        .public_decrypt(kg.key_id, vec![good.clone()])
+        .await
+        .unwrap();
     assert_eq!(ok.plaintexts[0].to_decimal(), "0");
 
     // --- CRS and a proven encryption ---------------------------------------------------------
-    let (crs_h, crs_uri) = client.crs_gen(ParamSetName::Default, 64, "e2e").await.unwrap();
+    let (crs_h, crs_uri) = client
+        .crs_gen(ParamSetName::Default, 64, "e2e")
+        .await
+        .unwrap();
     let crs = client.fetch_crs(&crs_h, &crs_uri).await.unwrap();
     let meta = b"e2e metadata";
     let proven = tfhe::ProvenCompactCiphertextList::builder(&pk.public_key)
@@ -194,14 +270,20 @@ async fn real_parameters_end_to_end() {
         .push(7u64)
         .build_with_proof_packed(&crs, meta, ZkComputeLoad::Proof)
         .unwrap();
-    assert!(matches!(proven.verify(&crs, &pk.public_key, meta), ZkVerificationOutcome::Valid));
+    assert!(matches!(
+        proven.verify(&crs, &pk.public_key, meta),
+        ZkVerificationOutcome::Valid
+    ));
     assert!(matches!(
         proven.verify(&crs, &pk.public_key, b"other metadata"),
         ZkVerificationOutcome::Invalid
     ));
 
     // --- tampered public material -----------------------------------------------------------
-    let pk_file = dir.path().join("public").join(format!("PUB/PublicKey/{}", kg.key_id));
+    let pk_file = dir
+        .path()
+        .join("public")
+        .join(format!("PUB/PublicKey/{}", kg.key_id));
     let original = std::fs::read(&pk_file).unwrap();
     let mut tampered = original.clone();
     let mid = tampered.len() / 2;
@@ -218,15 +300,34 @@ async fn real_parameters_end_to_end() {
     let signer = client.signer();
     server.stop().await;
     let server = dev_server(dir.path(), PublicStore::File).await;
-    let mut client = KmsClient::connect(&server.endpoint(), Some(signer)).await.unwrap();
-    let restored = client.keygen(ParamSetName::Default, "e2e", |_| {}).await.unwrap();
+    let mut client = KmsClient::connect(&server.endpoint(), Some(signer))
+        .await
+        .unwrap();
+    let restored = client
+        .keygen(ParamSetName::Default, "e2e", |_| {})
+        .await
+        .unwrap();
     assert_eq!(restored.handles, kg.handles);
-    let after = client.public_decrypt(kg.key_id, cts[..3].to_vec()).await.unwrap();
+    let after = client
+        .public_decrypt(kg.key_id, cts[..3].to_vec())
+        .await
+        .unwrap();
     assert_eq!(
-        after.plaintexts.iter().map(Plaintext::to_decimal).collect::<Vec<_>>(),
+        after
+            .plaintexts
+            .iter()
+            .map(Plaintext::to_decimal)
+            .collect::<Vec<_>>(),
         truth[..3].to_vec()
     );
-    let req = KeyGenRequest { params: ParamSetName::Default, label: "e2e".into() };
-    assert_eq!(req.request_id(), kg.key_id, "the key ID is the keygen request ID");
+    let req = KeyGenRequest {
+        params: ParamSetName::Default,
+        label: "e2e".into(),
+    };
+    assert_eq!(
+        req.request_id(),
+        kg.key_id,
+        "the key ID is the keygen request ID"
+    );
     server.stop().await;
 }

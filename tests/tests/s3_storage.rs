@@ -19,20 +19,45 @@ async fn s3_round_trip_against_moto() {
     let big: Vec<u8> = (0..3_000_000u32).map(|i| (i % 253) as u8).collect();
     s3.put(&key_a, &big).await.unwrap();
     s3.put(&key_a, &big).await.unwrap(); // same bytes: no-op
-    assert!(matches!(s3.put(&key_a, b"other").await, Err(StorageError::Conflict(_))));
-    s3.put(&StorageKey::public(DataType::Crs, b), b"small").await.unwrap();
-    s3.put(&StorageKey::private(DataType::Crs, b), b"private").await.unwrap();
-    assert_eq!(s3.get(&key_a).await.unwrap().as_deref(), Some(big.as_slice()));
+    assert!(matches!(
+        s3.put(&key_a, b"other").await,
+        Err(StorageError::Conflict(_))
+    ));
+    s3.put(&StorageKey::public(DataType::Crs, b), b"small")
+        .await
+        .unwrap();
+    s3.put(&StorageKey::private(DataType::Crs, b), b"private")
+        .await
+        .unwrap();
+    assert_eq!(
+        s3.get(&key_a).await.unwrap().as_deref(),
+        Some(big.as_slice())
+    );
     let mut want = vec![a, b];
     want.sort();
-    assert_eq!(s3.list(Visibility::Public, DataType::Crs).await.unwrap(), want);
-    assert_eq!(s3.list(Visibility::Private, DataType::Crs).await.unwrap(), vec![b]);
-    assert!(s3.list(Visibility::Public, DataType::ServerKey).await.unwrap().is_empty());
+    assert_eq!(
+        s3.list(Visibility::Public, DataType::Crs).await.unwrap(),
+        want
+    );
+    assert_eq!(
+        s3.list(Visibility::Private, DataType::Crs).await.unwrap(),
+        vec![b]
+    );
+    assert!(s3
+        .list(Visibility::Public, DataType::ServerKey)
+        .await
+        .unwrap()
+        .is_empty());
     let uri = key_a.uri(&s3.base_uri());
     assert!(uri.starts_with("s3://kms-test/party-1/PUB/CRS/"));
     assert_eq!(fetch_uri(&uri, Some(&moto.s3("", ""))).await.unwrap(), big);
-    assert!(fetch_uri("s3://kms-test/missing", Some(&moto.s3("", ""))).await.is_err());
-    assert!(matches!(fetch_uri("http://x/y", None).await, Err(StorageError::BadUri(_))));
+    assert!(fetch_uri("s3://kms-test/missing", Some(&moto.s3("", "")))
+        .await
+        .is_err());
+    assert!(matches!(
+        fetch_uri("http://x/y", None).await,
+        Err(StorageError::BadUri(_))
+    ));
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -44,7 +69,10 @@ async fn kms_publishes_to_s3_and_client_verifies() {
         .await
         .unwrap()
         .with_s3(moto.s3("", ""));
-    let kg = client.keygen(ParamSetName::TestInsecure, "s3", |_| {}).await.unwrap();
+    let kg = client
+        .keygen(ParamSetName::TestInsecure, "s3", |_| {})
+        .await
+        .unwrap();
     for (h, uri) in &kg.handles {
         assert!(uri.starts_with("s3://kms-public/dev/PUB/"), "{uri}");
         let bytes = client.download(h, uri).await.unwrap();
@@ -53,12 +81,19 @@ async fn kms_publishes_to_s3_and_client_verifies() {
     client.fetch_public_key(&kg.key_id).await.unwrap();
     // Tamper in the bucket: overwrite through a second client of the same bucket.
     let raw = S3Storage::new(moto.s3("kms-public", "dev")).await;
-    let (h, uri) = kg.handles.iter().find(|(h, _)| h.data_type == DataType::PublicKey).unwrap();
+    let (h, uri) = kg
+        .handles
+        .iter()
+        .find(|(h, _)| h.data_type == DataType::PublicKey)
+        .unwrap();
     let mut bytes = raw.get(&h.storage_key()).await.unwrap().unwrap();
     bytes[100] ^= 1;
     // Storage is write-once, so go around it as an attacker would.
     raw.delete(&h.storage_key()).await.unwrap();
     raw.put(&h.storage_key(), &bytes).await.unwrap();
-    assert!(client.download(h, uri).await.is_err(), "tampered material must be rejected");
+    assert!(
+        client.download(h, uri).await.is_err(),
+        "tampered material must be rejected"
+    );
     server.stop().await;
 }

@@ -88,7 +88,8 @@ impl SigningKey {
 
     /// Loads a 32-byte big-endian scalar.
     pub fn from_bytes(bytes: &[u8]) -> Result<Self, Eip712Error> {
-        let key = k256::ecdsa::SigningKey::from_slice(bytes).map_err(|_| Eip712Error::InvalidKey)?;
+        let key =
+            k256::ecdsa::SigningKey::from_slice(bytes).map_err(|_| Eip712Error::InvalidKey)?;
         Ok(Self::from_inner(key))
     }
 
@@ -110,10 +111,7 @@ impl SigningKey {
             .map_err(|_| Eip712Error::InvalidKey)?;
         // k256 already returns low-s; normalise defensively and flip the parity if it changes.
         let (sig, recid) = match sig.normalize_s() {
-            Some(n) => (
-                n,
-                RecoveryId::new(!recid.is_y_odd(), recid.is_x_reduced()),
-            ),
+            Some(n) => (n, RecoveryId::new(!recid.is_y_odd(), recid.is_x_reduced())),
             None => (sig, recid),
         };
         let mut out = [0u8; 65];
@@ -288,9 +286,13 @@ mod tests {
             16,
         )
         .unwrap();
-        let high = alloy_primitives::Signature::new(alloy_sig.r(), n - alloy_sig.s(), !alloy_sig.v());
+        let high =
+            alloy_primitives::Signature::new(alloy_sig.r(), n - alloy_sig.s(), !alloy_sig.v());
         let high = Signature(high.as_bytes());
-        assert_eq!(recover_signer(&domain, &value, &high), Err(Eip712Error::HighS));
+        assert_eq!(
+            recover_signer(&domain, &value, &high),
+            Err(Eip712Error::HighS)
+        );
         // Zero r.
         let mut zero = sig;
         zero.0[..32].fill(0);
@@ -302,6 +304,9 @@ mod tests {
         let key = SigningKey::random(&mut rand_core::OsRng);
         let again = SigningKey::from_bytes(&key.to_bytes()).unwrap();
         assert_eq!(key.address(), again.address());
-        assert_eq!(SigningKey::from_bytes(&[0u8; 32]).unwrap_err(), Eip712Error::InvalidKey);
+        assert_eq!(
+            SigningKey::from_bytes(&[0u8; 32]).unwrap_err(),
+            Eip712Error::InvalidKey
+        );
     }
 }

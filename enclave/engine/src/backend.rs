@@ -2,8 +2,8 @@
 
 use crate::keyset::{decode_private_key as decode_private, encode_private_key as encode_private};
 use crate::{
-    decrypt_ciphertext, generate_crs, generate_key_set, serialize_public, EngineError,
-    KeyGenStage, Plaintext, PrivateKeyBlob, SignedHandle,
+    decrypt_ciphertext, generate_crs, generate_key_set, serialize_public, EngineError, KeyGenStage,
+    Plaintext, PrivateKeyBlob, SignedHandle,
 };
 use kms_eip712::types::{PublicDecryptionResult, UserDecryptionPayload};
 use kms_eip712::{Address, DomainConfig, Signature, SigningKey};
@@ -204,7 +204,13 @@ impl CentralizedEngine {
         let key = self.key(key_id)?;
         let mut pts = Vec::with_capacity(cts.len());
         for (i, ct) in cts.iter().enumerate() {
-            pts.push(decrypt_ciphertext(i, ct, key_id, key.params, &key.client_key)?);
+            pts.push(decrypt_ciphertext(
+                i,
+                ct,
+                key_id,
+                key.params,
+                &key.client_key,
+            )?);
         }
         Ok((cts.iter().map(TypedCiphertext::digest).collect(), pts))
     }
@@ -342,7 +348,10 @@ mod tests {
     use tfhe::prelude::*;
 
     fn engine() -> CentralizedEngine {
-        CentralizedEngine::new(SigningKey::random(&mut rand_core::OsRng), DomainConfig::default())
+        CentralizedEngine::new(
+            SigningKey::random(&mut rand_core::OsRng),
+            DomainConfig::default(),
+        )
     }
 
     #[test]
@@ -357,7 +366,12 @@ mod tests {
         let out = e.keygen(id, &req, &mut |s| stages.push(s)).unwrap();
         assert_eq!(
             stages,
-            [KeyGenStage::ClientKey, KeyGenStage::ServerKey, KeyGenStage::PublicKey, KeyGenStage::Publishing]
+            [
+                KeyGenStage::ClientKey,
+                KeyGenStage::ServerKey,
+                KeyGenStage::PublicKey,
+                KeyGenStage::Publishing
+            ]
         );
         for (h, bytes) in &out.public {
             crate::verify_public_material(h, bytes, e.domain(), &e.signer_address()).unwrap();
@@ -372,7 +386,10 @@ mod tests {
             }],
         };
         // Not active yet.
-        assert!(matches!(e.public_decrypt(dreq.request_id(), &dreq), Err(EngineError::UnknownKey(_))));
+        assert!(matches!(
+            e.public_decrypt(dreq.request_id(), &dreq),
+            Err(EngineError::UnknownKey(_))
+        ));
         e.activate(out.pending);
         let r = e.public_decrypt(dreq.request_id(), &dreq).unwrap();
         assert_eq!(r.plaintexts[0].as_u128(), Some(77));
@@ -382,10 +399,19 @@ mod tests {
         forged.plaintexts[0].word[31] = 78;
         assert!(forged.verify(e.domain(), &e.signer_address()).is_err());
         // Empty batch.
-        let empty = PublicDecryptionRequest { key_id: id, ciphertexts: vec![] };
-        assert!(matches!(e.public_decrypt(empty.request_id(), &empty), Err(EngineError::InvalidRequest(_))));
+        let empty = PublicDecryptionRequest {
+            key_id: id,
+            ciphertexts: vec![],
+        };
+        assert!(matches!(
+            e.public_decrypt(empty.request_id(), &empty),
+            Err(EngineError::InvalidRequest(_))
+        ));
         // Corrupt or mislabelled private material.
-        assert!(matches!(e.load_key(id, b"garbage"), Err(EngineError::CorruptPrivate(_))));
+        assert!(matches!(
+            e.load_key(id, b"garbage"),
+            Err(EngineError::CorruptPrivate(_))
+        ));
         assert!(matches!(
             e.load_key(RequestId::derive("x", b"y"), &out.private.0),
             Err(EngineError::CorruptPrivate(_))
@@ -396,6 +422,9 @@ mod tests {
             ciphertexts: dreq.ciphertexts.clone(),
             client_encryption_key: vec![1, 2, 3],
         };
-        assert!(matches!(e.user_decrypt(ureq.request_id(), &ureq), Err(EngineError::Signcryption(_))));
+        assert!(matches!(
+            e.user_decrypt(ureq.request_id(), &ureq),
+            Err(EngineError::Signcryption(_))
+        ));
     }
 }

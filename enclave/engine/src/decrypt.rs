@@ -3,11 +3,11 @@
 use crate::{EngineError, ParamSetExt};
 use kms_types::{FheType, ParamSetName, RequestId, TypedCiphertext};
 use std::panic::{catch_unwind, AssertUnwindSafe};
+use tfhe::conformance::ParameterSetConformant;
 use tfhe::integer::{I256, U256};
 use tfhe::named::Named;
 use tfhe::prelude::*;
 use tfhe::safe_serialization::DeserializationConfig;
-use tfhe::conformance::ParameterSetConformant;
 use tfhe::{
     ClientKey, FheBool, FheBoolConformanceParams, FheInt128, FheInt16, FheInt160, FheInt256,
     FheInt32, FheInt64, FheInt8, FheUint128, FheUint16, FheUint160, FheUint256, FheUint32,
@@ -114,15 +114,9 @@ fn malformed(index: usize, fhe_type: FheType, reason: impl ToString) -> EngineEr
 }
 
 /// Deserializes bytes as exactly the type `T`, conformant with `params`, within the size limit.
-pub fn deserialize_checked<T>(
-    bytes: &[u8],
-    conformance: &T::ParameterSet,
-) -> Result<T, String>
+pub fn deserialize_checked<T>(bytes: &[u8], conformance: &T::ParameterSet) -> Result<T, String>
 where
-    T: serde::de::DeserializeOwned
-        + tfhe::Unversionize
-        + Named
-        + ParameterSetConformant,
+    T: serde::de::DeserializeOwned + tfhe::Unversionize + Named + ParameterSetConformant,
 {
     DeserializationConfig::new(MAX_CIPHERTEXT_BYTES)
         .deserialize_from::<T>(bytes, conformance)
@@ -204,8 +198,14 @@ pub fn decrypt_ciphertext(
     if ct.bytes.len() as u64 > MAX_CIPHERTEXT_BYTES {
         return Err(malformed(index, ct.fhe_type, "over the size limit"));
     }
-    catch_unwind(AssertUnwindSafe(|| decrypt_inner(index, ct, key_id, params, ck)))
-        .unwrap_or_else(|_| Err(EngineError::Tfhe(format!("panic while decrypting ciphertext {index}"))))
+    catch_unwind(AssertUnwindSafe(|| {
+        decrypt_inner(index, ct, key_id, params, ck)
+    }))
+    .unwrap_or_else(|_| {
+        Err(EngineError::Tfhe(format!(
+            "panic while decrypting ciphertext {index}"
+        )))
+    })
 }
 
 #[cfg(test)]

@@ -72,12 +72,16 @@ const CLIENT_KEY_LIMIT: u64 = 1 << 28;
 
 /// Private blob layout: `params name (len-prefixed) ‖ safe-serialized ClientKey`.
 /// Encodes a client key as the private blob the engine seals (`params name ‖ ClientKey`).
-pub fn encode_private_key(params: ParamSetName, ck: &ClientKey) -> Result<PrivateKeyBlob, EngineError> {
+pub fn encode_private_key(
+    params: ParamSetName,
+    ck: &ClientKey,
+) -> Result<PrivateKeyBlob, EngineError> {
     let mut out = Zeroizing::new(Vec::new());
     let name = params.as_str().as_bytes();
     out.push(name.len() as u8);
     out.extend_from_slice(name);
-    safe_serialize(ck, &mut *out, CLIENT_KEY_LIMIT).map_err(|e| EngineError::Tfhe(e.to_string()))?;
+    safe_serialize(ck, &mut *out, CLIENT_KEY_LIMIT)
+        .map_err(|e| EngineError::Tfhe(e.to_string()))?;
     Ok(PrivateKeyBlob(out))
 }
 

@@ -33,7 +33,9 @@ macro_rules! hex_serde {
             pub fn serialize<S: serde::Serializer>(v: &[u8; $n], s: S) -> Result<S::Ok, S::Error> {
                 s.serialize_str(&hex::encode(v))
             }
-            pub fn deserialize<'de, D: serde::Deserializer<'de>>(d: D) -> Result<[u8; $n], D::Error> {
+            pub fn deserialize<'de, D: serde::Deserializer<'de>>(
+                d: D,
+            ) -> Result<[u8; $n], D::Error> {
                 let s = <String as serde::Deserialize>::deserialize(d)?;
                 let mut out = [0u8; $n];
                 hex::decode_to_slice(&s, &mut out).map_err(serde::de::Error::custom)?;

@@ -64,17 +64,19 @@ impl ParamSetExt for ParamSetName {
 }
 
 /// The tfhe configuration of a parameter set: computation parameters, noise squashing (needed by
-/// threshold decryption), and, for production, the dedicated compact-public-key parameters used
-/// by fhEVM clients for proven encryption.
+/// threshold decryption), the dedicated compact-public-key parameters used by fhEVM clients for
+/// proven encryption, and (production) compression.
 pub fn config_for(name: ParamSetName) -> Config {
+    // Both sets use the production compact-public-key parameters: clients encrypt and prove under
+    // them, and a key-switch casts into the computation parameters.
     let builder = ConfigBuilder::with_custom_parameters(name.block_params())
-        .enable_noise_squashing(name.noise_squashing_params());
+        .enable_noise_squashing(name.noise_squashing_params())
+        .use_dedicated_compact_public_key_parameters((
+            PARAM_PKE_MESSAGE_2_CARRY_2_KS_PBS_TUNIFORM_2M128,
+            PARAM_KEYSWITCH_MESSAGE_2_CARRY_2_KS_PBS_TUNIFORM_2M128,
+        ));
     match name {
         ParamSetName::Default => builder
-            .use_dedicated_compact_public_key_parameters((
-                PARAM_PKE_MESSAGE_2_CARRY_2_KS_PBS_TUNIFORM_2M128,
-                PARAM_KEYSWITCH_MESSAGE_2_CARRY_2_KS_PBS_TUNIFORM_2M128,
-            ))
             .enable_compression(COMP_PARAM_MESSAGE_2_CARRY_2_KS_PBS_TUNIFORM_2M128)
             .build(),
         ParamSetName::TestInsecure => builder.build(),

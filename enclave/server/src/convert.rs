@@ -31,7 +31,10 @@ pub fn id_to_pb(id: &RequestId) -> pb::RequestId {
 }
 
 /// Parses a required proto request ID.
-pub fn id_from_pb(field: &'static str, id: Option<&pb::RequestId>) -> Result<RequestId, ConvertError> {
+pub fn id_from_pb(
+    field: &'static str,
+    id: Option<&pb::RequestId>,
+) -> Result<RequestId, ConvertError> {
     let id = id.ok_or_else(|| err(field, "missing"))?;
     RequestId::parse(&id.value).map_err(|e| err(field, e))
 }
@@ -76,7 +79,9 @@ pub fn handle_to_pb(h: &SignedHandle, base: &str) -> pb::PublicMaterialHandle {
 }
 
 /// Proto handle → domain handle and URI. The signature is *not* checked here.
-pub fn handle_from_pb(h: &pb::PublicMaterialHandle) -> Result<(SignedHandle, String), ConvertError> {
+pub fn handle_from_pb(
+    h: &pb::PublicMaterialHandle,
+) -> Result<(SignedHandle, String), ConvertError> {
     Ok((
         SignedHandle {
             request_id: id_from_pb("handle.request_id", h.request_id.as_ref())?,
@@ -110,7 +115,9 @@ pub fn decryption_to_pb(d: &SignedDecryption) -> pb::PublicDecryptionResponse {
 }
 
 /// Proto → signed decryption. The signature is *not* checked here.
-pub fn decryption_from_pb(r: &pb::PublicDecryptionResponse) -> Result<SignedDecryption, ConvertError> {
+pub fn decryption_from_pb(
+    r: &pb::PublicDecryptionResponse,
+) -> Result<SignedDecryption, ConvertError> {
     Ok(SignedDecryption {
         request_id: id_from_pb("request_id", r.request_id.as_ref())?,
         key_id: id_from_pb("key_id", r.key_id.as_ref())?,
@@ -136,7 +143,11 @@ pub fn decryption_from_pb(r: &pb::PublicDecryptionResponse) -> Result<SignedDecr
 }
 
 /// Signcrypted response → proto.
-pub fn signcrypted_to_pb(id: &RequestId, s: &Signcrypted, signer: &[u8; 20]) -> pb::UserDecryptionResponse {
+pub fn signcrypted_to_pb(
+    id: &RequestId,
+    s: &Signcrypted,
+    signer: &[u8; 20],
+) -> pb::UserDecryptionResponse {
     pb::UserDecryptionResponse {
         request_id: Some(id_to_pb(id)),
         envelope: s.envelope.as_bytes().to_vec(),
@@ -149,7 +160,10 @@ pub fn signcrypted_to_pb(id: &RequestId, s: &Signcrypted, signer: &[u8; 20]) -> 
 pub fn signcrypted_from_pb(r: pb::UserDecryptionResponse) -> Result<Signcrypted, ConvertError> {
     Ok(Signcrypted {
         envelope: Envelope::from_bytes(r.envelope).map_err(|e| err("envelope", e))?,
-        response_signature: kms_eip712::Signature(fixed("response_signature", &r.response_signature)?),
+        response_signature: kms_eip712::Signature(fixed(
+            "response_signature",
+            &r.response_signature,
+        )?),
     })
 }
 
@@ -164,7 +178,9 @@ pub fn domain_to_pb(d: &kms_eip712::DomainConfig) -> pb::Eip712Domain {
 }
 
 /// Proto → domain.
-pub fn domain_from_pb(d: Option<&pb::Eip712Domain>) -> Result<kms_eip712::DomainConfig, ConvertError> {
+pub fn domain_from_pb(
+    d: Option<&pb::Eip712Domain>,
+) -> Result<kms_eip712::DomainConfig, ConvertError> {
     let d = d.ok_or_else(|| err("domain", "missing"))?;
     Ok(kms_eip712::DomainConfig {
         name: d.name.clone(),

@@ -127,7 +127,11 @@ impl Core {
     }
 
     async fn write_sealed(&self, key: StorageKey, data: &[u8]) -> Result<(), CoreError> {
-        let sealed = self.sealer.seal(&key.path(), data).await.map_err(internal)?;
+        let sealed = self
+            .sealer
+            .seal(&key.path(), data)
+            .await
+            .map_err(internal)?;
         self.private.put(&key, &sealed).await.map_err(internal)
     }
 
@@ -144,7 +148,9 @@ impl Core {
             for id in ids {
                 match self.restore_one(id, record_type, kind).await {
                     Ok(()) => info!(request_id = %id, ?kind, "restored"),
-                    Err(e) => error!(request_id = %id, ?kind, error = %e, "could not restore; skipping"),
+                    Err(e) => {
+                        error!(request_id = %id, ?kind, error = %e, "could not restore; skipping")
+                    }
                 }
             }
         }
@@ -157,13 +163,17 @@ impl Core {
         record_type: DataType,
         kind: RequestKind,
     ) -> Result<(), CoreError> {
-        let raw = self.read_sealed(StorageKey::private(record_type, id)).await?;
+        let raw = self
+            .read_sealed(StorageKey::private(record_type, id))
+            .await?;
         let record: Record = serde_json::from_slice(&raw).map_err(internal)?;
         let mut fp = [0u8; 32];
         hex::decode_to_slice(&record.fingerprint, &mut fp).map_err(internal)?;
         let out = match kind {
             RequestKind::KeyGen => {
-                let blob = self.read_sealed(StorageKey::private(DataType::FheKeyInfo, id)).await?;
+                let blob = self
+                    .read_sealed(StorageKey::private(DataType::FheKeyInfo, id))
+                    .await?;
                 let backend = self.backend.clone();
                 tokio::task::spawn_blocking(move || backend.load_key(id, &blob))
                     .await
@@ -231,8 +241,16 @@ impl Core {
         Ok(())
     }
 
-    async fn run_keygen(self: &Arc<Self>, id: RequestId, req: &KeyGenRequest) -> Result<Vec<SignedHandle>, Failure> {
-        let _permit = self.jobs.acquire().await.map_err(|e| Failure::Internal(e.to_string()))?;
+    async fn run_keygen(
+        self: &Arc<Self>,
+        id: RequestId,
+        req: &KeyGenRequest,
+    ) -> Result<Vec<SignedHandle>, Failure> {
+        let _permit = self
+            .jobs
+            .acquire()
+            .await
+            .map_err(|e| Failure::Internal(e.to_string()))?;
         let (core, r) = (self.clone(), req.clone());
         let out = tokio::task::spawn_blocking(move || {
             core.backend.keygen(id, &r, &mut |stage| {
@@ -243,7 +261,10 @@ impl Core {
         .await
         .map_err(|e| Failure::Internal(e.to_string()))?
         .map_err(|e| classify(&e))?;
-        self.set(id, State::Running("storing public and sealed private material"));
+        self.set(
+            id,
+            State::Running("storing public and sealed private material"),
+        );
         let fi = |e: CoreError| Failure::Internal(e.to_string());
         for (handle, bytes) in &out.public {
             self.public
@@ -251,9 +272,12 @@ impl Core {
                 .await
                 .map_err(|e| Failure::Internal(e.to_string()))?;
         }
-        self.write_sealed(StorageKey::private(DataType::FheKeyInfo, id), &out.private.0)
-            .await
-            .map_err(fi)?;
+        self.write_sealed(
+            StorageKey::private(DataType::FheKeyInfo, id),
+            &out.private.0,
+        )
+        .await
+        .map_err(fi)?;
         let handles: Vec<SignedHandle> = out.public.iter().map(|(h, _)| h.clone()).collect();
         let record = Record {
             fingerprint: hex::encode(req.fingerprint()),
@@ -292,8 +316,16 @@ impl Core {
         Ok(())
     }
 
-    async fn run_crs(self: &Arc<Self>, id: RequestId, req: &CrsGenRequest) -> Result<SignedHandle, Failure> {
-        let _permit = self.jobs.acquire().await.map_err(|e| Failure::Internal(e.to_string()))?;
+    async fn run_crs(
+        self: &Arc<Self>,
+        id: RequestId,
+        req: &CrsGenRequest,
+    ) -> Result<SignedHandle, Failure> {
+        let _permit = self
+            .jobs
+            .acquire()
+            .await
+            .map_err(|e| Failure::Internal(e.to_string()))?;
         self.set(id, State::Running("generating CRS"));
         let (core, r) = (self.clone(), req.clone());
         let out = tokio::task::spawn_blocking(move || core.backend.crs_gen(id, &r))
@@ -356,7 +388,9 @@ impl Core {
         if !self.admit(id, RequestKind::UserDecrypt, req.fingerprint())? {
             return Ok(());
         }
-        self.spawn_decryption(id, move |b| b.user_decrypt(id, &req).map(Output::UserDecrypt));
+        self.spawn_decryption(id, move |b| {
+            b.user_decrypt(id, &req).map(Output::UserDecrypt)
+        });
         Ok(())
     }
 

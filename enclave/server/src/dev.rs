@@ -76,14 +76,20 @@ pub async fn load_or_create_signing_key(
     let internal = |e: &dyn std::fmt::Display| crate::CoreError::Internal(e.to_string());
     match private.get(&key).await.map_err(|e| internal(&e))? {
         Some(sealed) => {
-            let raw = sealer.unseal(&key.path(), &sealed).await.map_err(|e| internal(&e))?;
+            let raw = sealer
+                .unseal(&key.path(), &sealed)
+                .await
+                .map_err(|e| internal(&e))?;
             let sk = SigningKey::from_bytes(&raw).map_err(|e| internal(&e))?;
             info!(address = %format!("0x{}", hex::encode(sk.address())), "loaded signing key");
             Ok(sk)
         }
         None => {
             let sk = SigningKey::random(&mut rand_core::OsRng);
-            let sealed = sealer.seal(&key.path(), &sk.to_bytes()).await.map_err(|e| internal(&e))?;
+            let sealed = sealer
+                .seal(&key.path(), &sk.to_bytes())
+                .await
+                .map_err(|e| internal(&e))?;
             private.put(&key, &sealed).await.map_err(|e| internal(&e))?;
             info!(address = %format!("0x{}", hex::encode(sk.address())), "created signing key");
             Ok(sk)
@@ -102,7 +108,10 @@ mod tests {
         assert_eq!(&*s.unseal("PRIV/A/x", &sealed).await.unwrap(), b"secret");
         assert!(s.unseal("PRIV/A/y", &sealed).await.is_err());
         assert!(s.unseal("PRIV/A/x", b"garbage").await.is_err());
-        assert!(s.unseal("PRIV/A/x", &sealed[..MAGIC.len() + 3]).await.is_err());
+        assert!(s
+            .unseal("PRIV/A/x", &sealed[..MAGIC.len() + 3])
+            .await
+            .is_err());
     }
 
     #[tokio::test]

@@ -106,7 +106,13 @@ impl Registry {
         }
     }
 
-    pub fn insert_done(&mut self, id: RequestId, kind: RequestKind, fingerprint: [u8; 32], out: Output) {
+    pub fn insert_done(
+        &mut self,
+        id: RequestId,
+        kind: RequestKind,
+        fingerprint: [u8; 32],
+        out: Output,
+    ) {
         self.entries.insert(
             id,
             Entry {
@@ -141,11 +147,23 @@ mod tests {
         let mut r = Registry::default();
         let id = RequestId::derive("t", b"");
         assert_eq!(r.admit(id, RequestKind::KeyGen, [1; 32]), Admission::Start);
-        assert_eq!(r.admit(id, RequestKind::KeyGen, [1; 32]), Admission::Duplicate);
-        assert_eq!(r.admit(id, RequestKind::KeyGen, [2; 32]), Admission::Conflict);
-        assert_eq!(r.admit(id, RequestKind::CrsGen, [1; 32]), Admission::Conflict);
+        assert_eq!(
+            r.admit(id, RequestKind::KeyGen, [1; 32]),
+            Admission::Duplicate
+        );
+        assert_eq!(
+            r.admit(id, RequestKind::KeyGen, [2; 32]),
+            Admission::Conflict
+        );
+        assert_eq!(
+            r.admit(id, RequestKind::CrsGen, [1; 32]),
+            Admission::Conflict
+        );
         r.set(id, State::Failed(Failure::Invalid("x".into())));
-        assert_eq!(r.admit(id, RequestKind::KeyGen, [1; 32]), Admission::Duplicate);
+        assert_eq!(
+            r.admit(id, RequestKind::KeyGen, [1; 32]),
+            Admission::Duplicate
+        );
         r.set(id, State::Failed(Failure::Internal("disk full".into())));
         assert_eq!(r.admit(id, RequestKind::KeyGen, [1; 32]), Admission::Start);
     }

@@ -61,7 +61,11 @@ fn ack(id: RequestId) -> Response<pb::Ack> {
 }
 
 impl CoreServiceImpl {
-    fn result(&self, req: Request<pb::RequestId>, kind: RequestKind) -> Result<(RequestId, Arc<Output>), Status> {
+    fn result(
+        &self,
+        req: Request<pb::RequestId>,
+        kind: RequestKind,
+    ) -> Result<(RequestId, Arc<Output>), Status> {
         let id = convert::id_from_pb("request_id", Some(req.get_ref())).map_err(bad)?;
         let out = self.core.result(&id, kind).map_err(status)?;
         Ok((id, out))
@@ -78,7 +82,10 @@ fn unexpected() -> Status {
 
 #[tonic::async_trait]
 impl CoreService for CoreServiceImpl {
-    async fn health(&self, _: Request<pb::HealthRequest>) -> Result<Response<pb::HealthResponse>, Status> {
+    async fn health(
+        &self,
+        _: Request<pb::HealthRequest>,
+    ) -> Result<Response<pb::HealthResponse>, Status> {
         let b = self.core.backend();
         Ok(Response::new(pb::HealthResponse {
             status: "serving".into(),
@@ -100,7 +107,10 @@ impl CoreService for CoreServiceImpl {
         Ok(ack(id))
     }
 
-    async fn get_key_gen_result(&self, req: Request<pb::RequestId>) -> Result<Response<pb::KeyGenResult>, Status> {
+    async fn get_key_gen_result(
+        &self,
+        req: Request<pb::RequestId>,
+    ) -> Result<Response<pb::KeyGenResult>, Status> {
         let (id, out) = self.result(req, RequestKind::KeyGen)?;
         let Output::KeyGen(handles) = out.as_ref() else {
             return Err(unexpected());
@@ -111,7 +121,10 @@ impl CoreService for CoreServiceImpl {
         }))
     }
 
-    async fn public_decrypt(&self, req: Request<pb::PublicDecryptionRequest>) -> Result<Response<pb::Ack>, Status> {
+    async fn public_decrypt(
+        &self,
+        req: Request<pb::PublicDecryptionRequest>,
+    ) -> Result<Response<pb::Ack>, Status> {
         let r = req.into_inner();
         let id = convert::id_from_pb("request_id", r.request_id.as_ref()).map_err(bad)?;
         let dr = PublicDecryptionRequest {
@@ -133,7 +146,10 @@ impl CoreService for CoreServiceImpl {
         Ok(Response::new(convert::decryption_to_pb(d)))
     }
 
-    async fn user_decrypt(&self, req: Request<pb::UserDecryptionRequest>) -> Result<Response<pb::Ack>, Status> {
+    async fn user_decrypt(
+        &self,
+        req: Request<pb::UserDecryptionRequest>,
+    ) -> Result<Response<pb::Ack>, Status> {
         let r = req.into_inner();
         let id = convert::id_from_pb("request_id", r.request_id.as_ref()).map_err(bad)?;
         let ur = UserDecryptionRequest {
@@ -172,7 +188,10 @@ impl CoreService for CoreServiceImpl {
         Ok(ack(id))
     }
 
-    async fn get_crs_gen_result(&self, req: Request<pb::RequestId>) -> Result<Response<pb::CrsGenResult>, Status> {
+    async fn get_crs_gen_result(
+        &self,
+        req: Request<pb::RequestId>,
+    ) -> Result<Response<pb::CrsGenResult>, Status> {
         let (id, out) = self.result(req, RequestKind::CrsGen)?;
         let Output::CrsGen(h) = out.as_ref() else {
             return Err(unexpected());
@@ -188,7 +207,12 @@ impl CoreService for CoreServiceImpl {
         _: Request<pb::GetPublicMaterialRequest>,
     ) -> Result<Response<pb::PublicMaterialList>, Status> {
         Ok(Response::new(pb::PublicMaterialList {
-            handles: self.core.public_handles().iter().map(|h| self.handle(h)).collect(),
+            handles: self
+                .core
+                .public_handles()
+                .iter()
+                .map(|h| self.handle(h))
+                .collect(),
         }))
     }
 }

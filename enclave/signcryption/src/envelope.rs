@@ -155,8 +155,10 @@ pub fn signcrypt(
     out.extend_from_slice(&nonce);
     out.extend_from_slice(&ct);
     let envelope = Envelope(out);
-    let response_signature =
-        signer.sign(domain, &response_struct(&request_id, &client.digest(), &envelope))?;
+    let response_signature = signer.sign(
+        domain,
+        &response_struct(&request_id, &client.digest(), &envelope),
+    )?;
     Ok(Signcrypted {
         envelope,
         response_signature,
@@ -263,8 +265,7 @@ mod tests {
     #[test]
     fn round_trip() {
         let f = fixture();
-        let got =
-            open_and_verify(&f.client, &f.domain, &f.id, &f.signer.address(), &f.sc).unwrap();
+        let got = open_and_verify(&f.client, &f.domain, &f.id, &f.signer.address(), &f.sc).unwrap();
         assert_eq!(got.plaintexts, payload(&f.id).plaintexts);
         assert_eq!(got.kmsSigner.0 .0, f.signer.address());
     }
@@ -273,13 +274,19 @@ mod tests {
     fn rejects_wrong_client_request_signer_and_tampering() {
         let f = fixture();
         let other_client = ClientKeyPair::generate(&mut OsRng);
-        assert!(open_and_verify(&other_client, &f.domain, &f.id, &f.signer.address(), &f.sc).is_err());
+        assert!(
+            open_and_verify(&other_client, &f.domain, &f.id, &f.signer.address(), &f.sc).is_err()
+        );
         let other_id = RequestId::derive("t", b"2");
-        assert!(open_and_verify(&f.client, &f.domain, &other_id, &f.signer.address(), &f.sc).is_err());
+        assert!(
+            open_and_verify(&f.client, &f.domain, &other_id, &f.signer.address(), &f.sc).is_err()
+        );
         let other_signer = SigningKey::random(&mut OsRng);
         assert!(matches!(
             open_and_verify(&f.client, &f.domain, &f.id, &other_signer.address(), &f.sc),
-            Err(SigncryptionError::Signature(Eip712Error::WrongSigner { .. }))
+            Err(SigncryptionError::Signature(
+                Eip712Error::WrongSigner { .. }
+            ))
         ));
         // Flip one byte of the AEAD ciphertext: the outer signature no longer matches.
         let mut bytes = f.sc.envelope.as_bytes().to_vec();
@@ -289,18 +296,24 @@ mod tests {
             envelope: Envelope::from_bytes(bytes.clone()).unwrap(),
             response_signature: f.sc.response_signature,
         };
-        assert!(open_and_verify(&f.client, &f.domain, &f.id, &f.signer.address(), &tampered).is_err());
+        assert!(
+            open_and_verify(&f.client, &f.domain, &f.id, &f.signer.address(), &tampered).is_err()
+        );
         // A host that re-signs nothing but strips the outer check still fails AEAD: check with a
         // valid outer signature from the signer over the tampered envelope.
         let resigned = Signcrypted {
             response_signature: f
                 .signer
-                .sign(&f.domain, &response_struct(&f.id, &f.client.public().digest(), &tampered.envelope))
+                .sign(
+                    &f.domain,
+                    &response_struct(&f.id, &f.client.public().digest(), &tampered.envelope),
+                )
                 .unwrap(),
             envelope: tampered.envelope,
         };
         assert_eq!(
-            open_and_verify(&f.client, &f.domain, &f.id, &f.signer.address(), &resigned).unwrap_err(),
+            open_and_verify(&f.client, &f.domain, &f.id, &f.signer.address(), &resigned)
+                .unwrap_err(),
             SigncryptionError::Decrypt
         );
         assert!(Envelope::from_bytes(vec![1u8; 10]).is_err());

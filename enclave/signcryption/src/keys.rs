@@ -31,7 +31,9 @@ impl ClientPublicKey {
     /// Parses and validates an encoded encapsulation key.
     pub fn from_bytes(bytes: &[u8]) -> Result<Self, SigncryptionError> {
         if bytes.len() != EK_LEN {
-            return Err(SigncryptionError::BadClientKey("ML-KEM-512 keys are 800 bytes"));
+            return Err(SigncryptionError::BadClientKey(
+                "ML-KEM-512 keys are 800 bytes",
+            ));
         }
         // Modulus check: the 768 bytes of t̂ decode to 512 coefficients of 12 bits, each < q.
         for chunk in bytes[..768].chunks_exact(3) {

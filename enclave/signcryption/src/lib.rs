@@ -21,5 +21,5 @@
 mod envelope;
 mod keys;
 
-pub use envelope::{open_and_verify, signcrypt, Envelope, SigncryptionError, Signcrypted};
+pub use envelope::{open_and_verify, signcrypt, Envelope, Signcrypted, SigncryptionError};
 pub use keys::{ClientKeyPair, ClientPublicKey};

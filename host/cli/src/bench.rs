@@ -47,10 +47,18 @@ fn time<T>(f: impl FnOnce() -> T) -> (T, Duration) {
 }
 
 /// Runs the benchmark; `say` receives progress lines.
-pub fn run(params: ParamSetName, keygen_runs: usize, decrypt_runs: usize, mut say: impl FnMut(&str)) -> Result<Vec<Comparison>, String> {
+pub fn run(
+    params: ParamSetName,
+    keygen_runs: usize,
+    decrypt_runs: usize,
+    mut say: impl FnMut(&str),
+) -> Result<Vec<Comparison>, String> {
     let keygen_runs = keygen_runs.max(1);
     let decrypt_runs = decrypt_runs.max(1);
-    let engine = CentralizedEngine::new(SigningKey::random(&mut rand_core::OsRng), DomainConfig::default());
+    let engine = CentralizedEngine::new(
+        SigningKey::random(&mut rand_core::OsRng),
+        DomainConfig::default(),
+    );
     let config = config_for(params);
 
     // Interleave the two so machine noise hits both alike.
@@ -59,7 +67,10 @@ pub fn run(params: ParamSetName, keygen_runs: usize, decrypt_runs: usize, mut sa
     let mut key_id = None;
     for i in 0..keygen_runs {
         say(&format!("keygen run {}/{keygen_runs}", i + 1));
-        let req = KeyGenRequest { params, label: format!("bench-{i}") };
+        let req = KeyGenRequest {
+            params,
+            label: format!("bench-{i}"),
+        };
         let id = req.request_id();
         let (out, t) = time(|| engine.keygen(id, &req, &mut |_| {}));
         let out = out.map_err(|e| e.to_string())?;
@@ -92,7 +103,9 @@ pub fn run(params: ParamSetName, keygen_runs: usize, decrypt_runs: usize, mut sa
     // The engine must hold the same client key as the baseline.
     let blob = kms_engine::encode_private_key(params, &ck).map_err(|e| e.to_string())?;
     drop(pending);
-    engine.load_key(key_id, &blob.0).map_err(|e| e.to_string())?;
+    engine
+        .load_key(key_id, &blob.0)
+        .map_err(|e| e.to_string())?;
 
     for (fhe_type, bytes) in [
         (FheType::Uint8, {
@@ -106,11 +119,17 @@ pub fn run(params: ParamSetName, keygen_runs: usize, decrypt_runs: usize, mut sa
     ] {
         let req = PublicDecryptionRequest {
             key_id,
-            ciphertexts: vec![TypedCiphertext { fhe_type, bytes: bytes.clone() }],
+            ciphertexts: vec![TypedCiphertext {
+                fhe_type,
+                bytes: bytes.clone(),
+            }],
         };
         let (mut kms_t, mut base_t) = (Vec::new(), Vec::new());
         for i in 0..decrypt_runs {
-            say(&format!("{fhe_type} decryption run {}/{decrypt_runs}", i + 1));
+            say(&format!(
+                "{fhe_type} decryption run {}/{decrypt_runs}",
+                i + 1
+            ));
             let (r, t) = time(|| engine.public_decrypt(req.request_id(), &req));
             r.map_err(|e| e.to_string())?;
             kms_t.push(t);

@@ -85,7 +85,10 @@ fn values() -> Vec<(FheType, ClearValue)> {
         (FheType::Uint8, ClearValue::Unsigned(42)),
         (FheType::Uint64, ClearValue::Unsigned(0xdead_beef_cafe_f00d)),
         (FheType::Int32, ClearValue::Signed(-1_234_567)),
-        (FheType::Uint160, ClearValue::Unsigned(0x1234_5678_9abc_def0_1122_3344_5566_7788)),
+        (
+            FheType::Uint160,
+            ClearValue::Unsigned(0x1234_5678_9abc_def0_1122_3344_5566_7788),
+        ),
     ]
 }
 
@@ -123,24 +126,42 @@ pub async fn run(cfg: DemoConfig, mut say: impl FnMut(&str)) -> Result<DemoRepor
     })
     .await
     .map_err(|e| fail("start server")(&e))?;
-    say(&format!("KMS core (developer mode) listening on {}", server.endpoint()));
+    say(&format!(
+        "KMS core (developer mode) listening on {}",
+        server.endpoint()
+    ));
     let mut client = KmsClient::connect(&server.endpoint(), None)
         .await
         .map_err(|e| fail("connect")(&e))?;
     let signer = format!("0x{}", hex::encode(client.signer()));
     say(&format!("KMS signer address: {signer}"));
 
-    say(&format!("key generation ({} parameters)…", cfg.params.as_str()));
+    say(&format!(
+        "key generation ({} parameters)…",
+        cfg.params.as_str()
+    ));
     let kg = client
         .keygen(cfg.params, &cfg.label, |m| say(&format!("  … {m}")))
         .await
         .map_err(|e| fail("keygen")(&e))?;
     lap("keygen", &mut timings);
-    say(&format!("key ID {} (handles signed by the KMS, signatures verified)", kg.key_id));
+    say(&format!(
+        "key ID {} (handles signed by the KMS, signatures verified)",
+        kg.key_id
+    ));
     let mut material = Vec::new();
     for (h, uri) in &kg.handles {
-        say(&format!("  {:<10} sha3-256 {}  {}", h.data_type.as_str(), hex::encode(h.digest), uri));
-        material.push((h.data_type.as_str().to_string(), uri.clone(), hex::encode(h.digest)));
+        say(&format!(
+            "  {:<10} sha3-256 {}  {}",
+            h.data_type.as_str(),
+            hex::encode(h.digest),
+            uri
+        ));
+        material.push((
+            h.data_type.as_str().to_string(),
+            uri.clone(),
+            hex::encode(h.digest),
+        ));
     }
 
     let pk = client
@@ -161,7 +182,10 @@ pub async fn run(cfg: DemoConfig, mut say: impl FnMut(&str)) -> Result<DemoRepor
     for (t, v) in &inputs {
         cts.push(encrypt_value(&pk.public_key, *t, *v).map_err(|e| fail("encrypt")(&e))?);
     }
-    say(&format!("encrypted {} values with the compact public key", cts.len()));
+    say(&format!(
+        "encrypted {} values with the compact public key",
+        cts.len()
+    ));
     lap("encrypt", &mut timings);
 
     let pub_res = client
@@ -184,7 +208,10 @@ pub async fn run(cfg: DemoConfig, mut say: impl FnMut(&str)) -> Result<DemoRepor
     for (((t, v), p), u) in inputs.iter().zip(&pub_res.plaintexts).zip(&user_res) {
         let expected = render(*v);
         let (pd, ud) = (p.to_decimal(), u.to_decimal());
-        say(&format!("  {:<11} encrypted {expected:>40}  public {pd:>40}  user {ud:>40}", t.name()));
+        say(&format!(
+            "  {:<11} encrypted {expected:>40}  public {pd:>40}  user {ud:>40}",
+            t.name()
+        ));
         if pd != expected || ud != expected {
             return Err(DemoError {
                 step: "compare",
@@ -223,7 +250,11 @@ pub async fn run(cfg: DemoConfig, mut say: impl FnMut(&str)) -> Result<DemoRepor
     say(&format!(
         "CRS {} verified; proven encryption of (7u8, true) {}",
         crs_handle.request_id,
-        if proof_verified { "verifies" } else { "DOES NOT verify" }
+        if proof_verified {
+            "verifies"
+        } else {
+            "DOES NOT verify"
+        }
     ));
     if !proof_verified {
         return Err(DemoError {
@@ -245,16 +276,19 @@ pub async fn run(cfg: DemoConfig, mut say: impl FnMut(&str)) -> Result<DemoRepor
         .map_err(|e| fail("tamper")(&e))?;
     let mid = bytes.len() / 2;
     bytes[mid] ^= 0x01;
-    let tamper_rejected_with = match verify_public_material(&pk_handle, &bytes, client.domain(), &client.signer()) {
-        Err(e) => e.to_string(),
-        Ok(()) => {
-            return Err(DemoError {
-                step: "tamper",
-                message: "a tampered public key was accepted".into(),
-            })
-        }
-    };
-    say(&format!("tampered public key rejected: {tamper_rejected_with}"));
+    let tamper_rejected_with =
+        match verify_public_material(&pk_handle, &bytes, client.domain(), &client.signer()) {
+            Err(e) => e.to_string(),
+            Ok(()) => {
+                return Err(DemoError {
+                    step: "tamper",
+                    message: "a tampered public key was accepted".into(),
+                })
+            }
+        };
+    say(&format!(
+        "tampered public key rejected: {tamper_rejected_with}"
+    ));
     server.stop().await;
     say("all results verified");
 

@@ -110,9 +110,12 @@ pub async fn start(cfg: DevServerConfig) -> Result<DevServer, DevServerError> {
     let task = tokio::spawn(
         tonic::transport::Server::builder()
             .add_service(svc)
-            .serve_with_incoming_shutdown(tokio_stream::wrappers::TcpListenerStream::new(listener), async {
-                let _ = rx.await;
-            }),
+            .serve_with_incoming_shutdown(
+                tokio_stream::wrappers::TcpListenerStream::new(listener),
+                async {
+                    let _ = rx.await;
+                },
+            ),
     );
     info!(%addr, "listening");
     Ok(DevServer {

@@ -13,7 +13,11 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 #[derive(Parser)]
-#[command(name = "kms", version, about = "Threshold FHE key management system (developer mode)")]
+#[command(
+    name = "kms",
+    version,
+    about = "Threshold FHE key management system (developer mode)"
+)]
 struct Cli {
     /// Print machine-readable JSON instead of text.
     #[arg(long, global = true)]
@@ -189,7 +193,8 @@ enum Cmd {
 type R<T> = Result<T, String>;
 
 fn params(s: &str) -> R<ParamSetName> {
-    ParamSetName::parse(s).ok_or_else(|| format!("unknown parameter set {s:?} (default | test-insecure)"))
+    ParamSetName::parse(s)
+        .ok_or_else(|| format!("unknown parameter set {s:?} (default | test-insecure)"))
 }
 
 fn addr(s: &str) -> R<[u8; 20]> {
@@ -209,7 +214,9 @@ fn id(s: &str) -> R<RequestId> {
 
 async fn connect(c: &Conn) -> R<KmsClient> {
     let pin = c.signer.as_deref().map(addr).transpose()?;
-    let mut client = KmsClient::connect(&c.endpoint, pin).await.map_err(|e| e.to_string())?;
+    let mut client = KmsClient::connect(&c.endpoint, pin)
+        .await
+        .map_err(|e| e.to_string())?;
     if let Some(ep) = &c.s3_endpoint {
         client = client.with_s3(S3Config {
             bucket: String::new(),
@@ -243,9 +250,13 @@ fn parse_value(t: FheType, s: &str) -> R<ClearValue> {
         };
     }
     if t.is_signed() {
-        s.parse::<i128>().map(ClearValue::Signed).map_err(|e| e.to_string())
+        s.parse::<i128>()
+            .map(ClearValue::Signed)
+            .map_err(|e| e.to_string())
     } else {
-        s.parse::<u128>().map(ClearValue::Unsigned).map_err(|e| e.to_string())
+        s.parse::<u128>()
+            .map(ClearValue::Unsigned)
+            .map_err(|e| e.to_string())
     }
 }
 
@@ -293,7 +304,9 @@ async fn run(cli: Cli) -> R<()> {
                 listen,
                 public,
                 domain,
-                parallel_jobs: std::thread::available_parallelism().map(|n| n.get()).unwrap_or(2),
+                parallel_jobs: std::thread::available_parallelism()
+                    .map(|n| n.get())
+                    .unwrap_or(2),
             })
             .await
             .map_err(|e| e.to_string())?;
@@ -301,7 +314,11 @@ async fn run(cli: Cli) -> R<()> {
             tokio::signal::ctrl_c().await.map_err(|e| e.to_string())?;
             server.stop().await;
         }
-        Cmd::Keygen { conn, params: p, label } => {
+        Cmd::Keygen {
+            conn,
+            params: p,
+            label,
+        } => {
             let mut c = connect(&conn).await?;
             let r = c
                 .keygen(params(&p)?, &label, |m| say(&format!("… {m}")))
@@ -313,7 +330,11 @@ async fn run(cli: Cli) -> R<()> {
             } else {
                 println!("key ID {}", r.key_id);
                 for (h, uri) in &r.handles {
-                    println!("  {:<10} sha3-256 {}  {uri}", h.data_type.as_str(), hex::encode(h.digest));
+                    println!(
+                        "  {:<10} sha3-256 {}  {uri}",
+                        h.data_type.as_str(),
+                        hex::encode(h.digest)
+                    );
                 }
             }
         }
@@ -322,12 +343,19 @@ async fn run(cli: Cli) -> R<()> {
             let k = id(&key_id)?;
             std::fs::create_dir_all(&out).map_err(|e| e.to_string())?;
             let mut written = Vec::new();
-            for dt in [kms_types::DataType::PublicKey, kms_types::DataType::ServerKey] {
+            for dt in [
+                kms_types::DataType::PublicKey,
+                kms_types::DataType::ServerKey,
+            ] {
                 let (h, uri) = c.handle(&k, dt).await.map_err(|e| e.to_string())?;
                 let bytes = c.download(&h, &uri).await.map_err(|e| e.to_string())?;
                 let path = out.join(format!("{}-{}.bin", dt.as_str(), k));
                 std::fs::write(&path, &bytes).map_err(|e| e.to_string())?;
-                written.push((dt.as_str(), path.display().to_string(), hex::encode(h.digest)));
+                written.push((
+                    dt.as_str(),
+                    path.display().to_string(),
+                    hex::encode(h.digest),
+                ));
             }
             if json {
                 println!("{}", json!({"key_id": key_id, "files": written}));
@@ -337,7 +365,13 @@ async fn run(cli: Cli) -> R<()> {
                 }
             }
         }
-        Cmd::Encrypt { conn, key_id, fhe_type: t, value, out } => {
+        Cmd::Encrypt {
+            conn,
+            key_id,
+            fhe_type: t,
+            value,
+            out,
+        } => {
             let mut c = connect(&conn).await?;
             let k = id(&key_id)?;
             let t = fhe_type(&t)?;
@@ -348,29 +382,60 @@ async fn run(cli: Cli) -> R<()> {
             let ct = encrypt_value(&pk.public_key, t, v).map_err(|e| e.to_string())?;
             std::fs::write(&out, &ct.bytes).map_err(|e| e.to_string())?;
             if json {
-                println!("{}", json!({"file": out.display().to_string(), "type": t.name(), "digest": hex::encode(ct.digest())}));
+                println!(
+                    "{}",
+                    json!({"file": out.display().to_string(), "type": t.name(), "digest": hex::encode(ct.digest())})
+                );
             } else {
-                println!("{} ciphertext written to {} (sha3-256 {})", t, out.display(), hex::encode(ct.digest()));
+                println!(
+                    "{} ciphertext written to {} (sha3-256 {})",
+                    t,
+                    out.display(),
+                    hex::encode(ct.digest())
+                );
             }
         }
-        Cmd::PublicDecrypt { conn, key_id, fhe_type: t, files } => {
+        Cmd::PublicDecrypt {
+            conn,
+            key_id,
+            fhe_type: t,
+            files,
+        } => {
             let mut c = connect(&conn).await?;
             let cts = read_cts(fhe_type(&t)?, &files)?;
-            let r = c.public_decrypt(id(&key_id)?, cts).await.map_err(|e| e.to_string())?;
+            let r = c
+                .public_decrypt(id(&key_id)?, cts)
+                .await
+                .map_err(|e| e.to_string())?;
             let vals = demo::render_plaintexts(&r.plaintexts);
             if json {
-                println!("{}", json!({"request_id": r.request_id.to_string(), "plaintexts": vals, "signature": hex::encode(r.signature.0), "signer": hex::encode(r.signer)}));
+                println!(
+                    "{}",
+                    json!({"request_id": r.request_id.to_string(), "plaintexts": vals, "signature": hex::encode(r.signature.0), "signer": hex::encode(r.signer)})
+                );
             } else {
-                println!("request {} (signature verified, signer 0x{})", r.request_id, hex::encode(r.signer));
+                println!(
+                    "request {} (signature verified, signer 0x{})",
+                    r.request_id,
+                    hex::encode(r.signer)
+                );
                 for (f, v) in files.iter().zip(vals) {
                     println!("  {} = {v}", f.display());
                 }
             }
         }
-        Cmd::UserDecrypt { conn, key_id, fhe_type: t, files } => {
+        Cmd::UserDecrypt {
+            conn,
+            key_id,
+            fhe_type: t,
+            files,
+        } => {
             let mut c = connect(&conn).await?;
             let cts = read_cts(fhe_type(&t)?, &files)?;
-            let pts = c.user_decrypt(id(&key_id)?, cts).await.map_err(|e| e.to_string())?;
+            let pts = c
+                .user_decrypt(id(&key_id)?, cts)
+                .await
+                .map_err(|e| e.to_string())?;
             let vals = demo::render_plaintexts(&pts);
             if json {
                 println!("{}", json!({"plaintexts": vals}));
@@ -381,14 +446,29 @@ async fn run(cli: Cli) -> R<()> {
                 }
             }
         }
-        Cmd::CrsGen { conn, max_bits, params: p, label } => {
+        Cmd::CrsGen {
+            conn,
+            max_bits,
+            params: p,
+            label,
+        } => {
             let mut c = connect(&conn).await?;
-            let (h, uri) = c.crs_gen(params(&p)?, max_bits, &label).await.map_err(|e| e.to_string())?;
+            let (h, uri) = c
+                .crs_gen(params(&p)?, max_bits, &label)
+                .await
+                .map_err(|e| e.to_string())?;
             c.fetch_crs(&h, &uri).await.map_err(|e| e.to_string())?;
             if json {
-                println!("{}", json!({"crs_id": h.request_id.to_string(), "uri": uri, "digest": hex::encode(h.digest)}));
+                println!(
+                    "{}",
+                    json!({"crs_id": h.request_id.to_string(), "uri": uri, "digest": hex::encode(h.digest)})
+                );
             } else {
-                println!("CRS {} (downloaded and verified, sha3-256 {})  {uri}", h.request_id, hex::encode(h.digest));
+                println!(
+                    "CRS {} (downloaded and verified, sha3-256 {})  {uri}",
+                    h.request_id,
+                    hex::encode(h.digest)
+                );
             }
         }
         Cmd::Material { conn } => {
@@ -401,19 +481,33 @@ async fn run(cli: Cli) -> R<()> {
                 .into_inner();
             let mut rows = Vec::new();
             for h in &list.handles {
-                let (sh, uri) = kms_server::convert::handle_from_pb(h).map_err(|e| e.to_string())?;
-                sh.verify_signature(c.domain(), &c.signer()).map_err(|e| e.to_string())?;
-                rows.push((sh.request_id.to_string(), sh.data_type.as_str(), hex::encode(sh.digest), uri));
+                let (sh, uri) =
+                    kms_server::convert::handle_from_pb(h).map_err(|e| e.to_string())?;
+                sh.verify_signature(c.domain(), &c.signer())
+                    .map_err(|e| e.to_string())?;
+                rows.push((
+                    sh.request_id.to_string(),
+                    sh.data_type.as_str(),
+                    hex::encode(sh.digest),
+                    uri,
+                ));
             }
             if json {
-                println!("{}", serde_json::to_string(&rows).map_err(|e| e.to_string())?);
+                println!(
+                    "{}",
+                    serde_json::to_string(&rows).map_err(|e| e.to_string())?
+                );
             } else {
                 for (i, d, g, u) in rows {
                     println!("{i} {d:<10} sha3-256 {g}  {u}");
                 }
             }
         }
-        Cmd::Demo { params: p, data_dir, crs_bits } => {
+        Cmd::Demo {
+            params: p,
+            data_dir,
+            crs_bits,
+        } => {
             let report = demo::run(
                 demo::DemoConfig {
                     params: params(&p)?,
@@ -426,14 +520,21 @@ async fn run(cli: Cli) -> R<()> {
             .await
             .map_err(|e| e.to_string())?;
             if json {
-                println!("{}", serde_json::to_string_pretty(&report).map_err(|e| e.to_string())?);
+                println!(
+                    "{}",
+                    serde_json::to_string_pretty(&report).map_err(|e| e.to_string())?
+                );
             } else {
                 for (step, s) in &report.timings {
                     println!("  {step:<32} {s:>8.2} s");
                 }
             }
         }
-        Cmd::Bench { params: p, keygen_runs, decrypt_runs } => {
+        Cmd::Bench {
+            params: p,
+            keygen_runs,
+            decrypt_runs,
+        } => {
             let p = params(&p)?;
             let res = tokio::task::spawn_blocking(move || {
                 bench::run(p, keygen_runs, decrypt_runs, |m| {
@@ -445,11 +546,20 @@ async fn run(cli: Cli) -> R<()> {
             .await
             .map_err(|e| e.to_string())??;
             if json {
-                println!("{}", serde_json::to_string_pretty(&res).map_err(|e| e.to_string())?);
+                println!(
+                    "{}",
+                    serde_json::to_string_pretty(&res).map_err(|e| e.to_string())?
+                );
             } else {
-                println!("{:<48} {:>10} {:>10}  {:>7}  baseline", "measure (median)", "kms s", "base s", "ratio");
+                println!(
+                    "{:<48} {:>10} {:>10}  {:>7}  baseline",
+                    "measure (median)", "kms s", "base s", "ratio"
+                );
                 for r in res {
-                    println!("{:<48} {:>10.4} {:>10.4}  {:>6.3}×  {} ({} runs)", r.name, r.kms_s, r.baseline_s, r.ratio, r.baseline, r.runs);
+                    println!(
+                        "{:<48} {:>10.4} {:>10.4}  {:>6.3}×  {} ({} runs)",
+                        r.name, r.kms_s, r.baseline_s, r.ratio, r.baseline, r.runs
+                    );
                 }
             }
         }
@@ -460,9 +570,15 @@ async fn run(cli: Cli) -> R<()> {
 fn main() -> ExitCode {
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
-    tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).init();
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .init();
     let cli = Cli::parse();
-    let rt = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+    let rt = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
         Ok(rt) => rt,
         Err(e) => {
             eprintln!("error: cannot start runtime: {e}");

@@ -106,7 +106,10 @@ pub struct KmsClient {
 impl KmsClient {
     /// Connects to `endpoint` (e.g. `http://127.0.0.1:50051`). If `expected_signer` is given the
     /// server must report it; otherwise the reported signer is trusted (developer mode only).
-    pub async fn connect(endpoint: &str, expected_signer: Option<Address>) -> Result<Self, ClientError> {
+    pub async fn connect(
+        endpoint: &str,
+        expected_signer: Option<Address>,
+    ) -> Result<Self, ClientError> {
         let channel = Channel::from_shared(endpoint.to_string())
             .map_err(|e| ClientError::Connect(endpoint.into(), e.to_string()))?
             .connect()
@@ -123,7 +126,9 @@ impl KmsClient {
             .map_err(|_| ClientError::Mismatch("signer address length"))?;
         if let Some(exp) = expected_signer {
             if exp != reported {
-                return Err(ClientError::Mismatch("server reports another signer than the pinned one"));
+                return Err(ClientError::Mismatch(
+                    "server reports another signer than the pinned one",
+                ));
             }
         }
         Ok(Self {
@@ -162,7 +167,12 @@ impl KmsClient {
         &mut self.rpc
     }
 
-    async fn poll<T, F, Fut>(&self, id: RequestId, mut f: F, mut on_pending: impl FnMut(&str)) -> Result<T, ClientError>
+    async fn poll<T, F, Fut>(
+        &self,
+        id: RequestId,
+        mut f: F,
+        mut on_pending: impl FnMut(&str),
+    ) -> Result<T, ClientError>
     where
         F: FnMut(pb::RequestId) -> Fut,
         Fut: std::future::Future<Output = Result<tonic::Response<T>, tonic::Status>>,
@@ -183,7 +193,11 @@ impl KmsClient {
         }
     }
 
-    fn verify_handles(&self, id: &RequestId, handles: &[pb::PublicMaterialHandle]) -> Result<Vec<(SignedHandle, String)>, ClientError> {
+    fn verify_handles(
+        &self,
+        id: &RequestId,
+        handles: &[pb::PublicMaterialHandle],
+    ) -> Result<Vec<(SignedHandle, String)>, ClientError> {
         handles
             .iter()
             .map(|h| {
@@ -198,7 +212,12 @@ impl KmsClient {
     }
 
     /// Runs a key generation and waits for it; `progress` sees the server's stage messages.
-    pub async fn keygen(&mut self, params: ParamSetName, label: &str, mut progress: impl FnMut(&str)) -> Result<KeyGenResult, ClientError> {
+    pub async fn keygen(
+        &mut self,
+        params: ParamSetName,
+        label: &str,
+        mut progress: impl FnMut(&str),
+    ) -> Result<KeyGenResult, ClientError> {
         let req = KeyGenRequest {
             params,
             label: label.into(),
@@ -214,19 +233,33 @@ impl KmsClient {
         let rpc = self.rpc.clone();
         let mut last = String::new();
         let res = self
-            .poll(id, |i| { let mut r = rpc.clone(); async move { r.get_key_gen_result(i).await } }, |m| {
-                if m != last {
-                    progress(m);
-                    last = m.to_string();
-                }
-            })
+            .poll(
+                id,
+                |i| {
+                    let mut r = rpc.clone();
+                    async move { r.get_key_gen_result(i).await }
+                },
+                |m| {
+                    // The server's message is "request … is not done yet: <stage>".
+                    let stage = m.split_once("not done yet: ").map_or(m, |(_, s)| s);
+                    if stage != last {
+                        progress(stage);
+                        last = stage.to_string();
+                    }
+                },
+            )
             .await?;
         let handles = self.verify_handles(&id, &res.handles)?;
         let types: Vec<DataType> = handles.iter().map(|(h, _)| h.data_type).collect();
         if !types.contains(&DataType::ServerKey) || !types.contains(&DataType::PublicKey) {
-            return Err(ClientError::Mismatch("key generation result lacks a server or public key"));
+            return Err(ClientError::Mismatch(
+                "key generation result lacks a server or public key",
+            ));
         }
-        Ok(KeyGenResult { key_id: id, handles })
+        Ok(KeyGenResult {
+            key_id: id,
+            handles,
+        })
     }
 
     /// Downloads one piece of public material and checks it against its signed handle.
@@ -237,7 +270,11 @@ impl KmsClient {
     }
 
     /// The verified handle of `data_type` for request `id`, from `GetPublicMaterial`.
-    pub async fn handle(&mut self, id: &RequestId, data_type: DataType) -> Result<(SignedHandle, String), ClientError> {
+    pub async fn handle(
+        &mut self,
+        id: &RequestId,
+        data_type: DataType,
+    ) -> Result<(SignedHandle, String), ClientError> {
         let list = self
             .rpc
             .get_public_material(pb::GetPublicMaterialRequest {})
@@ -246,16 +283,23 @@ impl KmsClient {
         let found = list
             .handles
             .iter()
-            .filter(|h| h.request_id.as_ref().map(|r| r.value.as_str()) == Some(id.to_string().as_str()) && h.data_type == data_type.as_str())
+            .filter(|h| {
+                h.request_id.as_ref().map(|r| r.value.as_str()) == Some(id.to_string().as_str())
+                    && h.data_type == data_type.as_str()
+            })
             .cloned()
             .collect::<Vec<_>>();
         let mut v = self.verify_handles(id, &found)?;
-        v.pop()
-            .ok_or_else(|| ClientError::Rpc(tonic::Status::not_found(format!("no {data_type} for {id}"))))
+        v.pop().ok_or_else(|| {
+            ClientError::Rpc(tonic::Status::not_found(format!("no {data_type} for {id}")))
+        })
     }
 
     /// Downloads and verifies the compact public key of a key set.
-    pub async fn fetch_public_key(&mut self, key_id: &RequestId) -> Result<VerifiedPublicKey, ClientError> {
+    pub async fn fetch_public_key(
+        &mut self,
+        key_id: &RequestId,
+    ) -> Result<VerifiedPublicKey, ClientError> {
         let (h, uri) = self.handle(key_id, DataType::PublicKey).await?;
         let bytes = self.download(&h, &uri).await?;
         Ok(VerifiedPublicKey {
@@ -265,14 +309,22 @@ impl KmsClient {
     }
 
     /// Downloads and verifies the (compressed) server key of a key set.
-    pub async fn fetch_server_key(&mut self, key_id: &RequestId) -> Result<CompressedServerKey, ClientError> {
+    pub async fn fetch_server_key(
+        &mut self,
+        key_id: &RequestId,
+    ) -> Result<CompressedServerKey, ClientError> {
         let (h, uri) = self.handle(key_id, DataType::ServerKey).await?;
         let bytes = self.download(&h, &uri).await?;
         Ok(deserialize_public(&bytes)?)
     }
 
     /// Runs a CRS generation and returns the verified handle and URI.
-    pub async fn crs_gen(&mut self, params: ParamSetName, max_num_bits: u32, label: &str) -> Result<(SignedHandle, String), ClientError> {
+    pub async fn crs_gen(
+        &mut self,
+        params: ParamSetName,
+        max_num_bits: u32,
+        label: &str,
+    ) -> Result<(SignedHandle, String), ClientError> {
         let req = CrsGenRequest {
             params,
             max_num_bits,
@@ -289,11 +341,22 @@ impl KmsClient {
             .await?;
         let rpc = self.rpc.clone();
         let res = self
-            .poll(id, |i| { let mut r = rpc.clone(); async move { r.get_crs_gen_result(i).await } }, |_| {})
+            .poll(
+                id,
+                |i| {
+                    let mut r = rpc.clone();
+                    async move { r.get_crs_gen_result(i).await }
+                },
+                |_| {},
+            )
             .await?;
-        let h = res.handle.ok_or(ClientError::Mismatch("CRS result without handle"))?;
+        let h = res
+            .handle
+            .ok_or(ClientError::Mismatch("CRS result without handle"))?;
         let mut v = self.verify_handles(&id, std::slice::from_ref(&h))?;
-        let (h, uri) = v.pop().ok_or(ClientError::Mismatch("CRS result without handle"))?;
+        let (h, uri) = v
+            .pop()
+            .ok_or(ClientError::Mismatch("CRS result without handle"))?;
         if h.data_type != DataType::Crs {
             return Err(ClientError::Mismatch("CRS handle has another data type"));
         }
@@ -301,13 +364,21 @@ impl KmsClient {
     }
 
     /// Downloads and verifies a CRS.
-    pub async fn fetch_crs(&self, handle: &SignedHandle, uri: &str) -> Result<CompactPkeCrs, ClientError> {
+    pub async fn fetch_crs(
+        &self,
+        handle: &SignedHandle,
+        uri: &str,
+    ) -> Result<CompactPkeCrs, ClientError> {
         let bytes = self.download(handle, uri).await?;
         Ok(deserialize_public(&bytes)?)
     }
 
     /// Starts a public decryption under an explicit request ID (see [`Self::public_decrypt`]).
-    pub async fn start_public_decrypt(&mut self, id: RequestId, req: &PublicDecryptionRequest) -> Result<(), ClientError> {
+    pub async fn start_public_decrypt(
+        &mut self,
+        id: RequestId,
+        req: &PublicDecryptionRequest,
+    ) -> Result<(), ClientError> {
         self.rpc
             .public_decrypt(pb::PublicDecryptionRequest {
                 request_id: Some(convert::id_to_pb(&id)),
@@ -319,16 +390,31 @@ impl KmsClient {
     }
 
     /// Waits for a public decryption and verifies it answers `req` and is signed by the KMS.
-    pub async fn await_public_decrypt(&mut self, id: RequestId, req: &PublicDecryptionRequest) -> Result<SignedDecryption, ClientError> {
+    pub async fn await_public_decrypt(
+        &mut self,
+        id: RequestId,
+        req: &PublicDecryptionRequest,
+    ) -> Result<SignedDecryption, ClientError> {
         let rpc = self.rpc.clone();
         let res = self
-            .poll(id, |i| { let mut r = rpc.clone(); async move { r.get_public_decryption_result(i).await } }, |_| {})
+            .poll(
+                id,
+                |i| {
+                    let mut r = rpc.clone();
+                    async move { r.get_public_decryption_result(i).await }
+                },
+                |_| {},
+            )
             .await?;
         let d = convert::decryption_from_pb(&res)?;
         if d.request_id != id || d.key_id != req.key_id {
             return Err(ClientError::Mismatch("request or key ID"));
         }
-        let digests: Vec<[u8; 32]> = req.ciphertexts.iter().map(TypedCiphertext::digest).collect();
+        let digests: Vec<[u8; 32]> = req
+            .ciphertexts
+            .iter()
+            .map(TypedCiphertext::digest)
+            .collect();
         if d.ciphertext_digests != digests {
             return Err(ClientError::Mismatch("ciphertext digests"));
         }
@@ -344,8 +430,15 @@ impl KmsClient {
     }
 
     /// Decrypts ciphertexts publicly and returns the verified, signed result.
-    pub async fn public_decrypt(&mut self, key_id: RequestId, ciphertexts: Vec<TypedCiphertext>) -> Result<SignedDecryption, ClientError> {
-        let req = PublicDecryptionRequest { key_id, ciphertexts };
+    pub async fn public_decrypt(
+        &mut self,
+        key_id: RequestId,
+        ciphertexts: Vec<TypedCiphertext>,
+    ) -> Result<SignedDecryption, ClientError> {
+        let req = PublicDecryptionRequest {
+            key_id,
+            ciphertexts,
+        };
         let id = req.request_id();
         self.start_public_decrypt(id, &req).await?;
         self.await_public_decrypt(id, &req).await
@@ -353,7 +446,11 @@ impl KmsClient {
 
     /// User-decrypts ciphertexts: generates an ephemeral ML-KEM key, sends the request, opens and
     /// verifies the envelope, and returns the plaintexts.
-    pub async fn user_decrypt(&mut self, key_id: RequestId, ciphertexts: Vec<TypedCiphertext>) -> Result<Vec<Plaintext>, ClientError> {
+    pub async fn user_decrypt(
+        &mut self,
+        key_id: RequestId,
+        ciphertexts: Vec<TypedCiphertext>,
+    ) -> Result<Vec<Plaintext>, ClientError> {
         let keys = ClientKeyPair::generate(&mut rand_core::OsRng);
         let req = UserDecryptionRequest {
             key_id,
@@ -371,19 +468,41 @@ impl KmsClient {
             .await?;
         let rpc = self.rpc.clone();
         let res = self
-            .poll(id, |i| { let mut r = rpc.clone(); async move { r.get_user_decryption_result(i).await } }, |_| {})
+            .poll(
+                id,
+                |i| {
+                    let mut r = rpc.clone();
+                    async move { r.get_user_decryption_result(i).await }
+                },
+                |_| {},
+            )
             .await?;
         let sc = convert::signcrypted_from_pb(res)?;
-        let payload = kms_signcryption::open_and_verify(&keys, &self.domain, &id, &self.signer, &sc)?;
+        let payload =
+            kms_signcryption::open_and_verify(&keys, &self.domain, &id, &self.signer, &sc)?;
         if payload.keyId.0 != *key_id.as_bytes() {
             return Err(ClientError::Mismatch("key ID"));
         }
-        let digests: Vec<[u8; 32]> = req.ciphertexts.iter().map(TypedCiphertext::digest).collect();
-        if payload.ciphertextDigests.iter().map(|d| d.0).collect::<Vec<_>>() != digests {
+        let digests: Vec<[u8; 32]> = req
+            .ciphertexts
+            .iter()
+            .map(TypedCiphertext::digest)
+            .collect();
+        if payload
+            .ciphertextDigests
+            .iter()
+            .map(|d| d.0)
+            .collect::<Vec<_>>()
+            != digests
+        {
             return Err(ClientError::Mismatch("ciphertext digests"));
         }
         let pts = plaintexts_of(&payload)?;
-        if pts.iter().map(|p| p.fhe_type).ne(req.ciphertexts.iter().map(|c| c.fhe_type)) {
+        if pts
+            .iter()
+            .map(|p| p.fhe_type)
+            .ne(req.ciphertexts.iter().map(|c| c.fhe_type))
+        {
             return Err(ClientError::Mismatch("plaintext types"));
         }
         Ok(pts)

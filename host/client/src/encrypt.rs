@@ -81,7 +81,9 @@ pub fn encrypt_value(
                 let s = match v {
                     ClearValue::Signed(s) => s,
                     ClearValue::Unsigned(u) => u as i128, // fits() bounded it below 2^(bits-1)
-                    ClearValue::Bool(_) => return Err(EncryptError::OutOfRange { fhe_type, value }),
+                    ClearValue::Bool(_) => {
+                        return Err(EncryptError::OutOfRange { fhe_type, value })
+                    }
                 };
                 let hi = if s < 0 { u128::MAX } else { 0 };
                 b.push_with_num_bits(tfhe::integer::I256::from((s as u128, hi)), bits)
@@ -89,7 +91,9 @@ pub fn encrypt_value(
                 let u = match v {
                     ClearValue::Unsigned(u) => u,
                     ClearValue::Signed(s) => s as u128, // fits() checked s >= 0
-                    ClearValue::Bool(_) => return Err(EncryptError::OutOfRange { fhe_type, value }),
+                    ClearValue::Bool(_) => {
+                        return Err(EncryptError::OutOfRange { fhe_type, value })
+                    }
                 };
                 b.push_with_num_bits(tfhe::integer::U256::from((u, 0u128)), bits)
             };
@@ -97,7 +101,9 @@ pub fn encrypt_value(
         }
     }
     let list = b.build();
-    let expanded = list.expand().map_err(|e| EncryptError::Tfhe(e.to_string()))?;
+    let expanded = list
+        .expand()
+        .map_err(|e| EncryptError::Tfhe(e.to_string()))?;
     let bytes = match fhe_type {
         FheType::Bool => expand_as!(expanded, tfhe::FheBool),
         FheType::Uint4 => expand_as!(expanded, tfhe::FheUint4),

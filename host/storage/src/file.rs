@@ -91,7 +91,11 @@ impl Storage for FileStorage {
             .await
             .map_err(|e| backend(&dir.display().to_string(), e))?
         {
-            if let Some(id) = entry.file_name().to_str().and_then(|n| RequestId::parse(n).ok()) {
+            if let Some(id) = entry
+                .file_name()
+                .to_str()
+                .and_then(|n| RequestId::parse(n).ok())
+            {
                 out.push(id);
             }
         }
@@ -122,8 +126,15 @@ mod tests {
             Err(StorageError::Conflict(_))
         ));
         assert_eq!(s.get(&k).await.unwrap().as_deref(), Some(&b"abc"[..]));
-        assert_eq!(s.list(Visibility::Public, DataType::Crs).await.unwrap(), vec![id]);
-        assert!(s.list(Visibility::Private, DataType::Crs).await.unwrap().is_empty());
+        assert_eq!(
+            s.list(Visibility::Public, DataType::Crs).await.unwrap(),
+            vec![id]
+        );
+        assert!(s
+            .list(Visibility::Private, DataType::Crs)
+            .await
+            .unwrap()
+            .is_empty());
         let uri = k.uri(&s.base_uri());
         assert_eq!(crate::fetch_uri(&uri, None).await.unwrap(), b"abc");
     }

@@ -38,8 +38,8 @@ fn backend(key: &str, e: impl std::fmt::Display) -> StorageError {
 impl S3Storage {
     /// Connects (lazily: no request is sent until first use).
     pub async fn new(cfg: S3Config) -> Self {
-        let mut loader = aws_config::defaults(BehaviorVersion::latest())
-            .region(Region::new(cfg.region.clone()));
+        let mut loader =
+            aws_config::defaults(BehaviorVersion::latest()).region(Region::new(cfg.region.clone()));
         if let Some((id, secret)) = &cfg.credentials {
             loader = loader.credentials_provider(Credentials::new(id, secret, None, None, "kms"));
         }
@@ -57,7 +57,14 @@ impl S3Storage {
 
     /// Creates the bucket if it does not exist (developer mode and tests).
     pub async fn ensure_bucket(&self) -> Result<(), StorageError> {
-        if self.client.head_bucket().bucket(&self.bucket).send().await.is_ok() {
+        if self
+            .client
+            .head_bucket()
+            .bucket(&self.bucket)
+            .send()
+            .await
+            .is_ok()
+        {
             return Ok(());
         }
         self.client
@@ -112,7 +119,10 @@ impl S3Storage {
                 if e.as_service_error().map(|s| s.is_no_such_key()) == Some(true) {
                     Ok(None)
                 } else {
-                    Err(backend(object_key, aws_sdk_s3::error::DisplayErrorContext(e)))
+                    Err(backend(
+                        object_key,
+                        aws_sdk_s3::error::DisplayErrorContext(e),
+                    ))
                 }
             }
         }
@@ -160,7 +170,8 @@ impl Storage for S3Storage {
             .into_paginator()
             .send();
         while let Some(page) = pages.next().await {
-            let page = page.map_err(|e| backend(&dir, aws_sdk_s3::error::DisplayErrorContext(e)))?;
+            let page =
+                page.map_err(|e| backend(&dir, aws_sdk_s3::error::DisplayErrorContext(e)))?;
             for obj in page.contents() {
                 if let Some(id) = obj
                     .key()

@@ -7,10 +7,12 @@ use kms_types::StorageError;
 /// against a signed handle before use.
 pub async fn fetch_uri(uri: &str, s3: Option<&S3Config>) -> Result<Vec<u8>, StorageError> {
     if let Some(path) = uri.strip_prefix("file://") {
-        return tokio::fs::read(path).await.map_err(|e| StorageError::Backend {
-            key: uri.to_string(),
-            message: e.to_string(),
-        });
+        return tokio::fs::read(path)
+            .await
+            .map_err(|e| StorageError::Backend {
+                key: uri.to_string(),
+                message: e.to_string(),
+            });
     }
     if let Some(rest) = uri.strip_prefix("s3://") {
         let (bucket, key) = rest

@@ -55,7 +55,10 @@ impl RequestId {
         if s.len() != 40 {
             return Err(RequestIdError::Length(s.len()));
         }
-        if !s.bytes().all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b)) {
+        if !s
+            .bytes()
+            .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
+        {
             return Err(RequestIdError::NotLowerHex);
         }
         let mut out = [0u8; 20];

@@ -156,7 +156,12 @@ mod tests {
         c.ciphertexts[0].fhe_type = FheType::Uint16;
         let mut d = a.clone();
         d.key_id = RequestId::derive("k2", b"");
-        let ids = [a.request_id(), b.request_id(), c.request_id(), d.request_id()];
+        let ids = [
+            a.request_id(),
+            b.request_id(),
+            c.request_id(),
+            d.request_id(),
+        ];
         for i in 0..ids.len() {
             for j in i + 1..ids.len() {
                 assert_ne!(ids[i], ids[j]);
@@ -170,8 +175,14 @@ mod tests {
             client_encryption_key: vec![],
         };
         assert_ne!(u.request_id(), a.request_id());
-        let k1 = KeyGenRequest { params: ParamSetName::Default, label: "a".into() };
-        let k2 = KeyGenRequest { params: ParamSetName::TestInsecure, label: "a".into() };
+        let k1 = KeyGenRequest {
+            params: ParamSetName::Default,
+            label: "a".into(),
+        };
+        let k2 = KeyGenRequest {
+            params: ParamSetName::TestInsecure,
+            label: "a".into(),
+        };
         assert_ne!(k1.request_id(), k2.request_id());
     }
 }
