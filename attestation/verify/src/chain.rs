@@ -264,3 +264,39 @@ mod tests {
         );
     }
 }
+
+/// What a certificate says, for display by auditors. Parsing only: no trust is implied.
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize)]
+pub struct CertificateSummary {
+    /// Subject distinguished name.
+    pub subject: String,
+    /// Start of validity, Unix seconds.
+    pub not_before_s: u64,
+    /// End of validity, Unix seconds.
+    pub not_after_s: u64,
+    /// SHA-256 of the DER, hex.
+    pub sha256: String,
+}
+
+/// Summaries of `cabundle` followed by `leaf`.
+pub fn describe_chain(
+    cabundle: &[Vec<u8>],
+    leaf: &[u8],
+) -> Result<Vec<CertificateSummary>, AttestationError> {
+    cabundle
+        .iter()
+        .map(Vec::as_slice)
+        .chain(std::iter::once(leaf))
+        .enumerate()
+        .map(|(i, d)| {
+            let c = parse(i, d)?;
+            let v = &c.tbs_certificate.validity;
+            Ok(CertificateSummary {
+                subject: c.tbs_certificate.subject.to_string(),
+                not_before_s: v.not_before.to_unix_duration().as_secs(),
+                not_after_s: v.not_after.to_unix_duration().as_secs(),
+                sha256: hex::encode(Sha256::digest(d)),
+            })
+        })
+        .collect()
+}

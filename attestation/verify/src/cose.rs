@@ -6,8 +6,9 @@ use ciborium::Value;
 use p384::ecdsa::signature::Verifier;
 use p384::ecdsa::{Signature, VerifyingKey};
 
+/// The bytes an ES384 COSE_Sign1 signature covers:
 /// `Sig_structure = ["Signature1", protected, external_aad = h'', payload]`, CBOR-encoded.
-pub(crate) fn sig_structure(protected: &[u8], payload: &[u8]) -> Vec<u8> {
+pub fn sig_structure(protected: &[u8], payload: &[u8]) -> Vec<u8> {
     let v = Value::Array(vec![
         Value::Text("Signature1".into()),
         Value::Bytes(protected.to_vec()),

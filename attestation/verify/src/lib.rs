@@ -18,6 +18,7 @@
 
 pub mod chain;
 mod cose;
+pub use cose::sig_structure;
 pub mod document;
 mod error;
 mod policy;

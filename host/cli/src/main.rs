@@ -176,6 +176,11 @@ enum Cmd {
         #[arg(long, default_value_t = 64)]
         crs_bits: u32,
     },
+    /// Attestation tools for operators and auditors.
+    Attestation {
+        #[command(subcommand)]
+        cmd: AttestationCmd,
+    },
     /// Benchmark against tfhe-rs baselines in the same run.
     Bench {
         /// Parameter set.
@@ -187,6 +192,26 @@ enum Cmd {
         /// Decryptions of each kind.
         #[arg(long, default_value_t = 11)]
         decrypt_runs: usize,
+    },
+}
+
+#[derive(Subcommand)]
+enum AttestationCmd {
+    /// Verify an attestation document (COSE_Sign1 file) against a PCR policy (JSON) and print what
+    /// was checked. Exits non-zero if the document is rejected.
+    Verify {
+        /// The document.
+        #[arg(long)]
+        document: PathBuf,
+        /// The policy: {"releases":[{"name","pcr0","pcr1","pcr2",…}],"allow_debug","max_age_s",…}.
+        #[arg(long)]
+        policy: PathBuf,
+        /// PEM of the root to pin (default: the AWS Nitro Enclaves root G1).
+        #[arg(long)]
+        root: Option<PathBuf>,
+        /// Verification time in Unix milliseconds (default: now).
+        #[arg(long)]
+        at_ms: Option<u64>,
     },
 }
 
@@ -528,6 +553,47 @@ async fn run(cli: Cli) -> R<()> {
                 for (step, s) in &report.timings {
                     println!("  {step:<32} {s:>8.2} s");
                 }
+            }
+        }
+        Cmd::Attestation {
+            cmd:
+                AttestationCmd::Verify {
+                    document,
+                    policy,
+                    root,
+                    at_ms,
+                },
+        } => {
+            let doc =
+                std::fs::read(&document).map_err(|e| format!("{}: {e}", document.display()))?;
+            let policy: kms_attestation::Policy = serde_json::from_slice(
+                &std::fs::read(&policy).map_err(|e| format!("{}: {e}", policy.display()))?,
+            )
+            .map_err(|e| format!("policy: {e}"))?;
+            let root = match root {
+                Some(p) => kms_attestation::PinnedRoot::from_pem(
+                    &std::fs::read_to_string(&p).map_err(|e| format!("{}: {e}", p.display()))?,
+                )
+                .map_err(|e| e.to_string())?,
+                None => kms_attestation::PinnedRoot::aws(),
+            };
+            let at = match at_ms {
+                Some(ms) => std::time::Duration::from_millis(ms),
+                None => std::time::SystemTime::now()
+                    .duration_since(std::time::UNIX_EPOCH)
+                    .map_err(|e| e.to_string())?,
+            };
+            let report = kms_cli::auditor::audit(&doc, &policy, &root, at)?;
+            if json {
+                println!(
+                    "{}",
+                    serde_json::to_string_pretty(&report).map_err(|e| e.to_string())?
+                );
+            } else {
+                print!("{}", kms_cli::auditor::render(&report));
+            }
+            if report.error.is_some() {
+                return Err("attestation document rejected".into());
             }
         }
         Cmd::Bench {
