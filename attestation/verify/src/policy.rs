@@ -136,6 +136,10 @@ impl Policy {
             if !self.allow_debug {
                 return Err(AttestationError::DebugMode);
             }
+            tracing::warn!(
+                module_id = %d.module_id,
+                "ACCEPTING A DEBUG-MODE ENCLAVE (PCR0/1/2 zero): its memory is readable by the host; developer policy only"
+            );
             None
         } else {
             Some(

@@ -93,7 +93,7 @@ pub async fn start(cfg: DevServerConfig) -> Result<DevServer, DevServerError> {
     let signer = load_or_create_signing_key(private.as_ref(), sealer.as_ref()).await?;
     info!(
         mode = "centralized-dev",
-        attestation = "none (developer mode; mock NSM arrives with the attestation crate)",
+        attestation = "not used by the centralized core yet (kms-nsm mock/device providers exist; attested TLS joins with the party transport)",
         transport = "TCP gRPC",
         sealing = sealer.name(),
         public_storage = %public.base_uri(),
