@@ -19,6 +19,7 @@
 //!   wrong identified.
 
 mod gf2d;
+pub mod prss;
 mod ring;
 pub mod shamir;
 mod z2k;

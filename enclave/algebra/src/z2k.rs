@@ -24,6 +24,8 @@ pub trait Z2k: Copy + Eq + Default + Debug + Send + Sync + 'static {
     fn random(rng: &mut impl rand_core::RngCore) -> Self;
     /// From a u64 (zero-extended).
     fn from_u64(v: u64) -> Self;
+    /// From a u128, keeping the low k bits.
+    fn from_u128_trunc(v: u128) -> Self;
 }
 
 impl Z2k for u64 {
@@ -51,6 +53,9 @@ impl Z2k for u64 {
     fn from_u64(v: u64) -> Self {
         v
     }
+    fn from_u128_trunc(v: u128) -> Self {
+        v as u64
+    }
 }
 
 impl Z2k for u128 {
@@ -77,5 +82,8 @@ impl Z2k for u128 {
     }
     fn from_u64(v: u64) -> Self {
         u128::from(v)
+    }
+    fn from_u128_trunc(v: u128) -> Self {
+        v
     }
 }

@@ -233,3 +233,51 @@ fn gr128d8_supports_many_parties() {
     assert_eq!(o.value.scalar(), u128::MAX);
     assert_eq!(o.cheaters, vec![3, 9, 12, 20, 21, 22, 25, 27, 29, 30]);
 }
+
+mod prss_tests {
+    use super::*;
+    use kms_algebra::prss::{binomial, deal_keys, mask_value, maximal_sets, Prss};
+
+    #[test]
+    fn prss_masks_open_to_the_bounded_sum() {
+        for (n, t) in [(4usize, 1usize), (7, 2)] {
+            assert_eq!(maximal_sets(n, t).len() as u128, binomial(n, t));
+            let mut rng = Rng::seed_from_u64(n as u64);
+            let keys = deal_keys(n, t, &mut rng);
+            let parties: Vec<Prss<u128, 4>> = (1..=n)
+                .map(|p| Prss::new(p, n, t, &keys).unwrap())
+                .collect();
+            let bits = 80;
+            let mut seen_negative = false;
+            for ctr in 0..20u64 {
+                let shares: Vec<Option<GR128>> = parties
+                    .iter()
+                    .map(|p| Some(p.mask(b"sid-1", ctr, bits)))
+                    .collect();
+                let opened = robust_open(&shares, t).unwrap();
+                assert!(opened.cheaters.is_empty());
+                let want: u128 = mask_value(&keys, b"sid-1", ctr, bits);
+                assert_eq!(opened.value, GR128::from_scalar(want));
+                // Bounded: |r| ≤ C(n,t)·2^(bits−1), as a signed value.
+                let signed = want as i128;
+                seen_negative |= signed < 0;
+                assert!(signed.unsigned_abs() <= binomial(n, t) << (bits - 1));
+            }
+            assert!(seen_negative, "masks are centred");
+            // Another session gives another value.
+            let a: u128 = mask_value(&keys, b"sid-1", 0, bits);
+            let b: u128 = mask_value(&keys, b"sid-2", 0, bits);
+            assert_ne!(a, b);
+        }
+    }
+
+    #[test]
+    fn t_parties_miss_a_key() {
+        // Every set of t parties is excluded from exactly one PRSS set, whose key it never sees.
+        let (n, t) = (7, 2);
+        for set in maximal_sets(n, t) {
+            let excluded: Vec<usize> = (1..=n).filter(|p| !set.contains(p)).collect();
+            assert_eq!(excluded.len(), t);
+        }
+    }
+}

@@ -1,0 +1,146 @@
+//! Pseudo-random secret sharing (PRSS) of bounded random values.
+//!
+//! For every set `A` of `n − t` parties (the complement of each possible corrupt set) the
+//! members of `A` share a key `k_A`. For a session ID `sid` and counter `c`, party `i` computes
+//!
+//! ```text
+//! [r]_i = Σ_{A ∋ i} PRF(k_A, sid, c) · f_A(α_i),   f_A of degree t, f_A(0) = 1, f_A(α_j) = 0 for j ∉ A
+//! ```
+//!
+//! which is a degree-`t` Shamir sharing of `r = Σ_A PRF(k_A, sid, c)` obtained without any
+//! interaction. The `t` corrupt parties miss the key of the set that excludes them, so `r` is
+//! uniform to them. With PRF outputs drawn from `[−2^(b−1), 2^(b−1))`, `|r| ≤ C(n, t)·2^(b−1)`:
+//! bounded masks for noise flooding.
+//!
+//! The PRF is SHAKE-256 over `key ‖ sid ‖ counter` (domain-separated). Key setup here is a
+//! trusted dealer ([`deal_keys`]), documented as insecure like the key dealer; the DKG issue
+//! replaces it with a setup where each set's key is agreed among its members.
+
+use crate::{GaloisRing, RingError, Z2k};
+use sha3::digest::{ExtendableOutput, Update, XofReader};
+use std::collections::BTreeMap;
+
+/// A set of parties (1-based, sorted).
+pub type PartySet = Vec<usize>;
+
+/// All subsets of `{1..=n}` of size `n − t`.
+pub fn maximal_sets(n: usize, t: usize) -> Vec<PartySet> {
+    fn rec(start: usize, n: usize, k: usize, cur: &mut Vec<usize>, out: &mut Vec<PartySet>) {
+        if cur.len() == k {
+            out.push(cur.clone());
+            return;
+        }
+        for p in start..=n {
+            cur.push(p);
+            rec(p + 1, n, k, cur, out);
+            cur.pop();
+        }
+    }
+    let mut out = Vec::new();
+    rec(1, n, n - t, &mut Vec::new(), &mut out);
+    out
+}
+
+/// `C(n, t)`, the number of PRSS sets.
+pub fn binomial(n: usize, t: usize) -> u128 {
+    (0..t).fold(1u128, |acc, i| acc * (n - i) as u128 / (i + 1) as u128)
+}
+
+/// **Insecure** trusted-dealer setup: one random key per set. For tests and developer mode.
+pub fn deal_keys(
+    n: usize,
+    t: usize,
+    rng: &mut impl rand_core::RngCore,
+) -> BTreeMap<PartySet, [u8; 32]> {
+    maximal_sets(n, t)
+        .into_iter()
+        .map(|s| {
+            let mut k = [0u8; 32];
+            rng.fill_bytes(&mut k);
+            (s, k)
+        })
+        .collect()
+}
+
+fn prf<Z: Z2k>(key: &[u8; 32], sid: &[u8], counter: u64, bits: u32) -> Z {
+    let mut h = sha3::Shake256::default();
+    h.update(b"kms/prss/v1");
+    h.update(key);
+    h.update(&(sid.len() as u64).to_be_bytes());
+    h.update(sid);
+    h.update(&counter.to_be_bytes());
+    let mut out = [0u8; 16];
+    h.finalize_xof().read(&mut out);
+    // Uniform in [−2^(bits−1), 2^(bits−1)) as a two's-complement value of Z/2^k.
+    let raw = u128::from_le_bytes(out);
+    let v = if bits >= 128 {
+        raw
+    } else {
+        raw & ((1u128 << bits) - 1)
+    };
+    let half = if bits >= 128 { 0 } else { 1u128 << (bits - 1) };
+    let mut z = Z::ZERO;
+    for j in 0..Z::BITS.min(128) {
+        z = z.add(Z::pow2_if((v >> j) & 1 == 1, j));
+    }
+    z.sub(Z::from_u128_trunc(half))
+}
+
+/// One party's PRSS state.
+#[derive(Clone)]
+pub struct Prss<Z: Z2k, const D: usize> {
+    party: usize,
+    /// (key, f_A(α_party)) for each set containing the party.
+    sets: Vec<([u8; 32], GaloisRing<Z, D>)>,
+}
+
+impl<Z: Z2k, const D: usize> std::fmt::Debug for Prss<Z, D> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "Prss(party {}, {} sets)", self.party, self.sets.len())
+    }
+}
+
+impl<Z: Z2k, const D: usize> Prss<Z, D> {
+    /// Party `party`'s state from the keys of the sets it belongs to.
+    pub fn new(
+        party: usize,
+        n: usize,
+        t: usize,
+        keys: &BTreeMap<PartySet, [u8; 32]>,
+    ) -> Result<Self, RingError> {
+        let alpha = GaloisRing::<Z, D>::point(party)?;
+        let mut sets = Vec::new();
+        for set in maximal_sets(n, t) {
+            if !set.contains(&party) {
+                continue;
+            }
+            let key = *keys.get(&set).ok_or(RingError::BadIndex(party))?;
+            // f_A(x) = Π_{j ∉ A} (x − α_j) / (0 − α_j)
+            let mut v = GaloisRing::one();
+            for j in (1..=n).filter(|j| !set.contains(j)) {
+                let aj = GaloisRing::<Z, D>::point(j)?;
+                v = v.mul(&alpha.sub(&aj)).mul(&aj.neg().inv()?);
+            }
+            sets.push((key, v));
+        }
+        Ok(Self { party, sets })
+    }
+
+    /// This party's share of a random value bounded by `C(n, t)·2^(bits−1)` in absolute value.
+    pub fn mask(&self, sid: &[u8], counter: u64, bits: u32) -> GaloisRing<Z, D> {
+        self.sets.iter().fold(GaloisRing::ZERO, |acc, (k, f)| {
+            acc.add(&f.scale(prf::<Z>(k, sid, counter, bits)))
+        })
+    }
+}
+
+/// The value a PRSS mask opens to, computed from all keys (for tests).
+pub fn mask_value<Z: Z2k>(
+    keys: &BTreeMap<PartySet, [u8; 32]>,
+    sid: &[u8],
+    counter: u64,
+    bits: u32,
+) -> Z {
+    keys.values()
+        .fold(Z::ZERO, |acc, k| acc.add(prf::<Z>(k, sid, counter, bits)))
+}
