@@ -146,6 +146,7 @@ pub fn run(
             runs: decrypt_runs,
         });
     }
+    results.extend(threshold(&ck, params, key_id, decrypt_runs, &mut say)?);
     for r in &mut results {
         r.ratio = r.kms_s / r.baseline_s;
     }
@@ -169,4 +170,104 @@ fn baseline_squash_decrypt(t: FheType, bytes: &[u8], ck: &tfhe::ClientKey) -> Re
         }
         _ => Err("unsupported in bench".into()),
     }
+}
+
+/// Threshold decryption, n = 4, t = 1, of one FheUint64: the CPU time of one party (squash,
+/// partial decryption, robust combination of the four partials; the other parties' partials are
+/// computed outside the timed region, as they run on their own machines) and the wall-clock of
+/// the whole run in one process, each against squash_noise + decrypt.
+fn threshold(
+    ck: &tfhe::ClientKey,
+    params: ParamSetName,
+    key_id: kms_types::RequestId,
+    runs: usize,
+    say: &mut impl FnMut(&str),
+) -> Result<Vec<Comparison>, String> {
+    use kms_algebra::prss::{deal_keys, Prss};
+    use kms_threshold::{combine, deal_insecure, partial_decrypt, squash, FloodingParams};
+    let (n, t) = (4, 1);
+    let keys = deal_insecure(ck, n, t, &mut rand_core::OsRng).map_err(|e| e.to_string())?;
+    let pk = deal_keys(n, t, &mut rand_core::OsRng);
+    let prss: Vec<Prss<u128, 4>> = (1..=n)
+        .map(|p| Prss::new(p, n, t, &pk))
+        .collect::<Result<_, _>>()
+        .map_err(|e| e.to_string())?;
+    let fp = FloodingParams::new(n, t, keys[0].message_modulus, keys[0].carry_modulus)
+        .map_err(|e| e.to_string())?;
+    let bytes = serialize_public(&FheUint64::encrypt(0x0123_4567_89ab_cdefu64, ck))
+        .map_err(|e| e.to_string())?;
+    let ct = TypedCiphertext {
+        fhe_type: FheType::Uint64,
+        bytes: bytes.clone(),
+    };
+    let _ = key_id;
+    let (mut party_t, mut whole_t, mut base_t) = (Vec::new(), Vec::new(), Vec::new());
+    for i in 0..runs {
+        say(&format!(
+            "threshold FheUint64 decryption run {}/{runs}",
+            i + 1
+        ));
+        let sid = format!("bench-{i}");
+        // Other parties' partials (not timed: their own machines).
+        let sq = squash(&ct, params).map_err(|e| e.to_string())?;
+        let others: Vec<_> = (1..n)
+            .map(|p| partial_decrypt(&keys[p], &prss[p], &fp, sid.as_bytes(), &sq).map(Some))
+            .collect::<Result<_, _>>()
+            .map_err(|e| e.to_string())?;
+        // Party 1.
+        let (r, d) = time(|| -> Result<u128, String> {
+            let sq = squash(&ct, params).map_err(|e| e.to_string())?;
+            let mine = partial_decrypt(&keys[0], &prss[0], &fp, sid.as_bytes(), &sq)
+                .map_err(|e| e.to_string())?;
+            let mut all = vec![Some(mine)];
+            all.extend(others.iter().cloned());
+            let (pt, _) = combine(&all, &fp, &sq).map_err(|e| e.to_string())?;
+            pt.as_u128().ok_or_else(|| "value out of range".to_string())
+        });
+        if r? != 0x0123_4567_89ab_cdef {
+            return Err("threshold decryption gave a wrong value".into());
+        }
+        party_t.push(d);
+        // Whole run in one process (4 squashes, 4 partials, 4 combinations).
+        let (r, d) = time(|| -> Result<(), String> {
+            let sqs: Vec<_> = (0..n)
+                .map(|_| squash(&ct, params))
+                .collect::<Result<_, _>>()
+                .map_err(|e| e.to_string())?;
+            let partials: Vec<_> = (0..n)
+                .map(|p| {
+                    partial_decrypt(&keys[p], &prss[p], &fp, sid.as_bytes(), &sqs[p]).map(Some)
+                })
+                .collect::<Result<_, _>>()
+                .map_err(|e| e.to_string())?;
+            for sq in &sqs {
+                combine(&partials, &fp, sq).map_err(|e| e.to_string())?;
+            }
+            Ok(())
+        });
+        r?;
+        whole_t.push(d);
+        let (r, d) = time(|| baseline_squash_decrypt(FheType::Uint64, &bytes, ck));
+        r?;
+        base_t.push(d);
+    }
+    let base = median(base_t);
+    Ok(vec![
+        Comparison {
+            name: "threshold decryption n=4, one party (FheUint64)".into(),
+            kms_s: median(party_t),
+            baseline_s: base,
+            baseline: "deserialize + squash_noise + decrypt".into(),
+            ratio: 0.0,
+            runs,
+        },
+        Comparison {
+            name: "threshold decryption n=4, whole run in 1 process".into(),
+            kms_s: median(whole_t),
+            baseline_s: base,
+            baseline: "deserialize + squash_noise + decrypt".into(),
+            ratio: 0.0,
+            runs,
+        },
+    ])
 }

@@ -1,0 +1,30 @@
+//! Threshold decryption by noise flooding (after Zama's threshold KMS design, eprint 2023/815
+//! and 2025/699; implemented here from the published description).
+//!
+//! Every party holds a degree-`t` Shamir share, in `GR(Z/2^128, 4)`, of each coefficient of the
+//! noise-squashing LWE secret key `s` (binary, 4096 coefficients for the default parameters).
+//! To decrypt, every party squashes the ciphertext with tfhe-rs (`squash_noise`: deterministic,
+//! so all parties get the same 128-bit LWE ciphertexts `(a, b)`), and computes for each block
+//!
+//! ```text
+//! [p]_i = b − Σ_j a_j·[s_j]_i + [r]_i        r: PRSS mask, |r| ≤ C(n,t)·2^(f−1)
+//! ```
+//!
+//! Opening `p` robustly gives `Δ·m + e_sns + r`; rounding by `Δ` yields `m`. The mask `r` floods
+//! the squashing noise `e_sns`, so the opened value reveals nothing about `s` beyond `m` up to
+//! statistical distance `2^−stat`. The parameter constraint, checked in code
+//! ([`FloodingParams::new`]), is `2·C(n,t)·2^stat·B_sns < Δ/2`, with `2^f = 2^stat·B_sns`.
+
+mod decrypt;
+mod keyshare;
+mod wire;
+
+pub use decrypt::{
+    combine, partial_decrypt, squash, FloodingParams, SquashedCiphertext, ThresholdError,
+    B_SNS_LOG2, STAT_SECURITY,
+};
+pub use keyshare::{deal_insecure, SnsKeyShare};
+pub use wire::{decode_partials, encode_partials};
+
+/// Shares and ring used for the 128-bit (noise-squashed) domain.
+pub type Share = kms_algebra::GR128;

@@ -1,0 +1,241 @@
+//! Threshold public decryption by noise flooding against tfhe-rs's own decryption, with honest
+//! and malicious parties: n = 4, t = 1 on real parameters; n = 7, t = 2 on test parameters.
+
+use kms_algebra::prss::{deal_keys, Prss};
+use kms_engine::{config_for, serialize_public, Plaintext};
+use kms_threshold::{
+    combine, deal_insecure, decode_partials, encode_partials, partial_decrypt, squash,
+    FloodingParams, Share, SnsKeyShare, SquashedCiphertext, B_SNS_LOG2,
+};
+use kms_types::{FheType, ParamSetName, RequestId, TypedCiphertext};
+use rand_core::{OsRng, RngCore};
+use tfhe::prelude::*;
+use tfhe::{ClientKey, FheBool, FheInt16, FheUint64, FheUint8};
+
+struct Parties {
+    keys: Vec<SnsKeyShare>,
+    prss: Vec<Prss<u128, 4>>,
+    fp: FloodingParams,
+}
+
+fn setup(ck: &ClientKey, n: usize, t: usize) -> Parties {
+    let keys = deal_insecure(ck, n, t, &mut OsRng).unwrap();
+    let prss_keys = deal_keys(n, t, &mut OsRng);
+    let prss = (1..=n)
+        .map(|p| Prss::new(p, n, t, &prss_keys).unwrap())
+        .collect();
+    let fp = FloodingParams::new(n, t, keys[0].message_modulus, keys[0].carry_modulus).unwrap();
+    Parties { keys, prss, fp }
+}
+
+/// How party `who` misbehaves.
+#[derive(Clone, Copy, Debug)]
+enum Fault {
+    Random,
+    /// Shares of another value, consistent with a degree-t polynomial among the cheaters.
+    WrongValue,
+    Malformed,
+    Silent,
+}
+
+/// Runs one decryption: every party computes its partials, faulty parties replace theirs, every
+/// honest party combines what it received. Returns each honest party's result.
+fn run(
+    p: &Parties,
+    ct: &SquashedCiphertext,
+    faults: &[(usize, Fault)],
+    session: &[u8],
+) -> Vec<(Plaintext, Vec<usize>)> {
+    let n = p.keys.len();
+    let mut wire: Vec<Option<Vec<u8>>> = (0..n)
+        .map(|i| {
+            Some(encode_partials(
+                &partial_decrypt(&p.keys[i], &p.prss[i], &p.fp, session, ct).unwrap(),
+            ))
+        })
+        .collect();
+    for &(who, fault) in faults {
+        let honest = decode_partials(wire[who - 1].as_ref().unwrap(), ct.blocks.len()).unwrap();
+        wire[who - 1] = match fault {
+            Fault::Random => Some(encode_partials(
+                &honest
+                    .iter()
+                    .map(|_| Share::random(&mut OsRng))
+                    .collect::<Vec<_>>(),
+            )),
+            Fault::WrongValue => Some(encode_partials(
+                &honest
+                    .iter()
+                    .map(|s| s.add(&Share::from_scalar(1u128 << p.fp.delta_log2)))
+                    .collect::<Vec<_>>(),
+            )),
+            Fault::Malformed => Some(vec![0xAB; 17]),
+            Fault::Silent => None,
+        };
+    }
+    let received: Vec<Option<Vec<Share>>> = wire
+        .iter()
+        .map(|w| w.as_ref().and_then(|b| decode_partials(b, ct.blocks.len())))
+        .collect();
+    (1..=n)
+        .filter(|i| !faults.iter().any(|(w, _)| w == i))
+        .map(|_| combine(&received, &p.fp, ct).unwrap())
+        .collect()
+}
+
+fn tfhe_word(ck: &ClientKey, ct: &TypedCiphertext) -> [u8; 32] {
+    let lim = 1 << 30;
+    let b = ct.bytes.as_slice();
+    use tfhe::safe_serialization::safe_deserialize as de;
+    let mut w = [0u8; 32];
+    match ct.fhe_type {
+        FheType::Bool => w[31] = de::<FheBool>(b, lim).unwrap().decrypt(ck) as u8,
+        FheType::Uint8 => {
+            let v: u8 = de::<FheUint8>(b, lim).unwrap().decrypt(ck);
+            w[31] = v;
+        }
+        FheType::Uint64 => {
+            let v: u64 = de::<FheUint64>(b, lim).unwrap().decrypt(ck);
+            w[24..].copy_from_slice(&v.to_be_bytes());
+        }
+        FheType::Int16 => {
+            let v: i16 = de::<FheInt16>(b, lim).unwrap().decrypt(ck);
+            w = if v < 0 { [0xff; 32] } else { [0; 32] };
+            w[16..].copy_from_slice(&i128::from(v).to_be_bytes());
+        }
+        t => panic!("unused {t}"),
+    }
+    w
+}
+
+fn keys(params: ParamSetName) -> (ClientKey, RequestId) {
+    let id = RequestId::derive("threshold-test", params.as_str().as_bytes());
+    let ks = kms_engine::generate_key_set(params, &id, &mut |_| {});
+    tfhe::set_server_key(ks.server_key.decompress());
+    (ks.client_key, id)
+}
+
+#[test]
+fn real_parameters_n4_t1_honest_and_malicious() {
+    let (ck, _) = keys(ParamSetName::Default);
+    let p = setup(&ck, 4, 1);
+    let cts = vec![
+        TypedCiphertext {
+            fhe_type: FheType::Bool,
+            bytes: serialize_public(&FheBool::encrypt(true, &ck)).unwrap(),
+        },
+        TypedCiphertext {
+            fhe_type: FheType::Uint8,
+            bytes: serialize_public(&FheUint8::encrypt(201u8, &ck)).unwrap(),
+        },
+        TypedCiphertext {
+            fhe_type: FheType::Uint64,
+            bytes: serialize_public(&FheUint64::encrypt(0xfedc_ba98_7654_3210u64, &ck)).unwrap(),
+        },
+    ];
+    // The squashed noise stays under the bound the flooding parameters assume.
+    let nsk = ck.clone().into_raw_parts().3.unwrap().into_raw_parts();
+    let s = nsk.post_noise_squashing_secret_key().as_lwe_secret_key();
+    let s: &[u128] = s.as_ref();
+    let mut max_noise = 0u128;
+    for ct in &cts {
+        let sq = squash(ct, ParamSetName::Default).unwrap();
+        for (a, b) in &sq.blocks {
+            let phase = a
+                .iter()
+                .zip(s)
+                .fold(*b, |acc, (x, y)| acc.wrapping_sub(x.wrapping_mul(*y)));
+            let delta = 1u128 << p.fp.delta_log2;
+            let e = (phase.wrapping_add(delta / 2) % delta).wrapping_sub(delta / 2) as i128;
+            max_noise = max_noise.max(e.unsigned_abs());
+        }
+    }
+    eprintln!(
+        "largest squashed noise observed: 2^{:.1} (bound 2^{B_SNS_LOG2})",
+        (max_noise as f64).log2()
+    );
+    assert!(max_noise < 1u128 << B_SNS_LOG2);
+
+    for (i, ct) in cts.iter().enumerate() {
+        let sq = squash(ct, ParamSetName::Default).unwrap();
+        let truth = tfhe_word(&ck, ct);
+        for (pt, cheaters) in run(&p, &sq, &[], format!("honest-{i}").as_bytes()) {
+            assert_eq!(pt.word, truth, "{}", ct.fhe_type);
+            assert!(cheaters.is_empty());
+        }
+        for fault in [
+            Fault::Random,
+            Fault::WrongValue,
+            Fault::Malformed,
+            Fault::Silent,
+        ] {
+            for (pt, cheaters) in run(
+                &p,
+                &sq,
+                &[(3, fault)],
+                format!("m-{i}-{fault:?}").as_bytes(),
+            ) {
+                assert_eq!(pt.word, truth, "{} with party 3 {fault:?}", ct.fhe_type);
+                match fault {
+                    Fault::Random | Fault::WrongValue => assert_eq!(cheaters, vec![3]),
+                    Fault::Malformed | Fault::Silent => assert!(cheaters.is_empty()), // absent, not wrong
+                }
+            }
+        }
+    }
+    // Squashing is deterministic: every party gets the same blocks.
+    let a = squash(&cts[1], ParamSetName::Default).unwrap();
+    let b = squash(&cts[1], ParamSetName::Default).unwrap();
+    assert_eq!(a.blocks, b.blocks);
+}
+
+#[test]
+fn test_parameters_n7_t2_with_two_cheaters() {
+    let (ck, _) = keys(ParamSetName::TestInsecure);
+    let p = setup(&ck, 7, 2);
+    for (t, bytes) in [
+        (
+            FheType::Uint64,
+            serialize_public(&FheUint64::encrypt(OsRng.next_u64(), &ck)).unwrap(),
+        ),
+        (
+            FheType::Int16,
+            serialize_public(&FheInt16::encrypt(-12345i16, &ck)).unwrap(),
+        ),
+        (
+            FheType::Bool,
+            serialize_public(&FheBool::encrypt(false, &ck)).unwrap(),
+        ),
+    ] {
+        let ct = TypedCiphertext { fhe_type: t, bytes };
+        let sq = squash(&ct, ParamSetName::TestInsecure).unwrap();
+        let truth = tfhe_word(&ck, &ct);
+        for faults in [
+            vec![],
+            vec![(2, Fault::Random), (6, Fault::WrongValue)],
+            vec![(1, Fault::Silent), (7, Fault::Random)],
+            vec![(4, Fault::Malformed), (5, Fault::Silent)],
+        ] {
+            for (pt, cheaters) in run(&p, &sq, &faults, b"seven") {
+                assert_eq!(pt.word, truth, "{t} with {faults:?}");
+                let wrong: Vec<usize> = faults
+                    .iter()
+                    .filter(|(_, f)| matches!(f, Fault::Random | Fault::WrongValue))
+                    .map(|(w, _)| *w)
+                    .collect();
+                assert_eq!(cheaters, wrong);
+            }
+        }
+    }
+}
+
+#[test]
+fn parameter_constraints_are_checked() {
+    assert!(FloodingParams::new(4, 1, 4, 4).is_ok());
+    assert!(FloodingParams::new(7, 2, 4, 4).is_ok());
+    // Too many parties for this Δ: C(n,t) eats the margin.
+    assert!(FloodingParams::new(40, 13, 4, 4).is_err());
+    let (ck, _) = keys(ParamSetName::TestInsecure);
+    assert!(deal_insecure(&ck, 3, 1, &mut OsRng).is_err()); // n < 3t + 1
+    let _ = config_for(ParamSetName::TestInsecure);
+}
