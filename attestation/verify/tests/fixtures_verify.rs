@@ -118,60 +118,74 @@ fn every_fixture_fails_at_todays_date() {
     }
 }
 
+/// The policy each fixture passes at its timestamp.
+fn passing_policy(f: &Fixture) -> Policy {
+    if f.meta["debug_mode"].as_bool().unwrap() {
+        Policy::developer(vec![], 300)
+    } else {
+        Policy::production(vec![f.release()], 300)
+    }
+}
+
 #[test]
 fn flipped_bytes_are_rejected() {
-    let f = fixture(NONDEBUG);
-    let policy = Policy::production(vec![f.release()], 300);
-    let n = f.bytes.len();
-    // Last byte: inside the 96-byte signature.
-    let mut sig = f.bytes.clone();
-    sig[n - 1] ^= 1;
-    assert_eq!(
-        verify_document(&sig, &PinnedRoot::aws(), &policy, f.at()),
-        Err(AttestationError::BadSignature)
-    );
-    // A byte of PCR0's value inside the payload: structure intact, signature broken.
-    let pcr0 = f.hex("pcr0").unwrap();
-    let pos = f
-        .bytes
-        .windows(pcr0.len())
-        .position(|w| w == pcr0.as_slice())
-        .unwrap();
-    let mut payload = f.bytes.clone();
-    payload[pos + 5] ^= 0x40;
-    assert_eq!(
-        verify_document(&payload, &PinnedRoot::aws(), &policy, f.at()),
-        Err(AttestationError::BadSignature)
-    );
-    // A byte of the module ID.
-    let module = f.meta["module_id"].as_str().unwrap().as_bytes().to_vec();
-    let pos = f
-        .bytes
-        .windows(module.len())
-        .position(|w| w == module.as_slice())
-        .unwrap();
-    let mut m = f.bytes.clone();
-    m[pos] ^= 0x01;
-    assert_eq!(
-        verify_document(&m, &PinnedRoot::aws(), &policy, f.at()),
-        Err(AttestationError::BadSignature)
-    );
+    for name in [NONDEBUG, DEBUG, GA_DEBUG] {
+        let f = fixture(name);
+        let policy = passing_policy(&f);
+        verify_document(&f.bytes, &PinnedRoot::aws(), &policy, f.at()).unwrap();
+        let n = f.bytes.len();
+        // Last byte: inside the 96-byte signature.
+        let mut sig = f.bytes.clone();
+        sig[n - 1] ^= 1;
+        assert_eq!(
+            verify_document(&sig, &PinnedRoot::aws(), &policy, f.at()),
+            Err(AttestationError::BadSignature),
+            "{name}"
+        );
+        // A byte of PCR0's value inside the payload: structure intact, signature broken.
+        let pcr0 = f.hex("pcr0").unwrap();
+        let pos = f
+            .bytes
+            .windows(pcr0.len())
+            .position(|w| w == pcr0.as_slice())
+            .unwrap();
+        let mut payload = f.bytes.clone();
+        payload[pos + 5] ^= 0x40;
+        assert_eq!(
+            verify_document(&payload, &PinnedRoot::aws(), &policy, f.at()),
+            Err(AttestationError::BadSignature),
+            "{name}"
+        );
+        // A byte of the module ID.
+        let module = f.meta["module_id"].as_str().unwrap().as_bytes().to_vec();
+        let pos = f
+            .bytes
+            .windows(module.len())
+            .position(|w| w == module.as_slice())
+            .unwrap();
+        let mut m = f.bytes.clone();
+        m[pos] ^= 0x01;
+        assert_eq!(
+            verify_document(&m, &PinnedRoot::aws(), &policy, f.at()),
+            Err(AttestationError::BadSignature),
+            "{name}"
+        );
+    }
 }
 
 #[test]
 fn another_pinned_root_is_rejected() {
-    let f = fixture(NONDEBUG);
-    let doc = kms_attestation::document::parse_unverified(&f.bytes).unwrap();
-    // Pin the first intermediate instead of the AWS root.
-    let other = PinnedRoot::from_der(&doc.cabundle[1]).unwrap();
-    let e = verify_document(
-        &f.bytes,
-        &other,
-        &Policy::production(vec![f.release()], 300),
-        f.at(),
-    )
-    .unwrap_err();
-    assert!(matches!(e, AttestationError::UntrustedRoot(_)), "{e}");
+    for name in [NONDEBUG, DEBUG, GA_DEBUG] {
+        let f = fixture(name);
+        let doc = kms_attestation::document::parse_unverified(&f.bytes).unwrap();
+        // Pin the first intermediate instead of the AWS root.
+        let other = PinnedRoot::from_der(&doc.cabundle[1]).unwrap();
+        let e = verify_document(&f.bytes, &other, &passing_policy(&f), f.at()).unwrap_err();
+        assert!(
+            matches!(e, AttestationError::UntrustedRoot(_)),
+            "{name}: {e}"
+        );
+    }
 }
 
 #[test]
