@@ -28,62 +28,42 @@ pub trait Z2k: Copy + Eq + Default + Debug + Send + Sync + 'static {
     fn from_u128_trunc(v: u128) -> Self;
 }
 
-impl Z2k for u64 {
-    const BITS: u32 = 64;
-    const ZERO: Self = 0;
-    const ONE: Self = 1;
-    fn add(self, o: Self) -> Self {
-        self.wrapping_add(o)
-    }
-    fn sub(self, o: Self) -> Self {
-        self.wrapping_sub(o)
-    }
-    fn mul(self, o: Self) -> Self {
-        self.wrapping_mul(o)
-    }
-    fn bit(self, j: u32) -> bool {
-        (self >> j) & 1 == 1
-    }
-    fn pow2_if(b: bool, j: u32) -> Self {
-        u64::from(b) << j
-    }
-    fn random(rng: &mut impl rand_core::RngCore) -> Self {
-        rng.next_u64()
-    }
-    fn from_u64(v: u64) -> Self {
-        v
-    }
-    fn from_u128_trunc(v: u128) -> Self {
-        v as u64
-    }
+macro_rules! impl_z2k {
+    ($t:ty, $bits:expr, $random:expr) => {
+        impl Z2k for $t {
+            const BITS: u32 = $bits;
+            const ZERO: Self = 0;
+            const ONE: Self = 1;
+            fn add(self, o: Self) -> Self {
+                self.wrapping_add(o)
+            }
+            fn sub(self, o: Self) -> Self {
+                self.wrapping_sub(o)
+            }
+            fn mul(self, o: Self) -> Self {
+                self.wrapping_mul(o)
+            }
+            fn bit(self, j: u32) -> bool {
+                (self >> j) & 1 == 1
+            }
+            fn pow2_if(b: bool, j: u32) -> Self {
+                <$t>::from(b) << j
+            }
+            fn random(rng: &mut impl rand_core::RngCore) -> Self {
+                $random(rng)
+            }
+            fn from_u64(v: u64) -> Self {
+                <$t>::from(v)
+            }
+            fn from_u128_trunc(v: u128) -> Self {
+                v as $t
+            }
+        }
+    };
 }
 
-impl Z2k for u128 {
-    const BITS: u32 = 128;
-    const ZERO: Self = 0;
-    const ONE: Self = 1;
-    fn add(self, o: Self) -> Self {
-        self.wrapping_add(o)
-    }
-    fn sub(self, o: Self) -> Self {
-        self.wrapping_sub(o)
-    }
-    fn mul(self, o: Self) -> Self {
-        self.wrapping_mul(o)
-    }
-    fn bit(self, j: u32) -> bool {
-        (self >> j) & 1 == 1
-    }
-    fn pow2_if(b: bool, j: u32) -> Self {
-        u128::from(b) << j
-    }
-    fn random(rng: &mut impl rand_core::RngCore) -> Self {
-        (u128::from(rng.next_u64()) << 64) | u128::from(rng.next_u64())
-    }
-    fn from_u64(v: u64) -> Self {
-        u128::from(v)
-    }
-    fn from_u128_trunc(v: u128) -> Self {
-        v
-    }
-}
+impl_z2k!(u64, 64, |r: &mut dyn rand_core::RngCore| r.next_u64());
+impl_z2k!(u128, 128, |r: &mut dyn rand_core::RngCore| (u128::from(
+    r.next_u64()
+) << 64)
+    | u128::from(r.next_u64()));
