@@ -42,6 +42,21 @@ sol! {
         bytes plaintexts;
     }
 
+    /// One party's share of a threshold user decryption, inside an envelope to the client:
+    /// `shares` holds, per ciphertext in order, the party's flooded partial decryption of each
+    /// squashed block (64 bytes per block: four little-endian u128 coefficients of GR(Z/2^128, 4)).
+    #[derive(Debug, PartialEq, Eq)]
+    struct UserDecryptionShare {
+        bytes20 requestId;
+        bytes20 keyId;
+        bytes32 clientKeyDigest;
+        address kmsSigner;
+        uint32 party;
+        bytes32[] ciphertextDigests;
+        uint8[] fheTypes;
+        bytes shares;
+    }
+
     /// The public attestation of a user-decryption response: which envelope (SHA3-256 of its
     /// bytes) this party sent for which request and client key. Verifiable by anyone, e.g. the
     /// ASC, without learning the plaintext.
@@ -73,6 +88,10 @@ mod tests {
         assert_eq!(
             UserDecryptionPayload::eip712_encode_type(),
             "UserDecryptionPayload(bytes20 requestId,bytes20 keyId,bytes32 clientKeyDigest,address kmsSigner,bytes32[] ciphertextDigests,uint8[] fheTypes,bytes plaintexts)"
+        );
+        assert_eq!(
+            UserDecryptionShare::eip712_encode_type(),
+            "UserDecryptionShare(bytes20 requestId,bytes20 keyId,bytes32 clientKeyDigest,address kmsSigner,uint32 party,bytes32[] ciphertextDigests,uint8[] fheTypes,bytes shares)"
         );
         assert_eq!(
             UserDecryptionResponse::eip712_encode_type(),

@@ -112,18 +112,62 @@ pub fn response_struct(
     }
 }
 
-/// Signs `payload` (whose `kmsSigner` and `clientKeyDigest` are overwritten with the signer's
-/// address and the client key's digest) and encrypts it to `client`.
-pub fn signcrypt(
+/// A typed struct that can travel in an envelope: it names its request, the client key it is
+/// for and the KMS signer, and those three are checked on opening.
+pub trait SignedPayload: alloy_sol_types::SolStruct + SolValue + Sized {
+    /// The request ID.
+    fn request_id(&self) -> [u8; 20];
+    /// The client key digest.
+    fn client_key_digest(&self) -> [u8; 32];
+    /// The KMS signer address.
+    fn kms_signer(&self) -> Address;
+    /// Sets the client key digest and the signer (done by [`signcrypt`]).
+    fn bind(&mut self, client_key_digest: [u8; 32], signer: Address);
+}
+
+impl SignedPayload for UserDecryptionPayload {
+    fn request_id(&self) -> [u8; 20] {
+        self.requestId.0
+    }
+    fn client_key_digest(&self) -> [u8; 32] {
+        self.clientKeyDigest.0
+    }
+    fn kms_signer(&self) -> Address {
+        self.kmsSigner.0 .0
+    }
+    fn bind(&mut self, client_key_digest: [u8; 32], signer: Address) {
+        self.clientKeyDigest = FixedBytes(client_key_digest);
+        self.kmsSigner = AlloyAddress::from(signer);
+    }
+}
+
+impl SignedPayload for kms_eip712::types::UserDecryptionShare {
+    fn request_id(&self) -> [u8; 20] {
+        self.requestId.0
+    }
+    fn client_key_digest(&self) -> [u8; 32] {
+        self.clientKeyDigest.0
+    }
+    fn kms_signer(&self) -> Address {
+        self.kmsSigner.0 .0
+    }
+    fn bind(&mut self, client_key_digest: [u8; 32], signer: Address) {
+        self.clientKeyDigest = FixedBytes(client_key_digest);
+        self.kmsSigner = AlloyAddress::from(signer);
+    }
+}
+
+/// Signs `payload` (after binding it to the client key and the signer's address) and encrypts
+/// it to `client`.
+pub fn signcrypt<P: SignedPayload>(
     signer: &SigningKey,
     domain: &DomainConfig,
-    mut payload: UserDecryptionPayload,
+    mut payload: P,
     client: &ClientPublicKey,
     rng: &mut impl rand_core::CryptoRngCore,
 ) -> Result<Signcrypted, SigncryptionError> {
-    let request_id = RequestId::from_bytes(payload.requestId.0);
-    payload.kmsSigner = AlloyAddress::from(signer.address());
-    payload.clientKeyDigest = FixedBytes(client.digest());
+    let request_id = RequestId::from_bytes(payload.request_id());
+    payload.bind(client.digest(), signer.address());
     let sig = signer.sign(domain, &payload)?;
 
     let mut plaintext = Zeroizing::new(payload.abi_encode());
@@ -167,13 +211,13 @@ pub fn signcrypt(
 
 /// Client side: checks the public response signature, decrypts the envelope, checks the inner
 /// signature and that the payload is for this request, this client key and this KMS signer.
-pub fn open_and_verify(
+pub fn open_and_verify<P: SignedPayload>(
     keys: &ClientKeyPair,
     domain: &DomainConfig,
     request_id: &RequestId,
     kms_signer: &Address,
     received: &Signcrypted,
-) -> Result<UserDecryptionPayload, SigncryptionError> {
+) -> Result<P, SigncryptionError> {
     let client_digest = keys.public().digest();
     kms_eip712::verify_signer(
         domain,
@@ -206,16 +250,16 @@ pub fn open_and_verify(
     }
     let (abi, sig) = plaintext.split_at(plaintext.len() - 65);
     let sig = Signature::from_slice(sig)?;
-    let payload =
-        UserDecryptionPayload::abi_decode_validate(abi).map_err(|_| SigncryptionError::Payload)?;
+    let payload = <P as alloy_sol_types::SolType>::abi_decode_validate(abi)
+        .map_err(|_| SigncryptionError::Payload)?;
     kms_eip712::verify_signer(domain, &payload, &sig, kms_signer)?;
-    if payload.requestId.0 != *request_id.as_bytes() {
+    if payload.request_id() != *request_id.as_bytes() {
         return Err(SigncryptionError::Mismatch("request ID"));
     }
-    if payload.clientKeyDigest.0 != client_digest {
+    if payload.client_key_digest() != client_digest {
         return Err(SigncryptionError::Mismatch("client key"));
     }
-    if payload.kmsSigner.0 .0 != *kms_signer {
+    if payload.kms_signer() != *kms_signer {
         return Err(SigncryptionError::Mismatch("KMS signer"));
     }
     Ok(payload)
@@ -265,7 +309,14 @@ mod tests {
     #[test]
     fn round_trip() {
         let f = fixture();
-        let got = open_and_verify(&f.client, &f.domain, &f.id, &f.signer.address(), &f.sc).unwrap();
+        let got = open_and_verify::<UserDecryptionPayload>(
+            &f.client,
+            &f.domain,
+            &f.id,
+            &f.signer.address(),
+            &f.sc,
+        )
+        .unwrap();
         assert_eq!(got.plaintexts, payload(&f.id).plaintexts);
         assert_eq!(got.kmsSigner.0 .0, f.signer.address());
     }
@@ -274,16 +325,32 @@ mod tests {
     fn rejects_wrong_client_request_signer_and_tampering() {
         let f = fixture();
         let other_client = ClientKeyPair::generate(&mut OsRng);
-        assert!(
-            open_and_verify(&other_client, &f.domain, &f.id, &f.signer.address(), &f.sc).is_err()
-        );
+        assert!(open_and_verify::<UserDecryptionPayload>(
+            &other_client,
+            &f.domain,
+            &f.id,
+            &f.signer.address(),
+            &f.sc
+        )
+        .is_err());
         let other_id = RequestId::derive("t", b"2");
-        assert!(
-            open_and_verify(&f.client, &f.domain, &other_id, &f.signer.address(), &f.sc).is_err()
-        );
+        assert!(open_and_verify::<UserDecryptionPayload>(
+            &f.client,
+            &f.domain,
+            &other_id,
+            &f.signer.address(),
+            &f.sc
+        )
+        .is_err());
         let other_signer = SigningKey::random(&mut OsRng);
         assert!(matches!(
-            open_and_verify(&f.client, &f.domain, &f.id, &other_signer.address(), &f.sc),
+            open_and_verify::<UserDecryptionPayload>(
+                &f.client,
+                &f.domain,
+                &f.id,
+                &other_signer.address(),
+                &f.sc
+            ),
             Err(SigncryptionError::Signature(
                 Eip712Error::WrongSigner { .. }
             ))
@@ -296,9 +363,14 @@ mod tests {
             envelope: Envelope::from_bytes(bytes.clone()).unwrap(),
             response_signature: f.sc.response_signature,
         };
-        assert!(
-            open_and_verify(&f.client, &f.domain, &f.id, &f.signer.address(), &tampered).is_err()
-        );
+        assert!(open_and_verify::<UserDecryptionPayload>(
+            &f.client,
+            &f.domain,
+            &f.id,
+            &f.signer.address(),
+            &tampered
+        )
+        .is_err());
         // A host that re-signs nothing but strips the outer check still fails AEAD: check with a
         // valid outer signature from the signer over the tampered envelope.
         let resigned = Signcrypted {
@@ -312,8 +384,14 @@ mod tests {
             envelope: tampered.envelope,
         };
         assert_eq!(
-            open_and_verify(&f.client, &f.domain, &f.id, &f.signer.address(), &resigned)
-                .unwrap_err(),
+            open_and_verify::<UserDecryptionPayload>(
+                &f.client,
+                &f.domain,
+                &f.id,
+                &f.signer.address(),
+                &resigned
+            )
+            .unwrap_err(),
             SigncryptionError::Decrypt
         );
         assert!(Envelope::from_bytes(vec![1u8; 10]).is_err());

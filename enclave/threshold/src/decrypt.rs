@@ -48,6 +48,8 @@ pub struct FloodingParams {
     pub delta_log2: u32,
     /// Cleartext space of a squashed block (message × carry).
     pub cleartext_space: u64,
+    /// Message modulus of the original blocks.
+    pub message_modulus: u64,
     /// Threshold.
     pub t: usize,
 }
@@ -81,9 +83,57 @@ impl FloodingParams {
             mask_bits: STAT_SECURITY + B_SNS_LOG2,
             delta_log2,
             cleartext_space: space,
+            message_modulus,
             t,
         })
     }
+}
+
+/// How a ciphertext's squashed blocks recompose into its value; known from its type alone, so a
+/// user-decryption client can combine shares without the ciphertext.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct BlockLayout {
+    /// The type.
+    pub fhe_type: FheType,
+    /// Packed blocks.
+    pub blocks: usize,
+    /// Plaintext bits of each packed block.
+    pub bits_per_block: u32,
+    /// Plaintext bits of the value.
+    pub value_bits: u32,
+}
+
+impl BlockLayout {
+    /// The layout tfhe-rs's squashing produces for `fhe_type` with blocks of `message_modulus`
+    /// (two original blocks packed into one squashed block).
+    pub fn for_type(fhe_type: FheType, message_modulus: u64) -> Self {
+        if fhe_type == FheType::Bool {
+            return Self {
+                fhe_type,
+                blocks: 1,
+                bits_per_block: 1,
+                value_bits: 1,
+            };
+        }
+        let per_block = message_modulus.max(2).ilog2();
+        let original = fhe_type.bits().div_ceil(per_block) as usize;
+        Self {
+            fhe_type,
+            blocks: original.div_ceil(2),
+            bits_per_block: 2 * per_block,
+            value_bits: fhe_type.bits(),
+        }
+    }
+}
+
+/// The session ID of ciphertext `index` of a request: PRSS masks are never reused across
+/// requests, kinds or ciphertexts.
+pub fn session_id(kind: &str, request_id: &kms_types::RequestId, index: usize) -> Vec<u8> {
+    let mut s = Vec::with_capacity(kind.len() + 28);
+    s.extend_from_slice(kind.as_bytes());
+    s.extend_from_slice(request_id.as_bytes());
+    s.extend_from_slice(&(index as u64).to_be_bytes());
+    s
 }
 
 /// A noise-squashed ciphertext: 128-bit LWE blocks and how to recompose them.
@@ -101,6 +151,18 @@ pub struct SquashedCiphertext {
     pub message_modulus: u64,
     /// Carry modulus of the blocks.
     pub carry_modulus: u64,
+}
+
+impl SquashedCiphertext {
+    /// Its layout.
+    pub fn layout(&self) -> BlockLayout {
+        BlockLayout {
+            fhe_type: self.fhe_type,
+            blocks: self.blocks.len(),
+            bits_per_block: self.bits_per_block,
+            value_bits: self.value_bits,
+        }
+    }
 }
 
 fn blocks_of(bs: &[tfhe::shortint::ciphertext::SquashedNoiseCiphertext]) -> Vec<(Vec<u128>, u128)> {
@@ -216,17 +278,17 @@ pub fn partial_decrypt(
 pub fn combine(
     received: &[Option<Vec<Share>>],
     fp: &FloodingParams,
-    ct: &SquashedCiphertext,
+    ct: &BlockLayout,
 ) -> Result<(Plaintext, Vec<usize>), ThresholdError> {
     let mut cheaters: Vec<usize> = Vec::new();
     let mut limbs = [0u64; 4];
     let mut bit = 0u32;
-    for k in 0..ct.blocks.len() {
+    for k in 0..ct.blocks {
         let shares: Vec<Option<Share>> = received
             .iter()
             .map(|r| {
                 r.as_ref()
-                    .and_then(|v| (v.len() == ct.blocks.len()).then(|| v[k]))
+                    .and_then(|v| (v.len() == ct.blocks).then(|| v[k]))
             })
             .collect();
         let opened = robust_open(&shares, fp.t).map_err(|e| ThresholdError::Open {

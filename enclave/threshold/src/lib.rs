@@ -17,13 +17,15 @@
 
 mod decrypt;
 mod keyshare;
+mod user;
 mod wire;
 
 pub use decrypt::{
-    combine, partial_decrypt, squash, FloodingParams, SquashedCiphertext, ThresholdError,
-    B_SNS_LOG2, STAT_SECURITY,
+    combine, partial_decrypt, session_id, squash, BlockLayout, FloodingParams, SquashedCiphertext,
+    ThresholdError, B_SNS_LOG2, STAT_SECURITY,
 };
 pub use keyshare::{deal_insecure, SnsKeyShare};
+pub use user::{user_combine, user_share, UserShareResponse};
 pub use wire::{decode_partials, encode_partials};
 
 /// Shares and ring used for the 128-bit (noise-squashed) domain.

@@ -2,10 +2,13 @@
 //! and malicious parties: n = 4, t = 1 on real parameters; n = 7, t = 2 on test parameters.
 
 use kms_algebra::prss::{deal_keys, Prss};
+use kms_eip712::{DomainConfig, SigningKey};
 use kms_engine::{config_for, serialize_public, Plaintext};
+use kms_signcryption::ClientKeyPair;
 use kms_threshold::{
     combine, deal_insecure, decode_partials, encode_partials, partial_decrypt, squash,
-    FloodingParams, Share, SnsKeyShare, SquashedCiphertext, B_SNS_LOG2,
+    user_combine, user_share, BlockLayout, FloodingParams, Share, SnsKeyShare, SquashedCiphertext,
+    UserShareResponse, B_SNS_LOG2,
 };
 use kms_types::{FheType, ParamSetName, RequestId, TypedCiphertext};
 use rand_core::{OsRng, RngCore};
@@ -79,8 +82,93 @@ fn run(
         .collect();
     (1..=n)
         .filter(|i| !faults.iter().any(|(w, _)| w == i))
-        .map(|_| combine(&received, &p.fp, ct).unwrap())
+        .map(|_| combine(&received, &p.fp, &ct.layout()).unwrap())
         .collect()
+}
+
+/// User decryption of `cts`: every party signcrypts its shares; `bad_envelope` parties sign
+/// with a key that is not theirs, `wrong_shares` parties send shares of another value.
+fn user_run(
+    p: &Parties,
+    cts: &[(TypedCiphertext, SquashedCiphertext)],
+    bad_envelope: &[usize],
+    wrong_shares: &[usize],
+) -> (Vec<[u8; 32]>, Vec<usize>, Vec<usize>) {
+    let n = p.keys.len();
+    let domain = DomainConfig::default();
+    let signers: Vec<SigningKey> = (0..n).map(|_| SigningKey::random(&mut OsRng)).collect();
+    let client = ClientKeyPair::generate(&mut OsRng);
+    let request = RequestId::derive("user-decrypt-test", &[n as u8]);
+    let key_id = RequestId::derive("key", b"");
+    let with_digests: Vec<([u8; 32], SquashedCiphertext)> =
+        cts.iter().map(|(c, s)| (c.digest(), s.clone())).collect();
+    let responses: Vec<UserShareResponse> = (0..n)
+        .map(|i| {
+            let party = i + 1;
+            let impostor = SigningKey::random(&mut OsRng);
+            let signer = if bad_envelope.contains(&party) {
+                &impostor
+            } else {
+                &signers[i]
+            };
+            let resp = if wrong_shares.contains(&party) {
+                // Shares of another value: the party's honest shares shifted by Δ.
+                let shifted: Vec<([u8; 32], SquashedCiphertext)> = with_digests
+                    .iter()
+                    .map(|(d, s)| {
+                        let mut s = s.clone();
+                        for (_, b) in s.blocks.iter_mut() {
+                            *b = b.wrapping_add(1u128 << p.fp.delta_log2);
+                        }
+                        (*d, s)
+                    })
+                    .collect();
+                user_share(
+                    &p.keys[i],
+                    &p.prss[i],
+                    &p.fp,
+                    signer,
+                    &domain,
+                    request,
+                    key_id,
+                    &shifted,
+                    client.public(),
+                    &mut OsRng,
+                )
+            } else {
+                user_share(
+                    &p.keys[i],
+                    &p.prss[i],
+                    &p.fp,
+                    signer,
+                    &domain,
+                    request,
+                    key_id,
+                    &with_digests,
+                    client.public(),
+                    &mut OsRng,
+                )
+            }
+            .unwrap();
+            UserShareResponse {
+                party,
+                signer: signers[i].address(),
+                response: Some(resp),
+            }
+        })
+        .collect();
+    let meta: Vec<(FheType, [u8; 32])> =
+        cts.iter().map(|(c, _)| (c.fhe_type, c.digest())).collect();
+    let (pts, cheaters, rejected) = user_combine(
+        &client, &domain, &request, &key_id, &meta, &responses, &p.fp,
+    )
+    .unwrap();
+    // Another client key cannot open anything: every envelope is rejected, so nothing opens.
+    let stranger = ClientKeyPair::generate(&mut OsRng);
+    assert!(
+        user_combine(&stranger, &domain, &request, &key_id, &meta, &responses, &p.fp,).is_err()
+    );
+    (pts.iter().map(|p| p.word).collect(), cheaters, rejected)
 }
 
 fn tfhe_word(ck: &ClientKey, ct: &TypedCiphertext) -> [u8; 32] {
@@ -183,6 +271,35 @@ fn real_parameters_n4_t1_honest_and_malicious() {
             }
         }
     }
+    // Layouts from the type alone match what squashing produced.
+    let squashed: Vec<(TypedCiphertext, SquashedCiphertext)> = cts
+        .iter()
+        .map(|c| (c.clone(), squash(c, ParamSetName::Default).unwrap()))
+        .collect();
+    for (c, sq) in &squashed {
+        assert_eq!(
+            BlockLayout::for_type(c.fhe_type, p.keys[0].message_modulus),
+            sq.layout(),
+            "{}",
+            c.fhe_type
+        );
+    }
+    // User decryption, honest, then with party 2's envelope not signed by party 2, then with
+    // party 3's shares wrong.
+    let truths: Vec<[u8; 32]> = cts.iter().map(|c| tfhe_word(&ck, c)).collect();
+    let (words, cheaters, rejected) = user_run(&p, &squashed, &[], &[]);
+    assert_eq!(words, truths);
+    assert!(cheaters.is_empty() && rejected.is_empty());
+    // t = 1: one faulty party at a time.
+    let (words, cheaters, rejected) = user_run(&p, &squashed, &[2], &[]);
+    assert_eq!(words, truths);
+    assert!(cheaters.is_empty());
+    assert_eq!(rejected, vec![2]);
+    let (words, cheaters, rejected) = user_run(&p, &squashed, &[], &[3]);
+    assert_eq!(words, truths);
+    assert_eq!(cheaters, vec![3]);
+    assert!(rejected.is_empty());
+
     // Squashing is deterministic: every party gets the same blocks.
     let a = squash(&cts[1], ParamSetName::Default).unwrap();
     let b = squash(&cts[1], ParamSetName::Default).unwrap();
@@ -193,6 +310,7 @@ fn real_parameters_n4_t1_honest_and_malicious() {
 fn test_parameters_n7_t2_with_two_cheaters() {
     let (ck, _) = keys(ParamSetName::TestInsecure);
     let p = setup(&ck, 7, 2);
+    let mut all = Vec::new();
     for (t, bytes) in [
         (
             FheType::Uint64,
@@ -210,6 +328,7 @@ fn test_parameters_n7_t2_with_two_cheaters() {
         let ct = TypedCiphertext { fhe_type: t, bytes };
         let sq = squash(&ct, ParamSetName::TestInsecure).unwrap();
         let truth = tfhe_word(&ck, &ct);
+        all.push((ct.clone(), sq.clone(), truth));
         for faults in [
             vec![],
             vec![(2, Fault::Random), (6, Fault::WrongValue)],
@@ -227,6 +346,13 @@ fn test_parameters_n7_t2_with_two_cheaters() {
             }
         }
     }
+    let squashed: Vec<(TypedCiphertext, SquashedCiphertext)> =
+        all.iter().map(|(c, s, _)| (c.clone(), s.clone())).collect();
+    let truths: Vec<[u8; 32]> = all.iter().map(|(_, _, t)| *t).collect();
+    let (words, cheaters, rejected) = user_run(&p, &squashed, &[5], &[1]);
+    assert_eq!(words, truths);
+    assert_eq!(cheaters, vec![1]);
+    assert_eq!(rejected, vec![5]);
 }
 
 #[test]

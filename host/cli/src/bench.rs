@@ -221,7 +221,7 @@ fn threshold(
                 .map_err(|e| e.to_string())?;
             let mut all = vec![Some(mine)];
             all.extend(others.iter().cloned());
-            let (pt, _) = combine(&all, &fp, &sq).map_err(|e| e.to_string())?;
+            let (pt, _) = combine(&all, &fp, &sq.layout()).map_err(|e| e.to_string())?;
             pt.as_u128().ok_or_else(|| "value out of range".to_string())
         });
         if r? != 0x0123_4567_89ab_cdef {
@@ -241,7 +241,7 @@ fn threshold(
                 .collect::<Result<_, _>>()
                 .map_err(|e| e.to_string())?;
             for sq in &sqs {
-                combine(&partials, &fp, sq).map_err(|e| e.to_string())?;
+                combine(&partials, &fp, &sq.layout()).map_err(|e| e.to_string())?;
             }
             Ok(())
         });

@@ -478,8 +478,13 @@ impl KmsClient {
             )
             .await?;
         let sc = convert::signcrypted_from_pb(res)?;
-        let payload =
-            kms_signcryption::open_and_verify(&keys, &self.domain, &id, &self.signer, &sc)?;
+        let payload = kms_signcryption::open_and_verify::<kms_eip712::types::UserDecryptionPayload>(
+            &keys,
+            &self.domain,
+            &id,
+            &self.signer,
+            &sc,
+        )?;
         if payload.keyId.0 != *key_id.as_bytes() {
             return Err(ClientError::Mismatch("key ID"));
         }
