@@ -66,9 +66,19 @@ pub fn share<Z: Z2k, const D: usize>(
     n: usize,
     rng: &mut impl rand_core::RngCore,
 ) -> Result<Vec<GaloisRing<Z, D>>, ShamirError> {
+    share_element(GaloisRing::from_scalar(secret), t, n, rng)
+}
+
+/// Shares a ring element (used by resharing, where the secret is itself a share).
+pub fn share_element<Z: Z2k, const D: usize>(
+    secret: GaloisRing<Z, D>,
+    t: usize,
+    n: usize,
+    rng: &mut impl rand_core::RngCore,
+) -> Result<Vec<GaloisRing<Z, D>>, ShamirError> {
     check_params::<D>(t, n)?;
     let mut coefs = Vec::with_capacity(t + 1);
-    coefs.push(GaloisRing::from_scalar(secret));
+    coefs.push(secret);
     for _ in 0..t {
         coefs.push(GaloisRing::random(rng));
     }
@@ -255,4 +265,31 @@ pub fn robust_open<Z: Z2k, const D: usize>(
         value: poly[0],
         cheaters,
     })
+}
+
+/// Resharing, dealer side: old party's share → a fresh degree-`new_t` sharing of it for `new_n`
+/// parties (element `j` goes to new party `j + 1`).
+pub fn reshare_deal<Z: Z2k, const D: usize>(
+    my_share: &GaloisRing<Z, D>,
+    new_t: usize,
+    new_n: usize,
+    rng: &mut impl rand_core::RngCore,
+) -> Result<Vec<GaloisRing<Z, D>>, ShamirError> {
+    share_element(*my_share, new_t, new_n, rng)
+}
+
+/// Resharing, receiver side: from the sub-shares `(old party, sub-share)` of `old_t + 1` old
+/// parties, this new party's share of the same secret: `Σ λ_i(0)·σ_i`. The result is a
+/// degree-`new_t` sharing with fresh randomness: old shares and new shares do not combine.
+pub fn reshare_combine<Z: Z2k, const D: usize>(
+    subshares: &[(usize, GaloisRing<Z, D>)],
+    old_t: usize,
+) -> Result<GaloisRing<Z, D>, ShamirError> {
+    if subshares.len() < old_t + 1 {
+        return Err(ShamirError::NotEnoughShares {
+            have: subshares.len(),
+            need: old_t + 1,
+        });
+    }
+    interpolate_at(&subshares[..=old_t], &GaloisRing::ZERO)
 }

@@ -17,6 +17,7 @@
 
 mod decrypt;
 mod keyshare;
+mod reshare;
 mod user;
 mod wire;
 
@@ -25,6 +26,7 @@ pub use decrypt::{
     ThresholdError, B_SNS_LOG2, STAT_SECURITY,
 };
 pub use keyshare::{deal_insecure, SnsKeyShare};
+pub use reshare::{reshare_in, reshare_out};
 pub use user::{user_combine, user_share, UserShareResponse};
 pub use wire::{decode_partials, encode_partials};
 

@@ -365,3 +365,95 @@ fn parameter_constraints_are_checked() {
     assert!(deal_insecure(&ck, 3, 1, &mut OsRng).is_err()); // n < 3t + 1
     let _ = config_for(ParamSetName::TestInsecure);
 }
+
+#[test]
+fn resharing_refreshes_and_moves_to_seven_parties() {
+    use kms_algebra::shamir::interpolate_at;
+    use kms_threshold::{reshare_in, reshare_out};
+    let (ck, _) = keys(ParamSetName::TestInsecure);
+    let old = setup(&ck, 4, 1);
+    let (mm, cm) = (old.keys[0].message_modulus, old.keys[0].carry_modulus);
+    let nsk = ck.clone().into_raw_parts().3.unwrap().into_raw_parts();
+    let lwe = nsk.post_noise_squashing_secret_key().as_lwe_secret_key();
+    let truth: Vec<u128> = lwe.as_ref().to_vec();
+    let ct = TypedCiphertext {
+        fhe_type: FheType::Uint64,
+        bytes: serialize_public(&FheUint64::encrypt(0x0bad_cafe_dead_beefu64, &ck)).unwrap(),
+    };
+    let sq = squash(&ct, ParamSetName::TestInsecure).unwrap();
+    let want = tfhe_word(&ck, &ct);
+
+    // 4 → 4 (proactive refresh), combining the sub-shares of old parties 2 and 3.
+    let outs: Vec<Vec<Vec<Share>>> = old
+        .keys
+        .iter()
+        .map(|k| reshare_out(k, 4, 1, &mut OsRng).unwrap())
+        .collect();
+    let refreshed: Vec<SnsKeyShare> = (1..=4)
+        .map(|j| {
+            let recv: Vec<(usize, Vec<Share>)> = [2usize, 3]
+                .iter()
+                .map(|&i| (i, outs[i - 1][j - 1].clone()))
+                .collect();
+            reshare_in(j, 4, 1, 1, &recv, mm, cm).unwrap()
+        })
+        .collect();
+    for c in 0..32 {
+        // New shares hold the same key…
+        let v = interpolate_at(
+            &[(1, refreshed[0].key[c]), (4, refreshed[3].key[c])],
+            &Share::ZERO,
+        )
+        .unwrap();
+        assert_eq!(v, Share::from_scalar(truth[c]));
+        // …but an old share and a new one reconstruct garbage: old shares are useless.
+        let mixed = interpolate_at(
+            &[(1, old.keys[0].key[c]), (2, refreshed[1].key[c])],
+            &Share::ZERO,
+        )
+        .unwrap();
+        assert_ne!(mixed, Share::from_scalar(truth[c]), "coefficient {c}");
+        assert_ne!(refreshed[0].key[c], old.keys[0].key[c]);
+    }
+    let p = Parties {
+        keys: refreshed,
+        prss: old.prss.clone(),
+        fp: old.fp,
+    };
+    for (pt, cheaters) in run(&p, &sq, &[(2, Fault::Random)], b"after refresh") {
+        assert_eq!(pt.word, want);
+        assert_eq!(cheaters, vec![2]);
+    }
+
+    // 4 → 7 with t' = 2.
+    let outs: Vec<Vec<Vec<Share>>> = old
+        .keys
+        .iter()
+        .map(|k| reshare_out(k, 7, 2, &mut OsRng).unwrap())
+        .collect();
+    let seven: Vec<SnsKeyShare> = (1..=7)
+        .map(|j| {
+            let recv: Vec<(usize, Vec<Share>)> =
+                (1..=4).map(|i| (i, outs[i - 1][j - 1].clone())).collect();
+            reshare_in(j, 7, 2, 1, &recv, mm, cm).unwrap()
+        })
+        .collect();
+    let prss_keys = deal_keys(7, 2, &mut OsRng);
+    let p7 = Parties {
+        keys: seven,
+        prss: (1..=7)
+            .map(|i| Prss::new(i, 7, 2, &prss_keys).unwrap())
+            .collect(),
+        fp: FloodingParams::new(7, 2, mm, cm).unwrap(),
+    };
+    for (pt, cheaters) in run(
+        &p7,
+        &sq,
+        &[(3, Fault::WrongValue), (7, Fault::Silent)],
+        b"seven",
+    ) {
+        assert_eq!(pt.word, want);
+        assert_eq!(cheaters, vec![3]);
+    }
+    assert!(reshare_out(&old.keys[0], 5, 2, &mut OsRng).is_err()); // 5 < 3·2 + 1
+}

@@ -1,0 +1,71 @@
+//! Resharing of the key shares (proactive refresh, or a move to a new party set).
+//!
+//! Every old party reshares each of its key-share coefficients with a fresh degree-`t'` sharing
+//! to the `n'` new parties; each new party combines the sub-shares of `t + 1` old parties with
+//! the old Lagrange coefficients. The secret key, and so every public key, is unchanged; the old
+//! shares become useless, because old and new shares lie on unrelated polynomials.
+//!
+//! This is the passively secure core: a malicious old party can corrupt the new shares. Making
+//! it robust (verifying sub-shares, excluding dealers by their consistency across receivers) is
+//! open in the threshold issue.
+
+use crate::{Share, SnsKeyShare, ThresholdError};
+use kms_algebra::shamir::{reshare_combine, reshare_deal};
+
+/// Old party's side: `out[j][c]` is new party `j + 1`'s sub-share of coefficient `c`.
+pub fn reshare_out(
+    old: &SnsKeyShare,
+    new_n: usize,
+    new_t: usize,
+    rng: &mut impl rand_core::RngCore,
+) -> Result<Vec<Vec<Share>>, ThresholdError> {
+    if new_n < 3 * new_t + 1 {
+        return Err(ThresholdError::Params(format!(
+            "new set needs n ≥ 3t + 1, got {new_n}, {new_t}"
+        )));
+    }
+    let mut out: Vec<Vec<Share>> = (0..new_n)
+        .map(|_| Vec::with_capacity(old.key.len()))
+        .collect();
+    for c in &old.key {
+        let subs = reshare_deal(c, new_t, new_n, rng)
+            .map_err(|e| ThresholdError::Params(e.to_string()))?;
+        for (j, s) in subs.into_iter().enumerate() {
+            out[j].push(s);
+        }
+    }
+    Ok(out)
+}
+
+/// New party's side: its key share from the sub-shares it received, `(old party, coefficients)`,
+/// of at least `old_t + 1` old parties.
+pub fn reshare_in(
+    party: usize,
+    new_n: usize,
+    new_t: usize,
+    old_t: usize,
+    received: &[(usize, Vec<Share>)],
+    message_modulus: u64,
+    carry_modulus: u64,
+) -> Result<SnsKeyShare, ThresholdError> {
+    let len = received.first().map(|(_, v)| v.len()).unwrap_or(0);
+    if received.iter().any(|(_, v)| v.len() != len) || len == 0 {
+        return Err(ThresholdError::Params(
+            "sub-shares of different lengths".into(),
+        ));
+    }
+    let key = (0..len)
+        .map(|c| {
+            let subs: Vec<(usize, Share)> = received.iter().map(|(p, v)| (*p, v[c])).collect();
+            reshare_combine(&subs, old_t).map_err(|e| ThresholdError::Params(e.to_string()))
+        })
+        .collect::<Result<Vec<_>, _>>()?;
+    Ok(SnsKeyShare {
+        party,
+        n: new_n,
+        t: new_t,
+        key,
+        message_modulus,
+        carry_modulus,
+    })
+}
