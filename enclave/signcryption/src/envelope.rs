@@ -125,37 +125,29 @@ pub trait SignedPayload: alloy_sol_types::SolStruct + SolValue + Sized {
     fn bind(&mut self, client_key_digest: [u8; 32], signer: Address);
 }
 
-impl SignedPayload for UserDecryptionPayload {
-    fn request_id(&self) -> [u8; 20] {
-        self.requestId.0
-    }
-    fn client_key_digest(&self) -> [u8; 32] {
-        self.clientKeyDigest.0
-    }
-    fn kms_signer(&self) -> Address {
-        self.kmsSigner.0 .0
-    }
-    fn bind(&mut self, client_key_digest: [u8; 32], signer: Address) {
-        self.clientKeyDigest = FixedBytes(client_key_digest);
-        self.kmsSigner = AlloyAddress::from(signer);
-    }
+/// Both envelope payloads carry the same binding fields.
+macro_rules! signed_payload {
+    ($t:ty) => {
+        impl SignedPayload for $t {
+            fn request_id(&self) -> [u8; 20] {
+                self.requestId.0
+            }
+            fn client_key_digest(&self) -> [u8; 32] {
+                self.clientKeyDigest.0
+            }
+            fn kms_signer(&self) -> Address {
+                self.kmsSigner.0 .0
+            }
+            fn bind(&mut self, client_key_digest: [u8; 32], signer: Address) {
+                self.clientKeyDigest = FixedBytes(client_key_digest);
+                self.kmsSigner = AlloyAddress::from(signer);
+            }
+        }
+    };
 }
 
-impl SignedPayload for kms_eip712::types::UserDecryptionShare {
-    fn request_id(&self) -> [u8; 20] {
-        self.requestId.0
-    }
-    fn client_key_digest(&self) -> [u8; 32] {
-        self.clientKeyDigest.0
-    }
-    fn kms_signer(&self) -> Address {
-        self.kmsSigner.0 .0
-    }
-    fn bind(&mut self, client_key_digest: [u8; 32], signer: Address) {
-        self.clientKeyDigest = FixedBytes(client_key_digest);
-        self.kmsSigner = AlloyAddress::from(signer);
-    }
-}
+signed_payload!(UserDecryptionPayload);
+signed_payload!(kms_eip712::types::UserDecryptionShare);
 
 /// Signs `payload` (after binding it to the client key and the signer's address) and encrypts
 /// it to `client`.

@@ -111,44 +111,32 @@ fn user_run(
             } else {
                 &signers[i]
             };
-            let resp = if wrong_shares.contains(&party) {
-                // Shares of another value: the party's honest shares shifted by Δ.
-                let shifted: Vec<([u8; 32], SquashedCiphertext)> = with_digests
-                    .iter()
-                    .map(|(d, s)| {
-                        let mut s = s.clone();
+            // A wrong-shares party computes its shares on ciphertexts shifted by Δ: shares of
+            // another value.
+            let data: Vec<([u8; 32], SquashedCiphertext)> = with_digests
+                .iter()
+                .map(|(d, s)| {
+                    let mut s = s.clone();
+                    if wrong_shares.contains(&party) {
                         for (_, b) in s.blocks.iter_mut() {
                             *b = b.wrapping_add(1u128 << p.fp.delta_log2);
                         }
-                        (*d, s)
-                    })
-                    .collect();
-                user_share(
-                    &p.keys[i],
-                    &p.prss[i],
-                    &p.fp,
-                    signer,
-                    &domain,
-                    request,
-                    key_id,
-                    &shifted,
-                    client.public(),
-                    &mut OsRng,
-                )
-            } else {
-                user_share(
-                    &p.keys[i],
-                    &p.prss[i],
-                    &p.fp,
-                    signer,
-                    &domain,
-                    request,
-                    key_id,
-                    &with_digests,
-                    client.public(),
-                    &mut OsRng,
-                )
-            }
+                    }
+                    (*d, s)
+                })
+                .collect();
+            let resp = user_share(
+                &p.keys[i],
+                &p.prss[i],
+                &p.fp,
+                signer,
+                &domain,
+                request,
+                key_id,
+                &data,
+                client.public(),
+                &mut OsRng,
+            )
             .unwrap();
             UserShareResponse {
                 party,
