@@ -17,6 +17,7 @@
 
 mod decrypt;
 mod keyshare;
+mod protocol;
 mod reshare;
 mod user;
 mod wire;
@@ -26,6 +27,7 @@ pub use decrypt::{
     ThresholdError, B_SNS_LOG2, STAT_SECURITY,
 };
 pub use keyshare::{deal_insecure, SnsKeyShare};
+pub use protocol::{decrypt_round, RoundOutcome};
 pub use reshare::{reshare_in, reshare_out};
 pub use user::{user_combine, user_share, UserShareResponse};
 pub use wire::{decode_partials, encode_partials};

@@ -1,0 +1,57 @@
+//! The decryption round over a [`Transport`]: compute, broadcast, gather until the deadline,
+//! combine. A party that is silent past the deadline, or whose message does not decode, counts
+//! as absent; one whose shares are wrong is named as a cheater.
+
+use crate::wire::{decode_partials, encode_partials};
+use crate::{
+    combine, partial_decrypt, FloodingParams, SnsKeyShare, SquashedCiphertext, ThresholdError,
+};
+use kms_algebra::prss::Prss;
+use kms_engine::Plaintext;
+use kms_transport::{broadcast, gather, Transport};
+use std::time::Duration;
+
+/// The outcome of one party's run of a decryption round.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct RoundOutcome {
+    /// The plaintext.
+    pub plaintext: Plaintext,
+    /// Parties whose shares were wrong.
+    pub cheaters: Vec<usize>,
+    /// Parties that sent nothing usable in time.
+    pub absent: Vec<usize>,
+}
+
+/// Runs one threshold public-decryption round for this party.
+pub async fn decrypt_round(
+    net: &dyn Transport,
+    key: &SnsKeyShare,
+    prss: &Prss<u128, 4>,
+    fp: &FloodingParams,
+    session: &[u8],
+    ct: &SquashedCiphertext,
+    deadline: Duration,
+) -> Result<RoundOutcome, ThresholdError> {
+    let mine = encode_partials(&partial_decrypt(key, prss, fp, session, ct)?);
+    broadcast(net, session, &mine).await;
+    let mut got = gather(net, session, deadline).await;
+    if let Some(slot) = got.get_mut(net.me() - 1) {
+        *slot = Some(mine);
+    }
+    let received: Vec<Option<Vec<crate::Share>>> = got
+        .iter()
+        .map(|m| m.as_ref().and_then(|b| decode_partials(b, ct.blocks.len())))
+        .collect();
+    let absent = received
+        .iter()
+        .enumerate()
+        .filter(|(_, r)| r.is_none())
+        .map(|(i, _)| i + 1)
+        .collect();
+    let (plaintext, cheaters) = combine(&received, fp, &ct.layout())?;
+    Ok(RoundOutcome {
+        plaintext,
+        cheaters,
+        absent,
+    })
+}

@@ -1,0 +1,121 @@
+//! Decryption rounds over the transports: in-process with silent and garbage-sending parties,
+//! and over gRPC/TCP with an unreachable party. Deadlines turn silence into absence.
+
+use kms_algebra::prss::{deal_keys, Prss};
+use kms_engine::serialize_public;
+use kms_threshold::{deal_insecure, decrypt_round, squash, FloodingParams, SquashedCiphertext};
+use kms_transport::grpc::GrpcParty;
+use kms_transport::{InProcessNetwork, Transport};
+use kms_types::{FheType, ParamSetName, RequestId, TypedCiphertext};
+use rand_core::OsRng;
+use std::sync::Arc;
+use std::time::Duration;
+use tfhe::prelude::*;
+
+struct Setup {
+    keys: Vec<Arc<kms_threshold::SnsKeyShare>>,
+    prss: Vec<Arc<Prss<u128, 4>>>,
+    fp: FloodingParams,
+    sq: SquashedCiphertext,
+    want: u128,
+}
+
+fn setup(n: usize, t: usize) -> Setup {
+    let id = RequestId::derive("networked", b"");
+    let ks = kms_engine::generate_key_set(ParamSetName::TestInsecure, &id, &mut |_| {});
+    tfhe::set_server_key(ks.server_key.decompress());
+    let want = 0x1234_5678_9abc_def0u64;
+    let ct = TypedCiphertext {
+        fhe_type: FheType::Uint64,
+        bytes: serialize_public(&tfhe::FheUint64::encrypt(want, &ks.client_key)).unwrap(),
+    };
+    let sq = squash(&ct, ParamSetName::TestInsecure).unwrap();
+    let keys = deal_insecure(&ks.client_key, n, t, &mut OsRng).unwrap();
+    let fp = FloodingParams::new(n, t, keys[0].message_modulus, keys[0].carry_modulus).unwrap();
+    let pk = deal_keys(n, t, &mut OsRng);
+    Setup {
+        keys: keys.into_iter().map(Arc::new).collect(),
+        prss: (1..=n)
+            .map(|p| Arc::new(Prss::new(p, n, t, &pk).unwrap()))
+            .collect(),
+        fp,
+        sq,
+        want: u128::from(want),
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn in_process_round_tolerates_a_silent_and_a_garbage_party() {
+    let s = setup(7, 2);
+    let net = InProcessNetwork::new(7);
+    let session = b"req-1/public/0".to_vec();
+    // Party 6 sends garbage to everyone; party 7 never speaks.
+    let garbage = net.party(6);
+    for to in 1..=5 {
+        garbage.send(to, &session, vec![1, 2, 3]).await.unwrap();
+    }
+    let mut tasks = Vec::new();
+    for p in 1..=5 {
+        let (t, k, r, sq, sid) = (
+            net.party(p),
+            s.keys[p - 1].clone(),
+            s.prss[p - 1].clone(),
+            s.sq.clone(),
+            session.clone(),
+        );
+        let fp = s.fp;
+        tasks.push(tokio::spawn(async move {
+            decrypt_round(&t, &k, &r, &fp, &sid, &sq, Duration::from_millis(300)).await
+        }));
+    }
+    for task in tasks {
+        let out = task.await.unwrap().unwrap();
+        assert_eq!(out.plaintext.as_u128(), Some(s.want));
+        assert_eq!(out.absent, vec![6, 7]);
+        assert!(out.cheaters.is_empty());
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn grpc_round_with_an_unreachable_party() {
+    let s = setup(4, 1);
+    let mut listeners = Vec::new();
+    let mut endpoints = Vec::new();
+    for _ in 0..4 {
+        let (l, ep) = GrpcParty::bind_local().await.unwrap();
+        listeners.push(l);
+        endpoints.push(ep);
+    }
+    // Party 4 never starts: its port is closed.
+    let mut listeners = listeners.into_iter();
+    let parties: Vec<Arc<GrpcParty>> = (1..=3)
+        .map(|p| {
+            Arc::new(GrpcParty::start(
+                p,
+                listeners.next().unwrap(),
+                endpoints.clone(),
+            ))
+        })
+        .collect();
+    drop(listeners);
+    let session = b"req-2/public/0".to_vec();
+    let mut tasks = Vec::new();
+    for p in 1..=3 {
+        let (t, k, r, sq, sid) = (
+            parties[p - 1].clone(),
+            s.keys[p - 1].clone(),
+            s.prss[p - 1].clone(),
+            s.sq.clone(),
+            session.clone(),
+        );
+        let fp = s.fp;
+        tasks.push(tokio::spawn(async move {
+            decrypt_round(t.as_ref(), &k, &r, &fp, &sid, &sq, Duration::from_secs(3)).await
+        }));
+    }
+    for task in tasks {
+        let out = task.await.unwrap().unwrap();
+        assert_eq!(out.plaintext.as_u128(), Some(s.want));
+        assert_eq!(out.absent, vec![4]);
+    }
+}

@@ -1,0 +1,85 @@
+//! Party-to-party transport.
+//!
+//! The protocols assume a **synchronous network**: every message between honest parties arrives
+//! within a known bound. A party that has not delivered by the deadline is treated as faulty
+//! (its share is `None`), which robust opening tolerates for up to `t` parties. Messages are
+//! keyed by session (request ID, protocol kind, index), so concurrent requests never mix.
+//!
+//! * [`InProcessNetwork`]: all parties in one process (tests, benchmarks).
+//! * [`grpc`]: each party serves `Party.Deliver` over TCP and sends to its peers' endpoints
+//!   (developer mode; in production the same messages go over attested TLS through the hosts).
+
+pub mod grpc;
+mod inbox;
+mod inprocess;
+
+pub use inbox::Inbox;
+pub use inprocess::InProcessNetwork;
+
+use std::time::Duration;
+
+/// Transport failures.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum NetError {
+    /// No message from that party for that session before the deadline.
+    #[error("party {from} sent nothing for this session within {after:?}")]
+    Timeout {
+        /// The silent party.
+        from: usize,
+        /// How long we waited.
+        after: Duration,
+    },
+    /// The party index is out of range.
+    #[error("no party {0}")]
+    UnknownParty(usize),
+    /// Sending failed.
+    #[error("send to party {to}: {reason}")]
+    Send {
+        /// Destination.
+        to: usize,
+        /// Why.
+        reason: String,
+    },
+}
+
+/// One party's view of the network.
+#[async_trait::async_trait]
+pub trait Transport: Send + Sync {
+    /// This party's index (1-based).
+    fn me(&self) -> usize;
+    /// Number of parties.
+    fn n(&self) -> usize;
+    /// Sends `payload` to party `to` in `session`.
+    async fn send(&self, to: usize, session: &[u8], payload: Vec<u8>) -> Result<(), NetError>;
+    /// Waits for party `from`'s message in `session`, at most `timeout`.
+    async fn recv(
+        &self,
+        from: usize,
+        session: &[u8],
+        timeout: Duration,
+    ) -> Result<Vec<u8>, NetError>;
+}
+
+/// Sends `payload` to every other party (failures are logged: an unreachable peer is faulty).
+pub async fn broadcast(t: &dyn Transport, session: &[u8], payload: &[u8]) {
+    for to in (1..=t.n()).filter(|&p| p != t.me()) {
+        if let Err(e) = t.send(to, session, payload.to_vec()).await {
+            tracing::warn!(to, error = %e, "send failed; the peer will be treated as faulty");
+        }
+    }
+}
+
+/// Collects every other party's message for `session` until `deadline` (one deadline for all):
+/// `out[p - 1]` is party `p`'s message, `None` if it stayed silent; this party's slot is `None`.
+pub async fn gather(t: &dyn Transport, session: &[u8], deadline: Duration) -> Vec<Option<Vec<u8>>> {
+    let start = tokio::time::Instant::now();
+    let mut out = vec![None; t.n()];
+    for from in (1..=t.n()).filter(|&p| p != t.me()) {
+        let left = deadline.saturating_sub(start.elapsed());
+        match t.recv(from, session, left).await {
+            Ok(m) => out[from - 1] = Some(m),
+            Err(e) => tracing::warn!(from, error = %e, "treating party as faulty for this session"),
+        }
+    }
+    out
+}
