@@ -252,7 +252,72 @@ fn threshold(
         base_t.push(d);
     }
     let base = median(base_t);
+
+    // Batch of 64 FheUint8: squash time vs MPC time (partials of 4 parties + one combination),
+    // per ciphertext, for one party's view.
+    say("threshold batch of 64 × FheUint8");
+    let batch: Vec<TypedCiphertext> = (0..64u8)
+        .map(|v| {
+            serialize_public(&FheUint8::encrypt(v, ck))
+                .map(|bytes| TypedCiphertext {
+                    fhe_type: FheType::Uint8,
+                    bytes,
+                })
+                .map_err(|e| e.to_string())
+        })
+        .collect::<Result<_, _>>()?;
+    let (sqs, squash_d) = time(|| {
+        batch
+            .iter()
+            .map(|c| squash(c, params))
+            .collect::<Result<Vec<_>, _>>()
+    });
+    let sqs = sqs.map_err(|e| e.to_string())?;
+    let (others, _) = time(|| -> Result<Vec<Vec<_>>, String> {
+        sqs.iter()
+            .enumerate()
+            .map(|(i, sq)| {
+                let sid = format!("batch-{i}");
+                (1..n)
+                    .map(|p| {
+                        partial_decrypt(&keys[p], &prss[p], &fp, sid.as_bytes(), sq)
+                            .map(Some)
+                            .map_err(|e| e.to_string())
+                    })
+                    .collect()
+            })
+            .collect()
+    });
+    let others = others?;
+    let (ok, mpc_d) = time(|| -> Result<bool, String> {
+        let mut all_ok = true;
+        for (i, sq) in sqs.iter().enumerate() {
+            let sid = format!("batch-{i}");
+            let mine = partial_decrypt(&keys[0], &prss[0], &fp, sid.as_bytes(), sq)
+                .map_err(|e| e.to_string())?;
+            let mut all = vec![Some(mine)];
+            all.extend(others[i].iter().cloned());
+            let (pt, _) = combine(&all, &fp, &sq.layout()).map_err(|e| e.to_string())?;
+            all_ok &= pt.as_u128() == Some(i as u128);
+        }
+        Ok(all_ok)
+    });
+    if !ok? {
+        return Err("threshold batch decryption gave a wrong value".into());
+    }
+    let per = |d: std::time::Duration| d.as_secs_f64() / 64.0;
     Ok(vec![
+        Comparison {
+            name: "batch 64×FheUint8, MPC part per ciphertext".into(),
+            kms_s: per(mpc_d),
+            baseline_s: per(squash_d),
+            baseline: format!(
+                "squash_noise per ciphertext; batch throughput {:.2}/s",
+                64.0 / (squash_d + mpc_d).as_secs_f64()
+            ),
+            ratio: 0.0,
+            runs: 1,
+        },
         Comparison {
             name: "threshold decryption n=4, one party (FheUint64)".into(),
             kms_s: median(party_t),
