@@ -79,11 +79,7 @@ fn prf<Z: Z2k>(key: &[u8; 32], sid: &[u8], counter: u64, bits: u32) -> Z {
         raw & ((1u128 << bits) - 1)
     };
     let half = if bits >= 128 { 0 } else { 1u128 << (bits - 1) };
-    let mut z = Z::ZERO;
-    for j in 0..Z::BITS.min(128) {
-        z = z.add(Z::pow2_if((v >> j) & 1 == 1, j));
-    }
-    z.sub(Z::from_u128_trunc(half))
+    Z::from_u128_trunc(v).sub(Z::from_u128_trunc(half))
 }
 
 /// One party's PRSS state.

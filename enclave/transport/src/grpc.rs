@@ -4,6 +4,7 @@ use crate::{Inbox, NetError, Transport};
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
+use tonic::transport::Channel;
 use tonic::{Request, Response, Status};
 
 /// Generated protocol.
@@ -31,9 +32,7 @@ impl Party for Receiver {
     ) -> Result<Response<pb::Delivered>, Status> {
         let m = req.into_inner();
         let from = m.from as usize;
-        if from == 0 || from > self.n {
-            return Err(Status::invalid_argument(format!("no party {from}")));
-        }
+        crate::check_party(from, self.n).map_err(|e| Status::invalid_argument(e.to_string()))?;
         // Developer mode trusts the claimed sender; production authenticates it from the
         // attested TLS channel the message arrived on.
         self.inbox.deliver(from, &m.session, m.payload);
@@ -44,7 +43,8 @@ impl Party for Receiver {
 /// A party reachable over gRPC.
 pub struct GrpcParty {
     me: usize,
-    peers: Vec<String>,
+    /// One lazily connected client per peer (reconnects by itself); `Err` for a bad endpoint.
+    peers: Vec<Result<PartyClient<Channel>, String>>,
     inbox: Arc<Inbox>,
     shutdown: Option<tokio::sync::oneshot::Sender<()>>,
 }
@@ -76,6 +76,17 @@ impl GrpcParty {
                     },
                 ),
         );
+        let peers = peers
+            .into_iter()
+            .map(|ep| {
+                Channel::from_shared(ep)
+                    .map(|c| {
+                        PartyClient::new(c.connect_lazy())
+                            .max_encoding_message_size(MAX_MESSAGE_BYTES)
+                    })
+                    .map_err(|e| e.to_string())
+            })
+            .collect();
         Self {
             me,
             peers,
@@ -109,18 +120,16 @@ impl Transport for GrpcParty {
         self.peers.len()
     }
     async fn send(&self, to: usize, session: &[u8], payload: Vec<u8>) -> Result<(), NetError> {
-        let ep = self
-            .peers
-            .get(to.wrapping_sub(1))
-            .ok_or(NetError::UnknownParty(to))?;
         let err = |e: &dyn std::fmt::Display| NetError::Send {
             to,
             reason: e.to_string(),
         };
-        let mut client = PartyClient::connect(ep.clone())
-            .await
-            .map_err(|e| err(&e))?
-            .max_encoding_message_size(MAX_MESSAGE_BYTES);
+        let mut client = self
+            .peers
+            .get(to.wrapping_sub(1))
+            .ok_or(NetError::UnknownParty(to))?
+            .clone()
+            .map_err(|e| err(&e))?;
         client
             .deliver(pb::PartyMessage {
                 from: u32::try_from(self.me).map_err(|e| err(&e))?,
@@ -137,9 +146,7 @@ impl Transport for GrpcParty {
         session: &[u8],
         timeout: Duration,
     ) -> Result<Vec<u8>, NetError> {
-        if from == 0 || from > self.n() {
-            return Err(NetError::UnknownParty(from));
-        }
+        crate::check_party(from, self.n())?;
         self.inbox.take(from, session, timeout).await
     }
 }

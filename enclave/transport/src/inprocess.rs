@@ -57,9 +57,7 @@ impl Transport for InProcessParty {
         session: &[u8],
         timeout: Duration,
     ) -> Result<Vec<u8>, NetError> {
-        if from == 0 || from > self.n() {
-            return Err(NetError::UnknownParty(from));
-        }
+        crate::check_party(from, self.n())?;
         let inbox = self
             .net
             .inboxes

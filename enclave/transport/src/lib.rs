@@ -42,6 +42,14 @@ pub enum NetError {
     },
 }
 
+/// Checks that `p` names one of the `n` parties (1-based).
+pub(crate) fn check_party(p: usize, n: usize) -> Result<(), NetError> {
+    if p == 0 || p > n {
+        return Err(NetError::UnknownParty(p));
+    }
+    Ok(())
+}
+
 /// One party's view of the network.
 #[async_trait::async_trait]
 pub trait Transport: Send + Sync {
