@@ -77,6 +77,10 @@ pub struct Core {
     jobs: Semaphore,
 }
 
+fn internal_failure(e: impl std::fmt::Display) -> Failure {
+    Failure::Internal(e.to_string())
+}
+
 fn internal(e: impl std::fmt::Display) -> CoreError {
     CoreError::Internal(e.to_string())
 }
@@ -246,11 +250,7 @@ impl Core {
         id: RequestId,
         req: &KeyGenRequest,
     ) -> Result<Vec<SignedHandle>, Failure> {
-        let _permit = self
-            .jobs
-            .acquire()
-            .await
-            .map_err(|e| Failure::Internal(e.to_string()))?;
+        let _permit = self.jobs.acquire().await.map_err(internal_failure)?;
         let (core, r) = (self.clone(), req.clone());
         let out = tokio::task::spawn_blocking(move || {
             core.backend.keygen(id, &r, &mut |stage| {
@@ -259,34 +259,33 @@ impl Core {
             })
         })
         .await
-        .map_err(|e| Failure::Internal(e.to_string()))?
+        .map_err(internal_failure)?
         .map_err(|e| classify(&e))?;
         self.set(
             id,
             State::Running("storing public and sealed private material"),
         );
-        let fi = |e: CoreError| Failure::Internal(e.to_string());
         for (handle, bytes) in &out.public {
             self.public
                 .put(&handle.storage_key(), bytes)
                 .await
-                .map_err(|e| Failure::Internal(e.to_string()))?;
+                .map_err(internal_failure)?;
         }
         self.write_sealed(
             StorageKey::private(DataType::FheKeyInfo, id),
             &out.private.0,
         )
         .await
-        .map_err(fi)?;
+        .map_err(internal_failure)?;
         let handles: Vec<SignedHandle> = out.public.iter().map(|(h, _)| h.clone()).collect();
         let record = Record {
             fingerprint: hex::encode(req.fingerprint()),
             handles: handles.clone(),
         };
-        let raw = serde_json::to_vec(&record).map_err(|e| Failure::Internal(e.to_string()))?;
+        let raw = serde_json::to_vec(&record).map_err(internal_failure)?;
         self.write_sealed(StorageKey::private(DataType::KeyGenRecord, id), &raw)
             .await
-            .map_err(fi)?;
+            .map_err(internal_failure)?;
         self.backend.activate(out.pending);
         Ok(handles)
     }
@@ -321,30 +320,26 @@ impl Core {
         id: RequestId,
         req: &CrsGenRequest,
     ) -> Result<SignedHandle, Failure> {
-        let _permit = self
-            .jobs
-            .acquire()
-            .await
-            .map_err(|e| Failure::Internal(e.to_string()))?;
+        let _permit = self.jobs.acquire().await.map_err(internal_failure)?;
         self.set(id, State::Running("generating CRS"));
         let (core, r) = (self.clone(), req.clone());
         let out = tokio::task::spawn_blocking(move || core.backend.crs_gen(id, &r))
             .await
-            .map_err(|e| Failure::Internal(e.to_string()))?
+            .map_err(internal_failure)?
             .map_err(|e| classify(&e))?;
         self.set(id, State::Running("storing CRS"));
         self.public
             .put(&out.handle.storage_key(), &out.bytes)
             .await
-            .map_err(|e| Failure::Internal(e.to_string()))?;
+            .map_err(internal_failure)?;
         let record = Record {
             fingerprint: hex::encode(req.fingerprint()),
             handles: vec![out.handle.clone()],
         };
-        let raw = serde_json::to_vec(&record).map_err(|e| Failure::Internal(e.to_string()))?;
+        let raw = serde_json::to_vec(&record).map_err(internal_failure)?;
         self.write_sealed(StorageKey::private(DataType::CrsRecord, id), &raw)
             .await
-            .map_err(|e| Failure::Internal(e.to_string()))?;
+            .map_err(internal_failure)?;
         Ok(out.handle)
     }
 
