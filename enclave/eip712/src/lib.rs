@@ -12,6 +12,8 @@ mod signer;
 pub mod types;
 
 pub use domain::DomainConfig;
-pub use signer::{recover_signer, verify_signer, Address, Eip712Error, Signature, SigningKey};
+pub use signer::{
+    recover_prehash, recover_signer, verify_signer, Address, Eip712Error, Signature, SigningKey,
+};
 
 pub use alloy_sol_types::SolStruct;

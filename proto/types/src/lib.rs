@@ -18,8 +18,8 @@ pub use canonical::{CanonicalEncoder, CanonicalRequest};
 pub use fhe_type::{FheType, UnknownFheType};
 pub use request_id::{RequestId, RequestIdError};
 pub use requests::{
-    CrsGenRequest, KeyGenRequest, ParamSetName, PublicDecryptionRequest, TypedCiphertext,
-    UserDecryptionRequest,
+    CiphertextRef, CrsGenRequest, KeyGenRequest, ParamSetName, PublicDecryptionRef,
+    PublicDecryptionRequest, TypedCiphertext, UserDecryptionRef, UserDecryptionRequest,
 };
 pub use sealing::{SealError, Sealer};
 pub use storage::{DataType, Storage, StorageError, StorageKey, Visibility};

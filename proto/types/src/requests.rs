@@ -55,15 +55,107 @@ impl TypedCiphertext {
     }
 }
 
+/// A ciphertext as the chain knows it: its declared type and SHA3-256 digest (the bytes live in
+/// the application's storage, not on the chain).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
+pub struct CiphertextRef {
+    /// The declared type.
+    pub fhe_type: FheType,
+    /// SHA3-256 of the ciphertext bytes.
+    pub digest: [u8; 32],
+}
+
+impl TypedCiphertext {
+    /// The reference the chain stores for this ciphertext.
+    pub fn to_ref(&self) -> CiphertextRef {
+        CiphertextRef {
+            fhe_type: self.fhe_type,
+            digest: self.digest(),
+        }
+    }
+}
+
+fn encode_refs(enc: &mut CanonicalEncoder, refs: impl ExactSizeIterator<Item = CiphertextRef>) {
+    enc.u32(refs.len() as u32);
+    for r in refs {
+        enc.u8(r.fhe_type.wire()).fixed(&r.digest);
+    }
+}
+
 fn encode_cts(enc: &mut CanonicalEncoder, cts: &[TypedCiphertext]) {
-    enc.u32(cts.len() as u32);
-    for ct in cts {
-        enc.u8(ct.fhe_type.wire()).fixed(&ct.digest());
+    encode_refs(enc, cts.iter().map(TypedCiphertext::to_ref));
+}
+
+/// The on-chain form of a [`PublicDecryptionRequest`]: same canonical encoding, hence the same
+/// request ID, with ciphertext digests instead of bytes.
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct PublicDecryptionRef {
+    /// The key set.
+    pub key_id: RequestId,
+    /// The ciphertexts, in order.
+    pub ciphertexts: Vec<CiphertextRef>,
+}
+
+impl CanonicalRequest for PublicDecryptionRef {
+    const TAG: &'static str = PublicDecryptionRequest::TAG;
+    fn encode(&self, enc: &mut CanonicalEncoder) {
+        enc.fixed(self.key_id.as_bytes());
+        encode_refs(enc, self.ciphertexts.iter().copied());
+    }
+}
+
+/// The on-chain form of a [`UserDecryptionRequest`]: the client's key appears as its SHA3-256
+/// digest; same request ID.
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct UserDecryptionRef {
+    /// The key set.
+    pub key_id: RequestId,
+    /// The ciphertexts, in order.
+    pub ciphertexts: Vec<CiphertextRef>,
+    /// SHA3-256 of the client's ML-KEM-512 encapsulation key.
+    pub client_key_digest: [u8; 32],
+}
+
+impl CanonicalRequest for UserDecryptionRef {
+    const TAG: &'static str = UserDecryptionRequest::TAG;
+    fn encode(&self, enc: &mut CanonicalEncoder) {
+        enc.fixed(self.key_id.as_bytes());
+        encode_refs(enc, self.ciphertexts.iter().copied());
+        enc.fixed(&self.client_key_digest);
+    }
+}
+
+impl PublicDecryptionRequest {
+    /// The on-chain form.
+    pub fn to_ref(&self) -> PublicDecryptionRef {
+        PublicDecryptionRef {
+            key_id: self.key_id,
+            ciphertexts: self
+                .ciphertexts
+                .iter()
+                .map(TypedCiphertext::to_ref)
+                .collect(),
+        }
+    }
+}
+
+impl UserDecryptionRequest {
+    /// The on-chain form.
+    pub fn to_ref(&self) -> UserDecryptionRef {
+        UserDecryptionRef {
+            key_id: self.key_id,
+            ciphertexts: self
+                .ciphertexts
+                .iter()
+                .map(TypedCiphertext::to_ref)
+                .collect(),
+            client_key_digest: crate::sha3_256(&self.client_encryption_key),
+        }
     }
 }
 
 /// Generate a new FHE key set.
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct KeyGenRequest {
     /// Parameter set.
     pub params: ParamSetName,
@@ -79,7 +171,7 @@ impl CanonicalRequest for KeyGenRequest {
 }
 
 /// Generate a CRS for tfhe's zero-knowledge proofs of encryption.
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct CrsGenRequest {
     /// Parameter set the CRS is for.
     pub params: ParamSetName,
@@ -184,5 +276,32 @@ mod tests {
             label: "a".into(),
         };
         assert_ne!(k1.request_id(), k2.request_id());
+    }
+
+    #[test]
+    fn on_chain_forms_have_the_same_ids() {
+        let key = RequestId::derive("k", b"");
+        let cts = vec![
+            TypedCiphertext {
+                fhe_type: FheType::Uint8,
+                bytes: vec![1, 2, 3],
+            },
+            TypedCiphertext {
+                fhe_type: FheType::Int64,
+                bytes: vec![4],
+            },
+        ];
+        let p = PublicDecryptionRequest {
+            key_id: key,
+            ciphertexts: cts.clone(),
+        };
+        assert_eq!(p.to_ref().request_id(), p.request_id());
+        let u = UserDecryptionRequest {
+            key_id: key,
+            ciphertexts: cts,
+            client_encryption_key: vec![9; 800],
+        };
+        assert_eq!(u.to_ref().request_id(), u.request_id());
+        assert_ne!(u.to_ref().request_id(), p.to_ref().request_id());
     }
 }

@@ -1,0 +1,286 @@
+//! The ABCI 2.0 application (CometBFT 0.38): the same object runs under a real CometBFT node
+//! (through `tendermint_abci::ServerBuilder`) and under the embedded devnet.
+
+use crate::ctx::Ctx;
+use crate::error::{TxError, CODESPACE};
+use crate::exec;
+use crate::store::{MerkleStore, WriteSet};
+use kms_chain_types::codec;
+use kms_chain_types::state::{keys, Account, Config};
+use kms_chain_types::tx::decode_tx;
+use prost13::Message as _;
+use std::sync::{Arc, Mutex, MutexGuard};
+use tendermint_abci::Application;
+use tendermint_proto::v0_38::abci::{
+    response_process_proposal::ProposalStatus, ExecTxResult, RequestCheckTx, RequestFinalizeBlock,
+    RequestInfo, RequestInitChain, RequestProcessProposal, RequestQuery, ResponseCheckTx,
+    ResponseCommit, ResponseFinalizeBlock, ResponseInfo, ResponseInitChain,
+    ResponseProcessProposal, ResponseQuery,
+};
+use tendermint_proto::v0_38::crypto::{ProofOp, ProofOps};
+
+/// The ABCI query path for raw state reads (`data` is the key).
+pub const QUERY_STORE: &str = "store";
+/// The proof-op type of the ICS23 proofs returned by store queries.
+pub const PROOF_OP_TYPE: &str = "ics23:jmt";
+/// The app protocol version reported to CometBFT.
+pub const APP_VERSION: u64 = 1;
+
+struct State {
+    chain_id: String,
+    store: MerkleStore,
+    last_height: i64,
+    last_app_hash: Vec<u8>,
+}
+
+/// The KMS chain application. Clones share one state.
+#[derive(Clone)]
+pub struct KmsApp {
+    state: Arc<Mutex<State>>,
+}
+
+impl Default for KmsApp {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+fn error_result(e: &TxError) -> ExecTxResult {
+    ExecTxResult {
+        code: e.code(),
+        log: e.to_string(),
+        codespace: CODESPACE.to_string(),
+        ..Default::default()
+    }
+}
+
+impl KmsApp {
+    /// An application before `InitChain`.
+    pub fn new() -> Self {
+        Self {
+            state: Arc::new(Mutex::new(State {
+                chain_id: String::new(),
+                store: MerkleStore::new(),
+                last_height: 0,
+                last_app_hash: Vec::new(),
+            })),
+        }
+    }
+
+    fn lock(&self) -> MutexGuard<'_, State> {
+        // A panic while holding the lock would be a bug; keep serving the last consistent state.
+        self.state.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Height and app hash of the last committed block.
+    pub fn last_committed(&self) -> (i64, Vec<u8>) {
+        let s = self.lock();
+        (s.last_height, s.last_app_hash.clone())
+    }
+
+    /// The genesis `app_state` for a config (what goes into CometBFT's genesis file).
+    pub fn genesis_app_state(config: &Config) -> Vec<u8> {
+        serde_json::to_vec(config).unwrap_or_default()
+    }
+}
+
+impl Application for KmsApp {
+    fn info(&self, _request: RequestInfo) -> ResponseInfo {
+        let s = self.lock();
+        ResponseInfo {
+            data: "kms-chain-app".into(),
+            version: env!("CARGO_PKG_VERSION").into(),
+            app_version: APP_VERSION,
+            last_block_height: s.last_height,
+            last_block_app_hash: s.last_app_hash.clone().into(),
+        }
+    }
+
+    fn init_chain(&self, request: RequestInitChain) -> ResponseInitChain {
+        let mut s = self.lock();
+        s.chain_id = request.chain_id.clone();
+        // A bad genesis must stop the node: CometBFT treats an empty app hash mismatch as fatal,
+        // and the error is logged. Nothing here comes from untrusted parties.
+        let config: Config = match serde_json::from_slice(&request.app_state_bytes) {
+            Ok(c) => c,
+            Err(e) => {
+                tracing::error!("genesis app_state is not a KMS config: {e}");
+                return ResponseInitChain::default();
+            }
+        };
+        if let Err(e) = config.validate() {
+            tracing::error!("genesis config invalid: {e}");
+            return ResponseInitChain::default();
+        }
+        let mut writes = WriteSet::new();
+        writes.insert(keys::CONFIG.to_vec(), Some(codec::encode(&config)));
+        for admin in &config.admins {
+            writes.insert(
+                keys::account(admin),
+                Some(codec::encode(&Account::default())),
+            );
+        }
+        let version = (request.initial_height.max(1) - 1) as u64;
+        match s.store.commit(version, &writes) {
+            Ok(root) => {
+                s.last_height = version as i64;
+                s.last_app_hash = root.to_vec();
+                ResponseInitChain {
+                    app_hash: root.to_vec().into(),
+                    ..Default::default()
+                }
+            }
+            Err(e) => {
+                tracing::error!("genesis commit failed: {e}");
+                ResponseInitChain::default()
+            }
+        }
+    }
+
+    fn check_tx(&self, request: RequestCheckTx) -> ResponseCheckTx {
+        let s = self.lock();
+        let result = decode_tx(&request.tx, &s.chain_id)
+            .map_err(TxError::from)
+            .and_then(|tx| {
+                let empty = WriteSet::new();
+                let ctx = Ctx::new(&s.store, &empty, s.last_height as u64 + 1);
+                let acct = crate::tokens::account(&ctx, &tx.sender)?;
+                // Later nonces may wait in the mempool behind earlier ones.
+                if tx.body.nonce < acct.nonce {
+                    return Err(TxError::BadNonce {
+                        expected: acct.nonce,
+                        got: tx.body.nonce,
+                    });
+                }
+                Ok(())
+            });
+        match result {
+            Ok(()) => ResponseCheckTx::default(),
+            Err(e) => ResponseCheckTx {
+                code: e.code(),
+                log: e.to_string(),
+                codespace: CODESPACE.to_string(),
+                ..Default::default()
+            },
+        }
+    }
+
+    fn process_proposal(&self, _request: RequestProcessProposal) -> ResponseProcessProposal {
+        // Every transaction is validated on execution; invalid ones are recorded as failed.
+        ResponseProcessProposal {
+            status: ProposalStatus::Accept as i32,
+        }
+    }
+
+    fn finalize_block(&self, request: RequestFinalizeBlock) -> ResponseFinalizeBlock {
+        let mut s = self.lock();
+        let height = request.height.max(0) as u64;
+        let mut block = WriteSet::new();
+        let mut tx_results = Vec::with_capacity(request.txs.len());
+        for raw in &request.txs {
+            let outcome = decode_tx(raw, &s.chain_id)
+                .map_err(TxError::from)
+                .and_then(|tx| {
+                    let mut ctx = Ctx::new(&s.store, &block, height);
+                    exec::execute(&mut ctx, tx)?;
+                    Ok(ctx.finish())
+                });
+            match outcome {
+                Ok((writes, events)) => {
+                    block.extend(writes);
+                    tx_results.push(ExecTxResult {
+                        events,
+                        ..Default::default()
+                    });
+                }
+                Err(e) => {
+                    tracing::info!(height, code = e.code(), "transaction rejected: {e}");
+                    tx_results.push(error_result(&e));
+                }
+            }
+        }
+        match s.store.commit(height, &block) {
+            Ok(root) => {
+                s.last_app_hash = root.to_vec();
+                ResponseFinalizeBlock {
+                    tx_results,
+                    app_hash: root.to_vec().into(),
+                    ..Default::default()
+                }
+            }
+            Err(e) => {
+                // Out-of-order heights: a consensus bug; report the previous hash so the node halts.
+                tracing::error!("cannot commit block {height}: {e}");
+                ResponseFinalizeBlock {
+                    tx_results,
+                    app_hash: s.last_app_hash.clone().into(),
+                    ..Default::default()
+                }
+            }
+        }
+    }
+
+    fn commit(&self) -> ResponseCommit {
+        let mut s = self.lock();
+        if let Some(v) = s.store.latest_version() {
+            s.last_height = v as i64;
+        }
+        ResponseCommit { retain_height: 0 }
+    }
+
+    fn query(&self, request: RequestQuery) -> ResponseQuery {
+        let s = self.lock();
+        let path = request.path.trim_start_matches('/');
+        if path != QUERY_STORE {
+            return ResponseQuery {
+                code: 1,
+                log: format!("unknown query path {:?}; use {QUERY_STORE:?}", request.path),
+                codespace: CODESPACE.into(),
+                ..Default::default()
+            };
+        }
+        let version = if request.height <= 0 {
+            s.last_height as u64
+        } else {
+            request.height as u64
+        };
+        let key = request.data.to_vec();
+        let read = if request.prove {
+            s.store
+                .get_with_proof(&key, version)
+                .map(|(v, p)| (v, Some(p)))
+        } else {
+            s.store.get(&key, version).map(|v| (v, None))
+        };
+        match read {
+            Ok((value, proof)) => ResponseQuery {
+                code: 0,
+                log: if value.is_some() {
+                    "exists"
+                } else {
+                    "does not exist"
+                }
+                .into(),
+                key: key.clone().into(),
+                value: value.unwrap_or_default().into(),
+                proof_ops: proof.map(|p| ProofOps {
+                    ops: vec![ProofOp {
+                        r#type: PROOF_OP_TYPE.into(),
+                        key,
+                        data: p.encode_to_vec(),
+                    }],
+                }),
+                height: version as i64,
+                codespace: CODESPACE.into(),
+                ..Default::default()
+            },
+            Err(e) => ResponseQuery {
+                code: 2,
+                log: e.to_string(),
+                height: version as i64,
+                codespace: CODESPACE.into(),
+                ..Default::default()
+            },
+        }
+    }
+}

@@ -1,0 +1,97 @@
+//! Why a transaction is rejected, with its ABCI code. A rejected transaction changes nothing.
+
+use kms_chain_types::tx::TxDecodeError;
+
+/// A rejected transaction. `code()` is the ABCI result code (0 is success, never used here).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum TxError {
+    /// Undecodable, oversized, or a field out of range.
+    #[error("malformed: {0}")]
+    Malformed(String),
+    /// The transaction signature does not recover.
+    #[error("bad transaction signature: {0}")]
+    BadSignature(String),
+    /// Signed for another chain.
+    #[error("{0}")]
+    WrongChain(String),
+    /// The nonce is not the sender's next nonce (replay or gap).
+    #[error("bad nonce: expected {expected}, got {got}")]
+    BadNonce {
+        /// The account's next nonce.
+        expected: u64,
+        /// The transaction's.
+        got: u64,
+    },
+    /// Not enough tokens for the fee or transfer.
+    #[error("insufficient funds: need {need}, have {have}")]
+    InsufficientFunds {
+        /// Required.
+        need: u128,
+        /// Available.
+        have: u128,
+    },
+    /// The sender may not do this (not an admin, not the application's admin).
+    #[error("unauthorized: {0}")]
+    Unauthorized(String),
+    /// The application's ISC denied the request.
+    #[error("denied by the application's ISC: {0}")]
+    IscDenied(String),
+    /// A request with this ID already exists.
+    #[error("duplicate request {0}")]
+    DuplicateRequest(String),
+    /// A fulfillment from an address that is not a registered party.
+    #[error("sender {0} is not a KMS party")]
+    NotParty(String),
+    /// A fulfillment whose EIP-712 signature is not the party's.
+    #[error("bad result signature: {0}")]
+    BadResultSignature(String),
+    /// No such request, application or key.
+    #[error("not found: {0}")]
+    NotFound(String),
+    /// The party already responded, or the request is complete.
+    #[error("response not accepted: {0}")]
+    ResponseRejected(String),
+    /// Semantically invalid (e.g. an invalid config, an application that exists).
+    #[error("invalid: {0}")]
+    Invalid(String),
+    /// The state is inconsistent (a bug, never caused by input).
+    #[error("internal error: {0}")]
+    Internal(String),
+}
+
+impl TxError {
+    /// The ABCI code.
+    pub fn code(&self) -> u32 {
+        match self {
+            Self::Malformed(_) => 1,
+            Self::BadSignature(_) => 2,
+            Self::WrongChain(_) => 3,
+            Self::BadNonce { .. } => 4,
+            Self::InsufficientFunds { .. } => 5,
+            Self::Unauthorized(_) => 6,
+            Self::IscDenied(_) => 7,
+            Self::DuplicateRequest(_) => 8,
+            Self::NotParty(_) => 9,
+            Self::BadResultSignature(_) => 10,
+            Self::NotFound(_) => 11,
+            Self::ResponseRejected(_) => 12,
+            Self::Invalid(_) => 13,
+            Self::Internal(_) => 99,
+        }
+    }
+}
+
+impl From<TxDecodeError> for TxError {
+    fn from(e: TxDecodeError) -> Self {
+        match e {
+            TxDecodeError::TooLarge(_) | TxDecodeError::Malformed(_) => {
+                Self::Malformed(e.to_string())
+            }
+            TxDecodeError::BadSignature(s) => Self::BadSignature(s),
+            TxDecodeError::WrongChain { .. } => Self::WrongChain(e.to_string()),
+        }
+    }
+}
+
+/// The codespace reported with every error.
+pub const CODESPACE: &str = "kms";

@@ -1,0 +1,255 @@
+//! The authenticated state: a versioned Jellyfish Merkle tree (one version per block) whose root
+//! is the app hash, and which answers reads with ICS23 proofs.
+//!
+//! Nodes and values are kept in memory; durability comes from replaying the block log (the devnet
+//! does this on restart, CometBFT would through its handshake). The tree keeps every version so
+//! queries at past heights prove against past app hashes.
+
+use jmt::storage::{HasPreimage, LeafNode, Node, NodeBatch, NodeKey, TreeReader};
+use jmt::{JellyfishMerkleTree, KeyHash, OwnedValue, RootHash, Version};
+use sha2::Sha256;
+use std::collections::{BTreeMap, HashMap};
+
+/// A batch of writes: `None` deletes.
+pub type WriteSet = BTreeMap<Vec<u8>, Option<Vec<u8>>>;
+
+/// Errors of the store (a missing node means corrupted state, never bad input).
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    /// jmt reported an inconsistency.
+    #[error("merkle store: {0}")]
+    Tree(String),
+    /// Versions must increase by one.
+    #[error("version {got} does not follow {latest:?}")]
+    Version {
+        /// Requested.
+        got: Version,
+        /// Latest committed.
+        latest: Option<Version>,
+    },
+    /// Asked for a version not committed yet.
+    #[error("version {0} is not committed")]
+    Unknown(Version),
+}
+
+#[derive(Default)]
+struct Nodes {
+    nodes: HashMap<NodeKey, Node>,
+    values: HashMap<KeyHash, BTreeMap<Version, Option<OwnedValue>>>,
+    preimages: HashMap<KeyHash, Vec<u8>>,
+}
+
+impl TreeReader for Nodes {
+    fn get_node_option(&self, node_key: &NodeKey) -> anyhow::Result<Option<Node>> {
+        Ok(self.nodes.get(node_key).cloned())
+    }
+
+    fn get_value_option(
+        &self,
+        max_version: Version,
+        key_hash: KeyHash,
+    ) -> anyhow::Result<Option<OwnedValue>> {
+        Ok(self
+            .values
+            .get(&key_hash)
+            .and_then(|m| m.range(..=max_version).next_back())
+            .and_then(|(_, v)| v.clone()))
+    }
+
+    fn get_rightmost_leaf(&self) -> anyhow::Result<Option<(NodeKey, LeafNode)>> {
+        // Only used when restoring a tree from chunks (state sync), which this store does not do.
+        anyhow::bail!("state restore is not supported")
+    }
+}
+
+impl HasPreimage for Nodes {
+    fn preimage(&self, key_hash: KeyHash) -> anyhow::Result<Option<Vec<u8>>> {
+        Ok(self.preimages.get(&key_hash).cloned())
+    }
+}
+
+impl Nodes {
+    fn write_node_batch(&mut self, batch: &NodeBatch) {
+        for (k, n) in batch.nodes() {
+            self.nodes.insert(k.clone(), n.clone());
+        }
+        for ((version, key_hash), v) in batch.values() {
+            self.values
+                .entry(*key_hash)
+                .or_default()
+                .insert(*version, v.clone());
+        }
+    }
+}
+
+/// The versioned store.
+#[derive(Default)]
+pub struct MerkleStore {
+    inner: Nodes,
+    roots: BTreeMap<Version, RootHash>,
+}
+
+fn key_hash(key: &[u8]) -> KeyHash {
+    KeyHash::with::<Sha256>(key)
+}
+
+impl MerkleStore {
+    /// An empty store with no version.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// The latest committed version.
+    pub fn latest_version(&self) -> Option<Version> {
+        self.roots.keys().next_back().copied()
+    }
+
+    /// The root hash of a committed version.
+    pub fn root(&self, version: Version) -> Result<[u8; 32], StoreError> {
+        self.roots
+            .get(&version)
+            .map(|r| r.0)
+            .ok_or(StoreError::Unknown(version))
+    }
+
+    /// Applies `writes` as version `version` (the next one) and returns the new root.
+    pub fn commit(&mut self, version: Version, writes: &WriteSet) -> Result<[u8; 32], StoreError> {
+        let latest = self.latest_version();
+        let expected_ok = match latest {
+            None => true,
+            Some(l) => version == l + 1,
+        };
+        if !expected_ok {
+            return Err(StoreError::Version {
+                got: version,
+                latest,
+            });
+        }
+        let set: Vec<(KeyHash, Option<OwnedValue>)> = writes
+            .iter()
+            .map(|(k, v)| (key_hash(k), v.clone()))
+            .collect();
+        let (root, batch) = JellyfishMerkleTree::<_, Sha256>::new(&self.inner)
+            .put_value_set(set, version)
+            .map_err(|e| StoreError::Tree(e.to_string()))?;
+        self.inner.write_node_batch(&batch.node_batch);
+        for k in writes.keys() {
+            self.inner.preimages.insert(key_hash(k), k.clone());
+        }
+        self.roots.insert(version, root);
+        Ok(root.0)
+    }
+
+    /// Reads a key at a version.
+    pub fn get(&self, key: &[u8], version: Version) -> Result<Option<Vec<u8>>, StoreError> {
+        if !self.roots.contains_key(&version) {
+            return Err(StoreError::Unknown(version));
+        }
+        self.inner
+            .get_value_option(version, key_hash(key))
+            .map_err(|e| StoreError::Tree(e.to_string()))
+    }
+
+    /// Reads a key at a version with an ICS23 proof of membership or non-membership against that
+    /// version's root.
+    pub fn get_with_proof(
+        &self,
+        key: &[u8],
+        version: Version,
+    ) -> Result<(Option<Vec<u8>>, ics23::CommitmentProof), StoreError> {
+        if !self.roots.contains_key(&version) {
+            return Err(StoreError::Unknown(version));
+        }
+        JellyfishMerkleTree::<_, Sha256>::new(&self.inner)
+            .get_with_ics23_proof(key.to_vec(), version)
+            .map_err(|e| StoreError::Tree(e.to_string()))
+    }
+}
+
+/// The ICS23 proof spec of this store (jmt's, SHA-256).
+pub fn proof_spec() -> ics23::ProofSpec {
+    jmt::ics23_spec()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use ics23::HostFunctionsManager;
+
+    fn ws(items: &[(&str, Option<&str>)]) -> WriteSet {
+        items
+            .iter()
+            .map(|(k, v)| (k.as_bytes().to_vec(), v.map(|v| v.as_bytes().to_vec())))
+            .collect()
+    }
+
+    #[test]
+    fn versions_roots_and_proofs() {
+        let mut s = MerkleStore::new();
+        let r0 = s
+            .commit(0, &ws(&[("a", Some("1")), ("b", Some("2"))]))
+            .unwrap();
+        // An empty block still makes a version, with the same root.
+        let r1 = s.commit(1, &WriteSet::new()).unwrap();
+        assert_eq!(r0, r1);
+        let r2 = s.commit(2, &ws(&[("a", Some("3")), ("b", None)])).unwrap();
+        assert_ne!(r1, r2);
+        assert!(matches!(
+            s.commit(4, &WriteSet::new()),
+            Err(StoreError::Version { .. })
+        ));
+        assert_eq!(s.get(b"a", 1).unwrap(), Some(b"1".to_vec()));
+        assert_eq!(s.get(b"a", 2).unwrap(), Some(b"3".to_vec()));
+        assert_eq!(s.get(b"b", 2).unwrap(), None);
+
+        let spec = proof_spec();
+        let (v, p) = s.get_with_proof(b"a", 2).unwrap();
+        assert_eq!(v, Some(b"3".to_vec()));
+        assert!(ics23::verify_membership::<HostFunctionsManager>(
+            &p,
+            &spec,
+            &r2.to_vec(),
+            b"a",
+            b"3"
+        ));
+        // Same proof: wrong value, wrong key, wrong root.
+        assert!(!ics23::verify_membership::<HostFunctionsManager>(
+            &p,
+            &spec,
+            &r2.to_vec(),
+            b"a",
+            b"1"
+        ));
+        assert!(!ics23::verify_membership::<HostFunctionsManager>(
+            &p,
+            &spec,
+            &r2.to_vec(),
+            b"b",
+            b"3"
+        ));
+        assert!(!ics23::verify_membership::<HostFunctionsManager>(
+            &p,
+            &spec,
+            &r1.to_vec(),
+            b"a",
+            b"3"
+        ));
+        let (v, p) = s.get_with_proof(b"b", 2).unwrap();
+        assert_eq!(v, None);
+        assert!(ics23::verify_non_membership::<HostFunctionsManager>(
+            &p,
+            &spec,
+            &r2.to_vec(),
+            b"b"
+        ));
+        // An old version still proves against its own root.
+        let (_, p) = s.get_with_proof(b"b", 1).unwrap();
+        assert!(ics23::verify_membership::<HostFunctionsManager>(
+            &p,
+            &spec,
+            &r1.to_vec(),
+            b"b",
+            b"2"
+        ));
+    }
+}

@@ -1,0 +1,237 @@
+//! State records and the keys they live under in the authenticated store.
+//!
+//! Keys are ASCII paths; values are the CBOR of the records below. A light client that holds a
+//! verified `app_hash` checks an ICS23 proof for `(key, value)` and decodes the value here.
+
+use crate::tx::{AppId, Fulfillment, KmsRequest};
+use crate::Address;
+use kms_eip712::DomainConfig;
+use kms_types::RequestId;
+use serde::{Deserialize, Serialize};
+
+/// One KMS party (operator).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Party {
+    /// 1-based index, the party's Shamir evaluation point number.
+    pub index: u32,
+    /// Address of the key that signs the party's results and transactions.
+    pub signer: Address,
+    /// Where the party's KMS endpoint is reachable (informational).
+    pub endpoint: String,
+    /// The attestation policy other parties and clients apply to this party (JSON of
+    /// `kms_attestation::Policy`, trusted PCR releases).
+    pub attestation_policy: String,
+}
+
+/// Fees, in token units.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct FeeSchedule {
+    /// Per keygen request.
+    pub keygen: u128,
+    /// Per CRS request.
+    pub crs_gen: u128,
+    /// Per ciphertext of a public decryption.
+    pub public_decrypt_per_ct: u128,
+    /// Per ciphertext of a user decryption.
+    pub user_decrypt_per_ct: u128,
+    /// Per resharing.
+    pub reshare: u128,
+    /// Largest amount one faucet transaction mints.
+    pub faucet_max: u128,
+}
+
+/// The config contract's state.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Config {
+    /// The parties, ordered by index 1..=n.
+    pub parties: Vec<Party>,
+    /// Threshold t (n ≥ 3t + 1).
+    pub threshold: u32,
+    /// Fees.
+    pub fees: FeeSchedule,
+    /// Addresses allowed to change the config and to request keygen, CRS and resharing.
+    pub admins: Vec<Address>,
+    /// The EIP-712 domain the parties sign results under.
+    pub eip712_domain: DomainConfig,
+    /// Most ciphertexts in one decryption request.
+    pub max_ciphertexts_per_request: u32,
+}
+
+/// Why a config is invalid.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ConfigError {
+    /// n < 3t + 1 or t = 0 with n > 1 is allowed; n = 0 is not.
+    #[error("need n ≥ 3t + 1 parties (n = {n}, t = {t})")]
+    Threshold {
+        /// n.
+        n: usize,
+        /// t.
+        t: u32,
+    },
+    /// Indices must be 1..=n in order.
+    #[error("party indices must be 1..=n in order")]
+    Indices,
+    /// Two parties share a signer.
+    #[error("two parties share signer {0}")]
+    DuplicateSigner(String),
+    /// No admin.
+    #[error("at least one admin is required")]
+    NoAdmin,
+    /// Limit out of range.
+    #[error("max_ciphertexts_per_request must be in 1..=256")]
+    Limit,
+}
+
+impl Config {
+    /// Checks the invariants every stored config satisfies.
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        let n = self.parties.len();
+        if n == 0 || n < 3 * self.threshold as usize + 1 {
+            return Err(ConfigError::Threshold {
+                n,
+                t: self.threshold,
+            });
+        }
+        for (i, p) in self.parties.iter().enumerate() {
+            if p.index as usize != i + 1 {
+                return Err(ConfigError::Indices);
+            }
+            if self.parties[..i].iter().any(|q| q.signer == p.signer) {
+                return Err(ConfigError::DuplicateSigner(hex::encode(p.signer)));
+            }
+        }
+        if self.admins.is_empty() {
+            return Err(ConfigError::NoAdmin);
+        }
+        if !(1..=256).contains(&self.max_ciphertexts_per_request) {
+            return Err(ConfigError::Limit);
+        }
+        Ok(())
+    }
+
+    /// The party whose signer is `addr`.
+    pub fn party_by_signer(&self, addr: &Address) -> Option<&Party> {
+        self.parties.iter().find(|p| &p.signer == addr)
+    }
+
+    /// Whether `addr` is an admin.
+    pub fn is_admin(&self, addr: &Address) -> bool {
+        self.admins.contains(addr)
+    }
+}
+
+/// A token account.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Account {
+    /// Balance.
+    pub balance: u128,
+    /// Next expected transaction nonce.
+    pub nonce: u64,
+}
+
+/// An application registered with the ISC.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Application {
+    /// Its ID.
+    pub app_id: AppId,
+    /// Who manages its ACL.
+    pub admin: Address,
+    /// Which inclusion-proof contract decides for it.
+    pub isc: IscKind,
+}
+
+/// The inclusion-proof contract implementations.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum IscKind {
+    /// An ACL kept on the KMS chain by the application's admin.
+    Acl,
+}
+
+/// Where a request stands.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum RequestStatus {
+    /// Approved by the ASC and its ISC, waiting for the parties.
+    Pending,
+    /// Enough matching responses arrived.
+    Completed {
+        /// Height of the block that completed it.
+        height: u64,
+        /// SHA3-256 of the agreed result (public decryption and material), or of the list of
+        /// responding parties (user decryption, resharing).
+        result_digest: [u8; 32],
+    },
+}
+
+/// A request the ASC approved.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RequestRecord {
+    /// Its ID (derived from `request`).
+    pub id: RequestId,
+    /// Application on whose behalf it was made.
+    pub app_id: AppId,
+    /// Who asked (and paid).
+    pub requester: Address,
+    /// The request.
+    pub request: KmsRequest,
+    /// Fee held in escrow until completion.
+    pub fee: u128,
+    /// Height of the block that approved it.
+    pub height: u64,
+    /// Status.
+    pub status: RequestStatus,
+    /// Indices of the parties that have responded, ascending.
+    pub responded: Vec<u32>,
+}
+
+/// One party's stored response.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ResponseRecord {
+    /// The request.
+    pub request_id: RequestId,
+    /// The party's index.
+    pub party: u32,
+    /// What it sent.
+    pub fulfillment: Fulfillment,
+    /// SHA3-256 of the part that must match across parties.
+    pub result_digest: [u8; 32],
+    /// Height of the block that stored it.
+    pub height: u64,
+}
+
+/// State keys.
+pub mod keys {
+    use super::*;
+
+    /// The config record.
+    pub const CONFIG: &[u8] = b"config";
+
+    /// An account.
+    pub fn account(addr: &Address) -> Vec<u8> {
+        format!("acct/{}", hex::encode(addr)).into_bytes()
+    }
+
+    /// An application.
+    pub fn application(app_id: &str) -> Vec<u8> {
+        format!("isc/app/{app_id}").into_bytes()
+    }
+
+    /// An ACL entry (value `[1]` when present).
+    pub fn acl(app_id: &str, handle: &[u8; 32], addr: &Address) -> Vec<u8> {
+        format!(
+            "isc/acl/{app_id}/{}/{}",
+            hex::encode(handle),
+            hex::encode(addr)
+        )
+        .into_bytes()
+    }
+
+    /// A request record.
+    pub fn request(id: &RequestId) -> Vec<u8> {
+        format!("asc/req/{id}").into_bytes()
+    }
+
+    /// A party's response to a request.
+    pub fn response(id: &RequestId, party: u32) -> Vec<u8> {
+        format!("asc/resp/{id}/{party}").into_bytes()
+    }
+}
