@@ -33,11 +33,11 @@ fn split_point(n: u64) -> u64 {
     1u64 << (63 - (n - 1).leading_zeros())
 }
 
-/// The Merkle root of a list of leaves (already hashed items), as CometBFT computes it.
-pub fn merkle_root(items: &[[u8; 32]]) -> [u8; 32] {
+/// The Merkle root of a list of items, as CometBFT's `merkle.HashFromByteSlices` computes it.
+pub fn merkle_root<T: AsRef<[u8]>>(items: &[T]) -> [u8; 32] {
     match items.len() {
         0 => Sha256::digest([]).into(),
-        1 => leaf_hash(&items[0]),
+        1 => leaf_hash(items[0].as_ref()),
         n => {
             let k = split_point(n as u64) as usize;
             inner_hash(&merkle_root(&items[..k]), &merkle_root(&items[k..]))
@@ -55,7 +55,7 @@ pub fn data_hash(txs: &[impl AsRef<[u8]>]) -> [u8; 32] {
 }
 
 /// The aunts proving item `index` of `items` (leaf-to-root order).
-pub fn aunts(items: &[[u8; 32]], index: usize) -> Vec<[u8; 32]> {
+pub fn aunts<T: AsRef<[u8]>>(items: &[T], index: usize) -> Vec<[u8; 32]> {
     if items.len() <= 1 {
         return Vec::new();
     }
@@ -88,6 +88,11 @@ fn root_from_aunts(index: u64, total: u64, leaf: [u8; 32], aunts: &[[u8; 32]]) -
             &root_from_aunts(index - k, total - k, leaf, rest)?,
         ))
     }
+}
+
+/// The leaf hash of an item: SHA-256(0x00 ‖ item).
+pub fn leaf(item: &[u8]) -> [u8; 32] {
+    leaf_hash(item)
 }
 
 /// Computes the root a Merkle proof leads to for `item` (the leaf before leaf-hashing).

@@ -78,6 +78,15 @@ impl KmsApp {
         (s.last_height, s.last_app_hash.clone())
     }
 
+    /// Height and app hash of the state the last block produced (after `FinalizeBlock`).
+    pub fn last_committed_pair(&self) -> (i64, Vec<u8>) {
+        let s = self.lock();
+        (
+            s.store.latest_version().map_or(0, |v| v as i64),
+            s.last_app_hash.clone(),
+        )
+    }
+
     /// The genesis `app_state` for a config (what goes into CometBFT's genesis file).
     pub fn genesis_app_state(config: &Config) -> Vec<u8> {
         serde_json::to_vec(config).unwrap_or_default()

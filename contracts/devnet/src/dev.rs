@@ -1,0 +1,111 @@
+//! Developer-mode setup: keys for an admin, n KMS parties and the validators, and the genesis
+//! that registers them. Every key is generated here and is for developer mode only.
+
+use crate::chain::{Genesis, ValidatorKey};
+use kms_chain_types::state::{Config, FeeSchedule, Party};
+use kms_chain_types::tx::{sign_tx, Msg};
+use kms_eip712::{DomainConfig, SigningKey};
+use tendermint::Time;
+
+/// The developer-mode fee schedule.
+pub fn dev_fees() -> FeeSchedule {
+    FeeSchedule {
+        keygen: 1_000,
+        crs_gen: 500,
+        public_decrypt_per_ct: 10,
+        user_decrypt_per_ct: 20,
+        reshare: 1_000,
+        faucet_max: 1_000_000,
+    }
+}
+
+/// A chain account: a secp256k1 key and its next nonce.
+pub struct Wallet {
+    key: SigningKey,
+    nonce: u64,
+}
+
+impl Wallet {
+    /// A wallet for a key whose next nonce is 0.
+    pub fn new(key: SigningKey) -> Self {
+        Self { key, nonce: 0 }
+    }
+
+    /// A new random account.
+    pub fn random() -> Self {
+        Self::new(SigningKey::random(&mut rand::thread_rng()))
+    }
+
+    /// The address.
+    pub fn address(&self) -> [u8; 20] {
+        self.key.address()
+    }
+
+    /// The key (to sign EIP-712 results with the same identity).
+    pub fn key(&self) -> &SigningKey {
+        &self.key
+    }
+
+    /// Signs `msg` with the next nonce and advances it.
+    pub fn tx(&mut self, chain_id: &str, msg: Msg) -> Vec<u8> {
+        let tx = sign_tx(&self.key, chain_id, self.nonce, msg);
+        self.nonce += 1;
+        tx
+    }
+
+    /// Signs `msg` with an explicit nonce (does not advance).
+    pub fn tx_with_nonce(&self, chain_id: &str, nonce: u64, msg: Msg) -> Vec<u8> {
+        sign_tx(&self.key, chain_id, nonce, msg)
+    }
+
+    /// Sets the next nonce (after a rejected transaction).
+    pub fn set_nonce(&mut self, nonce: u64) {
+        self.nonce = nonce;
+    }
+}
+
+/// Keys and genesis of a developer-mode chain.
+pub struct DevSetup {
+    /// The config admin.
+    pub admin: Wallet,
+    /// The KMS parties, index i + 1.
+    pub parties: Vec<Wallet>,
+    /// The genesis (validators included).
+    pub genesis: Genesis,
+}
+
+impl DevSetup {
+    /// `n` parties with threshold `t` and `validators` validator keys.
+    pub fn new(chain_id: &str, n: usize, t: u32, validators: usize, genesis_time: Time) -> Self {
+        let admin = Wallet::random();
+        let parties: Vec<Wallet> = (0..n).map(|_| Wallet::random()).collect();
+        let config = Config {
+            parties: parties
+                .iter()
+                .enumerate()
+                .map(|(i, w)| Party {
+                    index: i as u32 + 1,
+                    signer: w.address(),
+                    endpoint: format!("http://127.0.0.1:{}", 50100 + i),
+                    attestation_policy: "{\"mode\":\"developer\"}".into(),
+                })
+                .collect(),
+            threshold: t,
+            fees: dev_fees(),
+            admins: vec![admin.address()],
+            eip712_domain: DomainConfig::default(),
+            max_ciphertexts_per_request: 64,
+        };
+        let genesis = Genesis {
+            chain_id: chain_id.to_string(),
+            genesis_time,
+            validators: (0..validators).map(|_| ValidatorKey::random()).collect(),
+            app_config: config,
+        };
+        Self {
+            admin,
+            parties,
+            genesis,
+        }
+    }
+}
