@@ -56,20 +56,13 @@ impl ValidatorKey {
 
     /// The CometBFT public key.
     pub fn public_key(&self) -> PublicKey {
-        // 32 bytes always form a syntactically valid ed25519 key.
-        PublicKey::from_raw_ed25519(self.key.verification_key().as_bytes())
-            .unwrap_or_else(|| unreachable_key())
+        PublicKey::from_ed25519_consensus(self.key.verification_key())
     }
 
     /// The validator address (first 20 bytes of SHA-256 of the public key).
     pub fn address(&self) -> account::Id {
         account::Id::from(self.public_key())
     }
-}
-
-fn unreachable_key() -> PublicKey {
-    // ed25519 public keys are any 32 bytes at this layer; from_raw_ed25519 only checks the length.
-    PublicKey::from_raw_ed25519(&[0u8; 32]).unwrap_or_else(|| panic!("32-byte ed25519 key"))
 }
 
 /// What the devnet starts from.

@@ -212,6 +212,32 @@ async fn hosts_read_the_devnet_through_tendermint_rpc() {
     let approved = verify_request_approved(&header, &id, &q.value, &q.proof.unwrap()).unwrap();
     assert_eq!(approved.record.requester, user.address());
 
+    // Blocks and results as CometBFT serves them.
+    let b = client
+        .block(Height::try_from(h_req).unwrap())
+        .await
+        .unwrap();
+    assert_eq!(b.block.header.hash(), b.block_id.hash);
+    assert!(b.block.data.contains(&req_tx));
+    let results = client
+        .block_results(Height::try_from(h_req).unwrap())
+        .await
+        .unwrap();
+    let txs_results = results.txs_results.unwrap();
+    assert_eq!(txs_results.len(), b.block.data.len());
+    assert!(txs_results.iter().all(|r| r.code.is_ok()));
+    let next = client
+        .block(Height::try_from(h_req + 1).unwrap())
+        .await
+        .unwrap();
+    assert_eq!(
+        next.block.header.app_hash.as_bytes(),
+        results.app_hash.as_bytes()
+    );
+    assert_eq!(next.block.header.last_block_id, Some(b.block_id));
+    let info = client.abci_info().await.unwrap();
+    assert!(info.last_block_height.value() >= h_req);
+
     // Restart: same height, same blocks, same state.
     producer.abort();
     let _ = producer.await;

@@ -3,5 +3,6 @@
 
 pub mod auditor;
 pub mod bench;
+pub mod chain;
 pub mod demo;
 pub mod devserver;

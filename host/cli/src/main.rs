@@ -181,6 +181,44 @@ enum Cmd {
         #[command(subcommand)]
         cmd: AttestationCmd,
     },
+    /// Run the developer-mode KMS chain: the ABCI app under an embedded devnet producing
+    /// CometBFT 0.38 blocks, serving the CometBFT RPC subset. Resumes from --data-dir.
+    Devnet {
+        /// Chain data (genesis, block log, developer keys).
+        #[arg(long, default_value = "kms-devnet-data")]
+        data_dir: PathBuf,
+        /// Chain ID (new chains only).
+        #[arg(long, default_value = "kms-devnet")]
+        chain_id: String,
+        /// RPC address.
+        #[arg(long, default_value = "127.0.0.1:26657")]
+        rpc: std::net::SocketAddr,
+        /// Block interval in milliseconds.
+        #[arg(long, default_value_t = 1000)]
+        block_ms: u64,
+        /// Validators (new chains only).
+        #[arg(long, default_value_t = 4)]
+        validators: usize,
+        /// KMS parties registered in the config contract (new chains only).
+        #[arg(long, default_value_t = 4)]
+        parties: usize,
+        /// Threshold t (n ≥ 3t + 1).
+        #[arg(long, default_value_t = 1)]
+        threshold: u32,
+    },
+    /// Serve the KMS chain's ABCI app to a real CometBFT 0.38 node (production).
+    ChainApp {
+        /// ABCI listen address (CometBFT's `proxy_app`).
+        #[arg(long, default_value = "127.0.0.1:26658")]
+        abci: String,
+    },
+    /// Benchmark of the enclave's light client: skipping header update (4 validators) + ICS23
+    /// proof of a request, against 4 raw ed25519 verifications in the same run.
+    BenchChain {
+        /// Runs.
+        #[arg(long, default_value_t = 51)]
+        runs: usize,
+    },
     /// Benchmark against tfhe-rs baselines in the same run.
     Bench {
         /// Parameter set.
@@ -594,6 +632,52 @@ async fn run(cli: Cli) -> R<()> {
             }
             if report.error.is_some() {
                 return Err("attestation document rejected".into());
+            }
+        }
+        Cmd::Devnet {
+            data_dir,
+            chain_id,
+            rpc,
+            block_ms,
+            validators,
+            parties,
+            threshold,
+        } => {
+            kms_cli::chain::run_devnet(
+                &data_dir, &chain_id, rpc, block_ms, validators, parties, threshold,
+            )
+            .await?;
+        }
+        Cmd::ChainApp { abci } => {
+            tokio::task::spawn_blocking(move || kms_cli::chain::run_abci(&abci))
+                .await
+                .map_err(|e| e.to_string())??;
+        }
+        Cmd::BenchChain { runs } => {
+            let res = tokio::task::spawn_blocking(move || kms_cli::chain::bench_light_client(runs))
+                .await
+                .map_err(|e| e.to_string())??;
+            if json {
+                println!(
+                    "{}",
+                    serde_json::to_string_pretty(&res).map_err(|e| e.to_string())?
+                );
+            } else {
+                println!(
+                    "{:<64} {:>10} {:>10}  {:>7}  baseline",
+                    "measure (median)", "kms ms", "base ms", "ratio"
+                );
+                for r in res {
+                    println!(
+                        "{:<64} {:>10.3} {:>10.3}  {:>6.2}×  {} ({} runs)",
+                        r.name,
+                        r.kms_s * 1e3,
+                        r.baseline_s * 1e3,
+                        r.ratio,
+                        r.baseline,
+                        r.runs
+                    );
+                }
             }
         }
         Cmd::Bench {

@@ -1,0 +1,241 @@
+//! The KMS chain from the command line: the developer-mode devnet node, the ABCI app for a real
+//! CometBFT node, and the light-client benchmark.
+
+use crate::bench::Comparison;
+use kms_chain_types::state::keys;
+use kms_chain_types::tx::{KmsRequest, Msg};
+use kms_devnet::dev::{DevSetup, Wallet};
+use kms_devnet::{Chain, Node, PersistentChain};
+use kms_eip712::SigningKey;
+use kms_light_client::{verify_request_approved, LightClient, Options};
+use kms_types::{KeyGenRequest, ParamSetName};
+use serde::{Deserialize, Serialize};
+use std::net::SocketAddr;
+use std::path::Path;
+use std::time::{Duration, Instant};
+use tendermint::Time;
+
+/// Developer-mode secrets of a devnet: the admin's and parties' chain keys (hex), written next to
+/// the chain data so clients and parties in developer mode can use them.
+#[derive(Serialize, Deserialize)]
+pub struct DevKeys {
+    /// Chain ID.
+    pub chain_id: String,
+    /// Config admin's secp256k1 key.
+    pub admin: String,
+    /// Party keys, index i + 1.
+    pub parties: Vec<String>,
+}
+
+const DEV_KEYS: &str = "dev-keys.json";
+
+/// Runs the devnet until interrupted.
+pub async fn run_devnet(
+    dir: &Path,
+    chain_id: &str,
+    rpc: SocketAddr,
+    block_ms: u64,
+    validators: usize,
+    parties: usize,
+    threshold: u32,
+) -> Result<(), String> {
+    let keys_path = dir.join(DEV_KEYS);
+    let chain = PersistentChain::open_or_create(dir, || {
+        let setup = DevSetup::new(chain_id, parties, threshold, validators, Time::now());
+        let keys = DevKeys {
+            chain_id: chain_id.to_string(),
+            admin: hex::encode(setup.admin.key().to_bytes().as_slice()),
+            parties: setup
+                .parties
+                .iter()
+                .map(|p| hex::encode(p.key().to_bytes().as_slice()))
+                .collect(),
+        };
+        if let Ok(s) = serde_json::to_vec_pretty(&keys) {
+            let _ = std::fs::write(&keys_path, s);
+        }
+        setup.genesis
+    })
+    .map_err(|e| e.to_string())?;
+    let (id, height) = (chain.chain().chain_id().to_string(), chain.chain().height());
+    let node = Node::new(chain);
+    let (addr, server) = node.serve_rpc(rpc).await.map_err(|e| e.to_string())?;
+    let producer = node.spawn_producer(Duration::from_millis(block_ms.max(10)));
+    println!("devnet {id}: resuming at height {height}, RPC on http://{addr}");
+    println!("developer keys (admin, parties): {}", keys_path.display());
+    tokio::select! {
+        _ = tokio::signal::ctrl_c() => {}
+        _ = server => {}
+        _ = producer => {}
+    }
+    Ok(())
+}
+
+/// Serves the ABCI app to a real CometBFT node (blocking).
+pub fn run_abci(addr: &str) -> Result<(), String> {
+    let server = tendermint_abci::ServerBuilder::default()
+        .bind(addr, kms_chain_app::KmsApp::new())
+        .map_err(|e| e.to_string())?;
+    println!("KMS chain app: ABCI on {}", server.local_addr());
+    server.listen().map_err(|e| e.to_string())
+}
+
+fn median(mut v: Vec<Duration>) -> f64 {
+    v.sort();
+    v[v.len() / 2].as_secs_f64()
+}
+
+/// The enclave's cost of trusting one request: one skipping header update over 4 validators
+/// plus one ICS23 proof of the request, against the irreducible part (4 ed25519 verifications of
+/// the commit's votes) measured in the same run.
+pub fn bench_light_client(runs: usize) -> Result<Vec<Comparison>, String> {
+    let runs = runs.max(3);
+    let chain_id = "kms-bench";
+    let t0 = Time::now();
+    let mut setup = DevSetup::new(chain_id, 4, 1, 4, t0);
+    let mut chain = Chain::new(setup.genesis.clone()).map_err(|e| e.to_string())?;
+    let mut clock = t0;
+    let mut tick = |chain: &mut Chain, txs: Vec<Vec<u8>>| {
+        for tx in txs {
+            chain.submit(tx);
+        }
+        clock = (clock + Duration::from_secs(1)).unwrap_or(clock);
+        chain.produce_block(clock)
+    };
+    tick(&mut chain, vec![]);
+    let req = KmsRequest::KeyGen(KeyGenRequest {
+        params: ParamSetName::Default,
+        label: "bench".into(),
+    });
+    let id = req.request_id();
+    let admin: &mut Wallet = &mut setup.admin;
+    tick(
+        &mut chain,
+        vec![
+            admin.tx(chain_id, Msg::Faucet { amount: 100_000 }),
+            admin.tx(
+                chain_id,
+                Msg::CreateApplication {
+                    app_id: "bench".into(),
+                },
+            ),
+        ],
+    );
+    // Some state so the proof has a realistic depth.
+    let mut filler = Vec::new();
+    for _ in 0..200 {
+        let mut w = Wallet::new(SigningKey::random(&mut rand_core::OsRng));
+        filler.push(w.tx(chain_id, Msg::Faucet { amount: 1 }));
+    }
+    tick(&mut chain, filler);
+    let h_req = tick(
+        &mut chain,
+        vec![admin.tx(
+            chain_id,
+            Msg::Request {
+                app_id: "bench".into(),
+                request: req,
+            },
+        )],
+    );
+    for _ in 0..20 {
+        tick(&mut chain, vec![]);
+    }
+    let target = chain.height();
+    let now = (clock + Duration::from_secs(1)).unwrap_or(clock);
+    let options = Options {
+        trust_threshold: Default::default(),
+        trusting_period: Duration::from_secs(3600),
+        clock_drift: Duration::from_secs(5),
+    };
+    let first = chain.light_block(1).ok_or("no block 1")?;
+    let (lc, _) = LightClient::from_genesis(chain_id, 1, chain.validators(), first, options, now)
+        .map_err(|e| e.to_string())?;
+    let untrusted = chain.light_block(target).ok_or("no target block")?;
+    // The proof of the request in the state after h_req, against the header of target (whose app
+    // hash commits to the state after target - 1). Query at target - 1.
+    let q = chain.query("store", keys::request(&id), target as i64 - 1, true);
+    let ops = tendermint::merkle::proof::ProofOps::try_from(q.proof_ops.clone().ok_or("no proof")?)
+        .map_err(|e| e.to_string())?;
+    let _ = h_req;
+
+    let mut update = Vec::new();
+    let mut proof = Vec::new();
+    let mut sigs = Vec::new();
+    let commit = &untrusted.signed_header.commit;
+    let votes: Vec<(
+        ed25519_consensus::VerificationKey,
+        Vec<u8>,
+        ed25519_consensus::Signature,
+    )> = commit
+        .signatures
+        .iter()
+        .enumerate()
+        .filter_map(|(i, s)| {
+            let tendermint::block::CommitSig::BlockIdFlagCommit {
+                validator_address,
+                timestamp,
+                signature: Some(sig),
+            } = s
+            else {
+                return None;
+            };
+            let v = untrusted.validators.validator(*validator_address)?;
+            let vote = tendermint::Vote {
+                vote_type: tendermint::vote::Type::Precommit,
+                height: commit.height,
+                round: commit.round,
+                block_id: Some(commit.block_id),
+                timestamp: Some(*timestamp),
+                validator_address: *validator_address,
+                validator_index: tendermint::vote::ValidatorIndex::try_from(i as u32).ok()?,
+                signature: None,
+                extension: Vec::new(),
+                extension_signature: None,
+            };
+            let bytes = vote.into_signable_vec(chain.chain_id().clone());
+            let vk = ed25519_consensus::VerificationKey::try_from(v.pub_key.to_bytes().as_slice())
+                .ok()?;
+            let sig = ed25519_consensus::Signature::try_from(sig.as_bytes()).ok()?;
+            Some((vk, bytes, sig))
+        })
+        .collect();
+    if votes.len() != 4 {
+        return Err(format!("expected 4 votes, got {}", votes.len()));
+    }
+    for _ in 0..runs {
+        let t = Instant::now();
+        let header = lc.verify(&untrusted, now).map_err(|e| e.to_string())?;
+        let mid = t.elapsed();
+        let t2 = Instant::now();
+        verify_request_approved(&header, &id, &q.value, &ops).map_err(|e| e.to_string())?;
+        proof.push(t2.elapsed());
+        update.push(mid);
+        let t3 = Instant::now();
+        for (vk, bytes, sig) in &votes {
+            vk.verify(sig, bytes).map_err(|e| e.to_string())?;
+        }
+        sigs.push(t3.elapsed());
+    }
+    let both: Vec<Duration> = update.iter().zip(&proof).map(|(a, b)| *a + *b).collect();
+    let base = median(sigs);
+    let mk = |name: &str, v: Vec<Duration>| {
+        let m = median(v);
+        Comparison {
+            name: name.into(),
+            kms_s: m,
+            baseline_s: base,
+            baseline: "4 × ed25519 verify of the commit's votes".into(),
+            ratio: m / base,
+            runs,
+        }
+    };
+    Ok(vec![
+        mk("light client: skipping update 1 → N (4 validators)", update),
+        mk(
+            "light client: ICS23 proof of the request (jmt, ~200 accounts)",
+            proof,
+        ),
+        mk("light client: update + proof (one request trusted)", both),
+    ])
+}
