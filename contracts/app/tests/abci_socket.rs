@@ -16,7 +16,9 @@ fn abci_socket_round_trip() {
         .bind("127.0.0.1:0", KmsApp::new())
         .unwrap();
     let addr = server.local_addr();
-    std::thread::spawn(move || server.listen());
+    std::thread::spawn(move || {
+        let _ = server.listen();
+    });
     let mut c = ClientBuilder::default().connect(addr).unwrap();
 
     let setup = DevSetup::new("abci-test", 4, 1, 1, tendermint::Time::now());
