@@ -12,6 +12,17 @@
 //! uniform to them. With PRF outputs drawn from `[−2^(b−1), 2^(b−1))`, `|r| ≤ C(n, t)·2^(b−1)`:
 //! bounded masks for noise flooding.
 //!
+//! PRZS (pseudo-random zero sharing) uses the same keys: party `i` computes
+//!
+//! ```text
+//! [0]_i = Σ_{A ∋ i} f_A(α_i) · Σ_{j=1..t} PRF'(k_A, sid, c, j) · α_i^j
+//! ```
+//!
+//! the value at `α_i` of `Σ_A f_A(x)·Σ_j r_{A,j}·x^j`, a polynomial of degree `2t` that vanishes
+//! at 0 and whose other coefficients are unknown to any `t` parties: a fresh random degree-`2t`
+//! sharing of zero, used to re-randomize degree-`2t` values (e.g. products of two sharings)
+//! before they are opened, so the opening reveals only the value.
+//!
 //! The PRF is SHAKE-256 over `key ‖ sid ‖ counter` (domain-separated). Key setup here is a
 //! trusted dealer ([`deal_keys`]), documented as insecure like the key dealer; the DKG issue
 //! replaces it with a setup where each set's key is agreed among its members.
@@ -82,10 +93,35 @@ fn prf<Z: Z2k>(key: &[u8; 32], sid: &[u8], counter: u64, bits: u32) -> Z {
     Z::from_u128_trunc(v).sub(Z::from_u128_trunc(half))
 }
 
+fn prf_element<Z: Z2k, const D: usize>(
+    key: &[u8; 32],
+    sid: &[u8],
+    counter: u64,
+    j: u64,
+) -> GaloisRing<Z, D> {
+    let mut h = sha3::Shake256::default();
+    h.update(b"kms/przs/v1");
+    h.update(key);
+    h.update(&(sid.len() as u64).to_be_bytes());
+    h.update(sid);
+    h.update(&counter.to_be_bytes());
+    h.update(&j.to_be_bytes());
+    let mut reader = h.finalize_xof();
+    let mut coefs = [Z::ZERO; D];
+    for c in coefs.iter_mut() {
+        let mut b = [0u8; 16];
+        reader.read(&mut b);
+        *c = Z::from_u128_trunc(u128::from_le_bytes(b));
+    }
+    GaloisRing { coefs }
+}
+
 /// One party's PRSS state.
 #[derive(Clone)]
 pub struct Prss<Z: Z2k, const D: usize> {
     party: usize,
+    t: usize,
+    alpha: GaloisRing<Z, D>,
     /// (key, f_A(α_party)) for each set containing the party.
     sets: Vec<([u8; 32], GaloisRing<Z, D>)>,
 }
@@ -119,13 +155,32 @@ impl<Z: Z2k, const D: usize> Prss<Z, D> {
             }
             sets.push((key, v));
         }
-        Ok(Self { party, sets })
+        Ok(Self {
+            party,
+            t,
+            alpha,
+            sets,
+        })
     }
 
     /// This party's share of a random value bounded by `C(n, t)·2^(bits−1)` in absolute value.
     pub fn mask(&self, sid: &[u8], counter: u64, bits: u32) -> GaloisRing<Z, D> {
         self.sets.iter().fold(GaloisRing::ZERO, |acc, (k, f)| {
             acc.add(&f.scale(prf::<Z>(k, sid, counter, bits)))
+        })
+    }
+
+    /// This party's share of a pseudo-random degree-`2t` sharing of zero (PRZS).
+    pub fn zero_share(&self, sid: &[u8], counter: u64) -> GaloisRing<Z, D> {
+        self.sets.iter().fold(GaloisRing::ZERO, |acc, (k, f)| {
+            // Σ_{j=1..t} r_j·α^j, Horner from the top: ((r_t·α + r_{t−1})·α + …)·α.
+            let mut inner = GaloisRing::ZERO;
+            for j in (1..=self.t as u64).rev() {
+                inner = inner
+                    .add(&prf_element::<Z, D>(k, sid, counter, j))
+                    .mul(&self.alpha);
+            }
+            acc.add(&f.mul(&inner))
         })
     }
 }

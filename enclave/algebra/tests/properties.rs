@@ -272,6 +272,47 @@ mod prss_tests {
     }
 
     #[test]
+    fn przs_shares_zero_with_degree_two_t() {
+        use kms_algebra::shamir::interpolate_at;
+        for (n, t) in [(4usize, 1usize), (7, 2)] {
+            let mut rng = Rng::seed_from_u64(100 + n as u64);
+            let keys = deal_keys(n, t, &mut rng);
+            let parties: Vec<Prss<u128, 4>> = (1..=n)
+                .map(|p| Prss::new(p, n, t, &keys).unwrap())
+                .collect();
+            for ctr in 0..5u64 {
+                let shares: Vec<(usize, GR128)> = parties
+                    .iter()
+                    .enumerate()
+                    .map(|(i, p)| (i + 1, p.zero_share(b"przs", ctr)))
+                    .collect();
+                // Any 2t + 1 shares interpolate to zero...
+                for start in 0..=(n - (2 * t + 1)) {
+                    let sub = &shares[start..start + 2 * t + 1];
+                    assert_eq!(interpolate_at(sub, &GR128::ZERO).unwrap(), GR128::ZERO);
+                }
+                // ...and so do all n (the polynomial has degree 2t < n).
+                assert_eq!(interpolate_at(&shares, &GR128::ZERO).unwrap(), GR128::ZERO);
+                // t + 1 shares do not: the sharing really has degree 2t (it would otherwise
+                // leak nothing to randomize), and the shares themselves are not zero.
+                assert_ne!(
+                    interpolate_at(&shares[..=t], &GR128::ZERO).unwrap(),
+                    GR128::ZERO
+                );
+                assert!(shares.iter().all(|(_, s)| *s != GR128::ZERO));
+                // Robust opening at degree 2t gives zero too.
+                let opt: Vec<Option<GR128>> = shares.iter().map(|(_, s)| Some(*s)).collect();
+                assert_eq!(robust_open(&opt, 2 * t).unwrap().value, GR128::ZERO);
+            }
+            // Sessions differ.
+            assert_ne!(
+                parties[0].zero_share(b"a", 0),
+                parties[0].zero_share(b"b", 0)
+            );
+        }
+    }
+
+    #[test]
     fn t_parties_miss_a_key() {
         // Every set of t parties is excluded from exactly one PRSS set, whose key it never sees.
         let (n, t) = (7, 2);

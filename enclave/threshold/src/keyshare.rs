@@ -83,3 +83,111 @@ pub fn deal_insecure(
         })
         .collect())
 }
+
+/// Shares used for the 64-bit (computation) domain.
+pub type Share64 = kms_algebra::GR64;
+
+/// One party's shares of the computation secret keys, in `GR(Z/2^64, 4)`: the small LWE key
+/// (key switching target, `n_lwe` coefficients) and the GLWE key (`k·N` coefficients, whose
+/// flattening is the large LWE key). These are what a DKG leaves each party with, and what later
+/// MPC (bootstrapping-key generation, key refresh) consumes; decryption uses the 128-bit
+/// noise-squashing key ([`SnsKeyShare`]).
+pub struct ComputeKeyShares {
+    /// Party index (1-based).
+    pub party: usize,
+    /// Number of parties.
+    pub n: usize,
+    /// Threshold.
+    pub t: usize,
+    /// Shares of the small LWE key's coefficients.
+    pub lwe: Vec<Share64>,
+    /// Shares of the GLWE key's coefficients (polynomial after polynomial).
+    pub glwe: Vec<Share64>,
+}
+
+impl std::fmt::Debug for ComputeKeyShares {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "ComputeKeyShares(party {}/{}, t {}, {} LWE + {} GLWE coefficients)",
+            self.party,
+            self.n,
+            self.t,
+            self.lwe.len(),
+            self.glwe.len()
+        )
+    }
+}
+
+impl Drop for ComputeKeyShares {
+    fn drop(&mut self) {
+        for s in self.lwe.iter_mut().chain(self.glwe.iter_mut()) {
+            s.zeroize();
+        }
+    }
+}
+
+/// The computation keys of a tfhe client key: (small LWE key, GLWE key) coefficients. Only the
+/// standard atomic pattern (KS-PBS, the default parameters) is supported.
+pub fn compute_key_coefficients(ck: &ClientKey) -> Result<(Vec<u64>, Vec<u64>), ThresholdError> {
+    use tfhe::shortint::client_key::atomic_pattern::AtomicPatternClientKey;
+    let (int_ck, ..) = ck.clone().into_raw_parts();
+    match int_ck.into_raw_parts().atomic_pattern {
+        AtomicPatternClientKey::Standard(ap) => {
+            let (glwe, lwe, _, _) = ap.into_raw_parts();
+            Ok((lwe.as_ref().to_vec(), glwe.as_ref().to_vec()))
+        }
+        AtomicPatternClientKey::KeySwitch32(_) => Err(ThresholdError::Params(
+            "the KS32 atomic pattern is not supported".into(),
+        )),
+    }
+}
+
+fn share_all(
+    coefs: &[u64],
+    n: usize,
+    t: usize,
+    rng: &mut impl rand_core::RngCore,
+) -> Result<Vec<Vec<Share64>>, ThresholdError> {
+    let mut per_party: Vec<Vec<Share64>> =
+        (0..n).map(|_| Vec::with_capacity(coefs.len())).collect();
+    for &c in coefs {
+        let shares =
+            share::<u64, 4>(c, t, n, rng).map_err(|e| ThresholdError::Params(e.to_string()))?;
+        for (p, s) in shares.into_iter().enumerate() {
+            per_party[p].push(s);
+        }
+    }
+    Ok(per_party)
+}
+
+/// **Insecure trusted dealer** of the computation keys (see [`deal_insecure`]).
+pub fn deal_compute_keys_insecure(
+    ck: &ClientKey,
+    n: usize,
+    t: usize,
+    rng: &mut impl rand_core::RngCore,
+) -> Result<Vec<ComputeKeyShares>, ThresholdError> {
+    if n < 3 * t + 1 {
+        return Err(ThresholdError::Params(format!(
+            "robust protocols need n ≥ 3t + 1, got n = {n}, t = {t}"
+        )));
+    }
+    let (mut lwe, mut glwe) = compute_key_coefficients(ck)?;
+    let lwe_shares = share_all(&lwe, n, t, rng);
+    let glwe_shares = share_all(&glwe, n, t, rng);
+    lwe.zeroize();
+    glwe.zeroize();
+    Ok(lwe_shares?
+        .into_iter()
+        .zip(glwe_shares?)
+        .enumerate()
+        .map(|(i, (lwe, glwe))| ComputeKeyShares {
+            party: i + 1,
+            n,
+            t,
+            lwe,
+            glwe,
+        })
+        .collect())
+}

@@ -26,9 +26,12 @@ pub use decrypt::{
     combine, partial_decrypt, session_id, squash, BlockLayout, FloodingParams, SquashedCiphertext,
     ThresholdError, B_SNS_LOG2, STAT_SECURITY,
 };
-pub use keyshare::{deal_insecure, SnsKeyShare};
+pub use keyshare::{
+    compute_key_coefficients, deal_compute_keys_insecure, deal_insecure, ComputeKeyShares, Share64,
+    SnsKeyShare,
+};
 pub use protocol::{decrypt_round, RoundOutcome};
-pub use reshare::{reshare_in, reshare_out};
+pub use reshare::{reshare_compute_in, reshare_compute_out, reshare_in, reshare_out};
 pub use user::{user_combine, user_share, UserShareResponse};
 pub use wire::{decode_partials, encode_partials};
 

@@ -9,7 +9,7 @@
 //! it robust (verifying sub-shares, excluding dealers by their consistency across receivers) is
 //! open in the threshold issue.
 
-use crate::{Share, SnsKeyShare, ThresholdError};
+use crate::{ComputeKeyShares, Share, Share64, SnsKeyShare, ThresholdError};
 use kms_algebra::shamir::{reshare_combine, reshare_deal};
 
 /// Old party's side: `out[j][c]` is new party `j + 1`'s sub-share of coefficient `c`.
@@ -67,5 +67,62 @@ pub fn reshare_in(
         key,
         message_modulus,
         carry_modulus,
+    })
+}
+
+/// Old party's side for the computation keys: `out[j]` is new party `j + 1`'s sub-shares,
+/// LWE coefficients first, then GLWE.
+pub fn reshare_compute_out(
+    old: &ComputeKeyShares,
+    new_n: usize,
+    new_t: usize,
+    rng: &mut impl rand_core::RngCore,
+) -> Result<Vec<Vec<Share64>>, ThresholdError> {
+    if new_n < 3 * new_t + 1 {
+        return Err(ThresholdError::Params(format!(
+            "new set needs n ≥ 3t + 1, got {new_n}, {new_t}"
+        )));
+    }
+    let mut out: Vec<Vec<Share64>> = (0..new_n)
+        .map(|_| Vec::with_capacity(old.lwe.len() + old.glwe.len()))
+        .collect();
+    for c in old.lwe.iter().chain(&old.glwe) {
+        let subs = reshare_deal(c, new_t, new_n, rng)
+            .map_err(|e| ThresholdError::Params(e.to_string()))?;
+        for (j, s) in subs.into_iter().enumerate() {
+            out[j].push(s);
+        }
+    }
+    Ok(out)
+}
+
+/// New party's side for the computation keys (`lwe_len` LWE coefficients, then GLWE).
+pub fn reshare_compute_in(
+    party: usize,
+    new_n: usize,
+    new_t: usize,
+    old_t: usize,
+    lwe_len: usize,
+    received: &[(usize, Vec<Share64>)],
+) -> Result<ComputeKeyShares, ThresholdError> {
+    let len = received.first().map(|(_, v)| v.len()).unwrap_or(0);
+    if received.iter().any(|(_, v)| v.len() != len) || len <= lwe_len {
+        return Err(ThresholdError::Params(
+            "sub-shares of different or too short lengths".into(),
+        ));
+    }
+    let mut all = (0..len)
+        .map(|c| {
+            let subs: Vec<(usize, Share64)> = received.iter().map(|(p, v)| (*p, v[c])).collect();
+            reshare_combine(&subs, old_t).map_err(|e| ThresholdError::Params(e.to_string()))
+        })
+        .collect::<Result<Vec<_>, _>>()?;
+    let glwe = all.split_off(lwe_len);
+    Ok(ComputeKeyShares {
+        party,
+        n: new_n,
+        t: new_t,
+        lwe: all,
+        glwe,
     })
 }

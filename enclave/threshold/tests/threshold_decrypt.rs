@@ -445,3 +445,91 @@ fn resharing_refreshes_and_moves_to_seven_parties() {
     }
     assert!(reshare_out(&old.keys[0], 5, 2, &mut OsRng).is_err()); // 5 < 3·2 + 1
 }
+
+#[test]
+fn compute_key_shares_hold_the_tfhe_keys_and_reshare() {
+    use kms_algebra::shamir::{interpolate_at, robust_open};
+    use kms_threshold::{
+        compute_key_coefficients, deal_compute_keys_insecure, reshare_compute_in,
+        reshare_compute_out, ComputeKeyShares, Share64,
+    };
+    let (ck, _) = keys(ParamSetName::TestInsecure);
+    let (lwe, glwe) = compute_key_coefficients(&ck).unwrap();
+    assert!(!lwe.is_empty() && !glwe.is_empty());
+    // Binary keys on these parameters: shares are of 0/1 values, but never themselves 0/1 only.
+    assert!(lwe.iter().chain(&glwe).all(|&c| c <= 1));
+    let shares = deal_compute_keys_insecure(&ck, 4, 1, &mut OsRng).unwrap();
+    assert_eq!(shares[2].lwe.len(), lwe.len());
+    assert_eq!(shares[2].glwe.len(), glwe.len());
+    // Robust opening of every coefficient, with party 3 sending garbage, gives tfhe's key.
+    let open = |get: &dyn Fn(&ComputeKeyShares) -> Share64| -> (Share64, Vec<usize>) {
+        let v: Vec<Option<Share64>> = shares
+            .iter()
+            .map(|s| {
+                Some(if s.party == 3 {
+                    Share64::random(&mut OsRng)
+                } else {
+                    get(s)
+                })
+            })
+            .collect();
+        let o = robust_open(&v, 1).unwrap();
+        (o.value, o.cheaters)
+    };
+    for (c, &want) in lwe.iter().enumerate() {
+        let (v, cheaters) = open(&|s| s.lwe[c]);
+        assert_eq!(v, Share64::from_scalar(want));
+        assert_eq!(cheaters, vec![3]);
+    }
+    for (c, &want) in glwe.iter().enumerate().step_by(7) {
+        let (v, _) = open(&|s| s.glwe[c]);
+        assert_eq!(v, Share64::from_scalar(want));
+    }
+    // One share alone says nothing: it is not the coefficient.
+    assert!(shares[0].glwe.iter().any(|s| !s.is_scalar()));
+
+    // Reshare 4 → 7 (t' = 2) from dealers 1, 2, 4.
+    let outs: Vec<Vec<Vec<Share64>>> = shares
+        .iter()
+        .map(|s| reshare_compute_out(s, 7, 2, &mut OsRng).unwrap())
+        .collect();
+    let seven: Vec<ComputeKeyShares> = (1..=7)
+        .map(|j| {
+            let recv: Vec<(usize, Vec<Share64>)> = [1usize, 2, 4]
+                .iter()
+                .map(|&i| (i, outs[i - 1][j - 1].clone()))
+                .collect();
+            reshare_compute_in(j, 7, 2, 1, lwe.len(), &recv).unwrap()
+        })
+        .collect();
+    for (c, &want) in lwe.iter().enumerate() {
+        let pts: Vec<(usize, Share64)> = [2usize, 5, 7]
+            .iter()
+            .map(|&p| (p, seven[p - 1].lwe[c]))
+            .collect();
+        assert_eq!(
+            interpolate_at(&pts, &Share64::ZERO).unwrap(),
+            Share64::from_scalar(want)
+        );
+        // Two old shares and one new do not combine.
+        let mixed = [
+            (1, shares[0].lwe[c]),
+            (2, shares[1].lwe[c]),
+            (3, seven[2].lwe[c]),
+        ];
+        assert_ne!(
+            interpolate_at(&mixed, &Share64::ZERO).unwrap(),
+            Share64::from_scalar(want)
+        );
+    }
+    for (c, &want) in glwe.iter().enumerate().step_by(13) {
+        let pts: Vec<(usize, Share64)> = [1usize, 3, 6]
+            .iter()
+            .map(|&p| (p, seven[p - 1].glwe[c]))
+            .collect();
+        assert_eq!(
+            interpolate_at(&pts, &Share64::ZERO).unwrap(),
+            Share64::from_scalar(want)
+        );
+    }
+}

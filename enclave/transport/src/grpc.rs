@@ -22,6 +22,8 @@ pub const MAX_MESSAGE_BYTES: usize = 256 << 20;
 struct Receiver {
     inbox: Arc<Inbox>,
     n: usize,
+    /// Whether the sender must be the party the channel authenticated.
+    authenticated: bool,
 }
 
 #[tonic::async_trait]
@@ -30,11 +32,28 @@ impl Party for Receiver {
         &self,
         req: Request<pb::PartyMessage>,
     ) -> Result<Response<pb::Delivered>, Status> {
+        let peer = req.extensions().get::<crate::tls::PeerParty>().map(|p| p.0);
         let m = req.into_inner();
         let from = m.from as usize;
         crate::check_party(from, self.n).map_err(|e| Status::invalid_argument(e.to_string()))?;
-        // Developer mode trusts the claimed sender; production authenticates it from the
-        // attested TLS channel the message arrived on.
+        if self.authenticated {
+            // The sender is who the attested TLS channel proved, whatever the message claims.
+            match peer {
+                Some(p) if p == from => {}
+                Some(p) => {
+                    tracing::warn!(
+                        claimed = from,
+                        authenticated = p,
+                        "party impersonation refused"
+                    );
+                    return Err(Status::permission_denied(format!(
+                        "channel is authenticated as party {p}, message claims party {from}"
+                    )));
+                }
+                None => return Err(Status::unauthenticated("no authenticated party")),
+            }
+        }
+        // Without TLS (developer mode) the claimed sender is trusted.
         self.inbox.deliver(from, &m.session, m.payload);
         Ok(Response::new(pb::Delivered {}))
     }
@@ -58,13 +77,12 @@ impl std::fmt::Debug for GrpcParty {
 impl GrpcParty {
     /// Starts serving on `listener` as party `me`; `peers[p - 1]` is party `p`'s endpoint
     /// (`http://host:port`).
+    ///
+    /// Plain TCP: the claimed sender of each message is trusted. Developer mode only; parties in
+    /// production use [`GrpcParty::start_tls`].
     pub fn start(me: usize, listener: tokio::net::TcpListener, peers: Vec<String>) -> Self {
-        let inbox = Arc::new(Inbox::default());
-        let svc = PartyServer::new(Receiver {
-            inbox: inbox.clone(),
-            n: peers.len(),
-        })
-        .max_decoding_message_size(MAX_MESSAGE_BYTES);
+        let n = peers.len();
+        let (svc, inbox) = Self::service(n, false);
         let (tx, rx) = tokio::sync::oneshot::channel::<()>();
         tokio::spawn(
             tonic::transport::Server::builder()
@@ -93,6 +111,64 @@ impl GrpcParty {
             inbox,
             shutdown: Some(tx),
         }
+    }
+
+    /// Starts serving over mutually authenticated TLS (attested TLS in production): every
+    /// connection, in and out, is a TLS 1.3 session whose peer `tls` maps to a party index;
+    /// messages are accepted only from the party their connection authenticated, and each
+    /// outgoing connection only reaches the party it was meant for.
+    pub fn start_tls(
+        me: usize,
+        listener: tokio::net::TcpListener,
+        peers: Vec<String>,
+        tls: crate::tls::PartyTls,
+    ) -> Self {
+        let n = peers.len();
+        let (svc, inbox) = Self::service(n, true);
+        let (tx, rx) = tokio::sync::oneshot::channel::<()>();
+        let incoming = crate::tls::incoming(listener, tls.server.clone(), tls.authenticate.clone());
+        tokio::spawn(
+            tonic::transport::Server::builder()
+                .add_service(svc)
+                .serve_with_incoming_shutdown(incoming, async {
+                    let _ = rx.await;
+                }),
+        );
+        let peers = peers
+            .into_iter()
+            .enumerate()
+            .map(|(i, ep)| {
+                let config =
+                    tls.clients.get(i).cloned().ok_or_else(|| {
+                        format!("no TLS client configuration for party {}", i + 1)
+                    })?;
+                tonic::transport::Endpoint::from_shared(ep)
+                    .map(|e| {
+                        PartyClient::new(
+                            e.connect_with_connector_lazy(crate::tls::connector(config)),
+                        )
+                        .max_encoding_message_size(MAX_MESSAGE_BYTES)
+                    })
+                    .map_err(|e| e.to_string())
+            })
+            .collect();
+        Self {
+            me,
+            peers,
+            inbox,
+            shutdown: Some(tx),
+        }
+    }
+
+    fn service(n: usize, authenticated: bool) -> (PartyServer<Receiver>, Arc<Inbox>) {
+        let inbox = Arc::new(Inbox::default());
+        let svc = PartyServer::new(Receiver {
+            inbox: inbox.clone(),
+            n,
+            authenticated,
+        })
+        .max_decoding_message_size(MAX_MESSAGE_BYTES);
+        (svc, inbox)
     }
 
     /// Binds an ephemeral loopback port; returns the listener and its endpoint.

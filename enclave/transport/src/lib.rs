@@ -12,6 +12,7 @@
 pub mod grpc;
 mod inbox;
 mod inprocess;
+pub mod tls;
 
 pub use inbox::Inbox;
 pub use inprocess::InProcessNetwork;

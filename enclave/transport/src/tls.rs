@@ -1,0 +1,172 @@
+//! Party connections over mutually authenticated TLS 1.3.
+//!
+//! The transport does not decide whom to trust: the caller passes rustls configurations (in
+//! production those of `kms-attested-tls`, whose verifiers check the peer's Nitro attestation
+//! and identity) and a function mapping a verified peer certificate to a party index. Incoming
+//! connections are handshaken off the accept loop (a slow peer does not block others), and the
+//! authenticated party index travels with every request as [`PeerParty`].
+
+use rustls::pki_types::{CertificateDer, ServerName};
+use std::pin::Pin;
+use std::sync::Arc;
+use std::task::{Context, Poll};
+use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
+use tokio::net::{TcpListener, TcpStream};
+use tokio_stream::wrappers::ReceiverStream;
+
+/// Maps a verified peer certificate chain (leaf first) to a party index, or refuses it.
+pub type Authenticate = Arc<dyn Fn(&[CertificateDer<'_>]) -> Option<usize> + Send + Sync>;
+
+/// TLS material of one party.
+#[derive(Clone)]
+pub struct PartyTls {
+    /// Server side: must require client certificates (mutual TLS).
+    pub server: Arc<rustls::ServerConfig>,
+    /// Client side, one per peer (index `p − 1` for party `p`), each accepting only that peer.
+    pub clients: Vec<Arc<rustls::ClientConfig>>,
+    /// Who a verified client certificate is.
+    pub authenticate: Authenticate,
+}
+
+impl std::fmt::Debug for PartyTls {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "PartyTls({} peers)", self.clients.len())
+    }
+}
+
+/// The party a connection authenticated, attached to each request it carries.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct PeerParty(pub usize);
+
+/// A server-side TLS stream with its authenticated party.
+pub struct AuthenticatedStream {
+    inner: tokio_rustls::server::TlsStream<TcpStream>,
+    party: usize,
+}
+
+impl tonic::transport::server::Connected for AuthenticatedStream {
+    type ConnectInfo = PeerParty;
+    fn connect_info(&self) -> PeerParty {
+        PeerParty(self.party)
+    }
+}
+
+impl AsyncRead for AuthenticatedStream {
+    fn poll_read(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<std::io::Result<()>> {
+        Pin::new(&mut self.inner).poll_read(cx, buf)
+    }
+}
+
+impl AsyncWrite for AuthenticatedStream {
+    fn poll_write(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<std::io::Result<usize>> {
+        Pin::new(&mut self.inner).poll_write(cx, buf)
+    }
+    fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        Pin::new(&mut self.inner).poll_flush(cx)
+    }
+    fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        Pin::new(&mut self.inner).poll_shutdown(cx)
+    }
+}
+
+/// Longest a TLS handshake may take.
+const HANDSHAKE_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(10);
+
+/// Accepts TCP connections, completes mutual TLS, authenticates the peer; yields the streams
+/// whose peer is a party. Refused peers are logged and dropped.
+pub(crate) fn incoming(
+    listener: TcpListener,
+    config: Arc<rustls::ServerConfig>,
+    authenticate: Authenticate,
+) -> ReceiverStream<Result<AuthenticatedStream, std::io::Error>> {
+    let (tx, rx) = tokio::sync::mpsc::channel(64);
+    let acceptor = tokio_rustls::TlsAcceptor::from(config);
+    tokio::spawn(async move {
+        loop {
+            let (tcp, addr) = match listener.accept().await {
+                Ok(c) => c,
+                Err(e) => {
+                    tracing::warn!("party listener: {e}");
+                    continue;
+                }
+            };
+            let (acceptor, conn_tx, authenticate) =
+                (acceptor.clone(), tx.clone(), authenticate.clone());
+            tokio::spawn(async move {
+                let tls = match tokio::time::timeout(HANDSHAKE_TIMEOUT, acceptor.accept(tcp)).await
+                {
+                    Ok(Ok(s)) => s,
+                    Ok(Err(e)) => {
+                        tracing::warn!(%addr, "party TLS handshake refused: {e}");
+                        return;
+                    }
+                    Err(_) => {
+                        tracing::warn!(%addr, "party TLS handshake timed out");
+                        return;
+                    }
+                };
+                let party = tls
+                    .get_ref()
+                    .1
+                    .peer_certificates()
+                    .and_then(|chain| authenticate(chain));
+                match party {
+                    Some(party) => {
+                        let _ = conn_tx
+                            .send(Ok(AuthenticatedStream { inner: tls, party }))
+                            .await;
+                    }
+                    None => tracing::warn!(%addr, "TLS peer is not a party; connection dropped"),
+                }
+            });
+            if tx.is_closed() {
+                return;
+            }
+        }
+    });
+    ReceiverStream::new(rx)
+}
+
+/// A tonic connector that dials TCP and runs TLS with `config` (which decides whether the
+/// server is the intended party).
+pub(crate) fn connector(
+    config: Arc<rustls::ClientConfig>,
+) -> impl tower::Service<
+    tonic::transport::Uri,
+    Response = hyper_util::rt::TokioIo<tokio_rustls::client::TlsStream<TcpStream>>,
+    Error = std::io::Error,
+    Future = Pin<
+        Box<
+            dyn std::future::Future<
+                    Output = Result<
+                        hyper_util::rt::TokioIo<tokio_rustls::client::TlsStream<TcpStream>>,
+                        std::io::Error,
+                    >,
+                > + Send,
+        >,
+    >,
+> + Clone {
+    let connector = tokio_rustls::TlsConnector::from(config);
+    tower::service_fn(move |uri: tonic::transport::Uri| {
+        let connector = connector.clone();
+        let fut: Pin<Box<dyn std::future::Future<Output = _> + Send>> = Box::pin(async move {
+            let host = uri.host().unwrap_or("127.0.0.1").to_string();
+            let port = uri.port_u16().unwrap_or(443);
+            let tcp = TcpStream::connect((host.as_str(), port)).await?;
+            // The attested verifier ignores DNS names: identity comes from the attestation.
+            let name = ServerName::try_from(host)
+                .map_err(|e| std::io::Error::new(std::io::ErrorKind::InvalidInput, e))?;
+            let tls = connector.connect(name, tcp).await?;
+            Ok(hyper_util::rt::TokioIo::new(tls))
+        });
+        fut
+    })
+}
