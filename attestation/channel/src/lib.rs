@@ -12,9 +12,11 @@
 //! identity the caller expects for that peer. Connections are TLS 1.3 only and mutual.
 
 mod identity;
+mod mesh;
 mod verifier;
 
 pub use identity::{AttestedIdentity, ATTESTATION_EXTENSION_OID};
+pub use mesh::{party_identity, party_index, Mesh};
 pub use verifier::{AttestedVerifier, ChannelError};
 
 use kms_attestation::Policy;

@@ -119,3 +119,98 @@ async fn grpc_round_with_an_unreachable_party() {
         assert_eq!(out.absent, vec![4]);
     }
 }
+
+/// Party `me`'s mesh TLS (mock NSM under one developer root, production policy on its PCRs).
+fn attested(root: &kms_nsm::MockRootCa, me: usize, n: usize) -> kms_transport::tls::PartyTls {
+    use kms_attestation::{Policy, Release};
+    use kms_nsm::{MockNsm, MockRootCa, Nsm};
+    let pcrs = [[0x51u8; 48], [0x52; 48], [0x53; 48]];
+    let now = || {
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+    };
+    let root = MockRootCa::from_parts(root.cert_der(), &root.key_pkcs8_der()).unwrap();
+    let nsm = MockNsm::new(root, &format!("i-{me}"), pcrs, now).unwrap();
+    let policy = Policy::production(
+        vec![Release {
+            name: "kms".into(),
+            pcr0: pcrs[0].to_vec(),
+            pcr1: pcrs[1].to_vec(),
+            pcr2: pcrs[2].to_vec(),
+            pcr3: None,
+            pcr4: None,
+            pcr8: None,
+        }],
+        300,
+    );
+    let mesh =
+        Arc::new(kms_attested_tls::Mesh::new(&nsm, me, n, nsm.trusted_root(), policy).unwrap());
+    let m = mesh.clone();
+    kms_transport::tls::PartyTls {
+        server: mesh.server.clone(),
+        clients: mesh.clients.clone(),
+        authenticate: Arc::new(move |chain: &[rustls::pki_types::CertificateDer<'_>]| {
+            m.authenticate(chain.first()?)
+        }),
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn attested_tls_round_with_an_impersonator() {
+    // Four enclaves over mutually attested TLS. Party 4 is genuine (attested) but malicious: it
+    // sends its messages claiming to be party 1. The channel names it, so its messages are
+    // refused and it counts as absent; nobody can inject shares in another party's name.
+    let s = setup(4, 1);
+    let root = kms_nsm::MockRootCa::generate(
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap(),
+    )
+    .unwrap();
+    let mut listeners = Vec::new();
+    let mut endpoints = Vec::new();
+    for _ in 0..4 {
+        let (l, ep) = GrpcParty::bind_local().await.unwrap();
+        listeners.push(l);
+        endpoints.push(ep);
+    }
+    let parties: Vec<Arc<GrpcParty>> = listeners
+        .into_iter()
+        .enumerate()
+        .map(|(i, l)| {
+            let claimed = if i == 3 { 1 } else { i + 1 };
+            Arc::new(GrpcParty::start_tls(
+                claimed,
+                l,
+                endpoints.clone(),
+                attested(&root, i + 1, 4),
+            ))
+        })
+        .collect();
+    let session = b"req-3/public/0".to_vec();
+    // The impostor tries to pass a wrong share off as party 1's.
+    for to in 2..=3 {
+        assert!(parties[3].send(to, &session, vec![0; 64]).await.is_err());
+    }
+    let mut tasks = Vec::new();
+    for p in 1..=3 {
+        let (t, k, r, sq, sid) = (
+            parties[p - 1].clone(),
+            s.keys[p - 1].clone(),
+            s.prss[p - 1].clone(),
+            s.sq.clone(),
+            session.clone(),
+        );
+        let fp = s.fp;
+        tasks.push(tokio::spawn(async move {
+            decrypt_round(t.as_ref(), &k, &r, &fp, &sid, &sq, Duration::from_secs(3)).await
+        }));
+    }
+    for task in tasks {
+        let out = task.await.unwrap().unwrap();
+        assert_eq!(out.plaintext.as_u128(), Some(s.want));
+        assert_eq!(out.absent, vec![4]);
+        assert!(out.cheaters.is_empty());
+    }
+}

@@ -135,29 +135,24 @@ pub(crate) fn incoming(
     ReceiverStream::new(rx)
 }
 
+/// A TLS stream as hyper sees it.
+pub type ClientStream = hyper_util::rt::TokioIo<tokio_rustls::client::TlsStream<TcpStream>>;
+type Connecting = Pin<Box<dyn std::future::Future<Output = std::io::Result<ClientStream>> + Send>>;
+
 /// A tonic connector that dials TCP and runs TLS with `config` (which decides whether the
 /// server is the intended party).
 pub(crate) fn connector(
     config: Arc<rustls::ClientConfig>,
 ) -> impl tower::Service<
     tonic::transport::Uri,
-    Response = hyper_util::rt::TokioIo<tokio_rustls::client::TlsStream<TcpStream>>,
+    Response = ClientStream,
     Error = std::io::Error,
-    Future = Pin<
-        Box<
-            dyn std::future::Future<
-                    Output = Result<
-                        hyper_util::rt::TokioIo<tokio_rustls::client::TlsStream<TcpStream>>,
-                        std::io::Error,
-                    >,
-                > + Send,
-        >,
-    >,
+    Future = Connecting,
 > + Clone {
     let connector = tokio_rustls::TlsConnector::from(config);
     tower::service_fn(move |uri: tonic::transport::Uri| {
         let connector = connector.clone();
-        let fut: Pin<Box<dyn std::future::Future<Output = _> + Send>> = Box::pin(async move {
+        let fut: Connecting = Box::pin(async move {
             let host = uri.host().unwrap_or("127.0.0.1").to_string();
             let port = uri.port_u16().unwrap_or(443);
             let tcp = TcpStream::connect((host.as_str(), port)).await?;

@@ -3,7 +3,7 @@
 //! cannot connect; a connection reaches only the party it was meant for.
 
 use kms_attestation::{Policy, Release};
-use kms_attested_tls::{client_config, server_config, AttestedIdentity, AttestedVerifier};
+use kms_attested_tls::Mesh;
 use kms_nsm::{MockNsm, MockRootCa, Nsm};
 use kms_transport::grpc::GrpcParty;
 use kms_transport::tls::PartyTls;
@@ -33,39 +33,18 @@ fn policy() -> Policy {
     )
 }
 
-fn identity(p: usize) -> Vec<u8> {
-    format!("kms-party-{p}").into_bytes()
-}
-
 /// Party `me`'s TLS material, attested by an NSM with `pcrs`, trusting parties 1..=n.
 fn party_tls(root: &MockRootCa, me: usize, n: usize, pcrs: [[u8; 48]; 3]) -> PartyTls {
     let root_copy = MockRootCa::from_parts(root.cert_der(), &root.key_pkcs8_der()).unwrap();
     let nsm = MockNsm::new(root_copy, &format!("i-party-{me}"), pcrs, now).unwrap();
-    let id = AttestedIdentity::new(&nsm, &identity(me)).unwrap();
-    let all: Vec<Vec<u8>> = (1..=n).map(identity).collect();
-    let server_verifier = Arc::new(AttestedVerifier::new(
-        nsm.trusted_root(),
-        policy(),
-        all.clone(),
-    ));
-    let server = Arc::new(server_config(&id, server_verifier.clone()).unwrap());
-    let clients = (1..=n)
-        .map(|p| {
-            // Each outgoing connection accepts only the party it dials.
-            let v = AttestedVerifier::new(nsm.trusted_root(), policy(), vec![identity(p)]);
-            Arc::new(client_config(&id, Arc::new(v)).unwrap())
-        })
-        .collect();
-    let authenticate = Arc::new(move |chain: &[rustls::pki_types::CertificateDer<'_>]| {
-        let leaf = chain.first()?;
-        let who = server_verifier.check(leaf, now()).ok()?;
-        let s = String::from_utf8(who).ok()?;
-        s.strip_prefix("kms-party-")?.parse::<usize>().ok()
-    });
+    let mesh = Arc::new(Mesh::new(&nsm, me, n, nsm.trusted_root(), policy()).unwrap());
+    let m = mesh.clone();
     PartyTls {
-        server,
-        clients,
-        authenticate,
+        server: mesh.server.clone(),
+        clients: mesh.clients.clone(),
+        authenticate: Arc::new(move |chain: &[rustls::pki_types::CertificateDer<'_>]| {
+            m.authenticate(chain.first()?)
+        }),
     }
 }
 
