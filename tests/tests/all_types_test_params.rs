@@ -213,3 +213,94 @@ async fn grpc_round_trip_on_test_parameters() {
     assert_eq!(e.code(), tonic::Code::InvalidArgument);
     server.stop().await;
 }
+
+#[test]
+fn threshold_decrypts_every_type_like_tfhe() {
+    // n = 4, t = 1: every party squashes and sends flooded partials; party 2 sends random shares
+    // for public decryption and a forged envelope for user decryption. Every honest combination
+    // equals tfhe-rs's own decryption, for every type and its extreme values.
+    use kms_algebra::prss::{deal_keys, Prss};
+    use kms_signcryption::ClientKeyPair;
+    use kms_threshold::{
+        combine, deal_insecure, partial_decrypt, squash, user_combine, user_share, FloodingParams,
+        Share, UserShareResponse,
+    };
+    let rng = &mut rand_core::OsRng;
+    let key_id = RequestId::derive("threshold", b"all types");
+    let ks = generate_key_set(ParamSetName::TestInsecure, &key_id, &mut |_| {});
+    tfhe::set_server_key(ks.server_key.decompress());
+    let (n, t) = (4, 1);
+    let keys = deal_insecure(&ks.client_key, n, t, rng).unwrap();
+    let prss_keys = deal_keys(n, t, rng);
+    let prss: Vec<Prss<u128, 4>> = (1..=n)
+        .map(|p| Prss::new(p, n, t, &prss_keys).unwrap())
+        .collect();
+    let fp = FloodingParams::new(n, t, keys[0].message_modulus, keys[0].carry_modulus).unwrap();
+    let (cts, truth): (Vec<_>, Vec<_>) = cases()
+        .into_iter()
+        .map(|(ty, v)| enc(&ks.client_key, ty, v))
+        .unzip();
+    let squashed: Vec<_> = cts
+        .iter()
+        .map(|c| squash(c, ParamSetName::TestInsecure).unwrap())
+        .collect();
+    for (i, (sq, want)) in squashed.iter().zip(&truth).enumerate() {
+        let sid = format!("all-types/{i}");
+        let received: Vec<Option<Vec<Share>>> = (0..n)
+            .map(|p| {
+                let honest = partial_decrypt(&keys[p], &prss[p], &fp, sid.as_bytes(), sq).unwrap();
+                Some(if p == 1 {
+                    honest.iter().map(|_| Share::random(rng)).collect()
+                } else {
+                    honest
+                })
+            })
+            .collect();
+        let (pt, cheaters) = combine(&received, &fp, &sq.layout()).unwrap();
+        assert_eq!(&pt.word, want, "{}", cts[i].fhe_type);
+        assert_eq!(pt.fhe_type, cts[i].fhe_type);
+        assert_eq!(cheaters, vec![2]);
+    }
+
+    // User decryption of all of them in one request.
+    let domain = DomainConfig::default();
+    let client = ClientKeyPair::generate(rng);
+    let request = RequestId::derive("user", b"all types");
+    let signers: Vec<SigningKey> = (0..n).map(|_| SigningKey::random(rng)).collect();
+    let data: Vec<([u8; 32], _)> = cts
+        .iter()
+        .zip(&squashed)
+        .map(|(c, s)| (c.digest(), s.clone()))
+        .collect();
+    let responses: Vec<UserShareResponse> = (0..n)
+        .map(|p| {
+            let forger = SigningKey::random(rng);
+            let signer = if p == 1 { &forger } else { &signers[p] };
+            let resp = user_share(
+                &keys[p],
+                &prss[p],
+                &fp,
+                signer,
+                &domain,
+                request,
+                key_id,
+                &data,
+                client.public(),
+                rng,
+            )
+            .unwrap();
+            UserShareResponse {
+                party: p + 1,
+                signer: signers[p].address(),
+                response: Some(resp),
+            }
+        })
+        .collect();
+    let meta: Vec<(FheType, [u8; 32])> = cts.iter().map(|c| (c.fhe_type, c.digest())).collect();
+    let (pts, _cheaters, rejected) =
+        user_combine(&client, &domain, &request, &key_id, &meta, &responses, &fp).unwrap();
+    assert_eq!(rejected, vec![2]);
+    for ((p, want), c) in pts.iter().zip(&truth).zip(&cts) {
+        assert_eq!(&p.word, want, "{}", c.fhe_type);
+    }
+}
