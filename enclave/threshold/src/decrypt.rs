@@ -11,14 +11,57 @@ use tfhe::prelude::*;
 /// Statistical security of the flooding, in bits.
 pub const STAT_SECURITY: u32 = 40;
 
-/// `log2` of the bound `B_sns` on the noise of a squashed ciphertext for the default parameters
-/// (`NOISE_SQUASHING_PARAM_MESSAGE_2_CARRY_2_KS_PBS_TUNIFORM_2M128`).
+/// `log2` of the bound `B_sns` on the noise of a squashed ciphertext used for flooding.
 ///
-/// **Provisional**: set from measurement (`squashed_noise_is_within_the_bound` measures the
-/// largest |e| over fresh squashed ciphertexts, observed below 2^67) plus a margin of 2^8 for
-/// the tail, not from tfhe-rs's noise formulas. Replacing it with the analytic bound of the
-/// squashing parameters is tracked in the threshold issue.
-pub const B_SNS_LOG2: u32 = 75;
+/// It must be at least [`sns_noise_bound_log2`], the bound derived from tfhe-rs's noise formula
+/// for the squashing PBS: σ = 2^64.63 on the default parameters (measured: 2^64.6), so
+/// |e| < 2^68.36 except with probability 2^-128 per block. 69 is the next integer. With
+/// Δ = 2^123 the correctness constraint `2·C(n,t)·2^40·B_sns < Δ/2` then allows C(n,t) up to
+/// 2^11 (e.g. n = 13, t = 4); [`FloodingParams::for_param_set`] checks both conditions.
+pub const B_SNS_LOG2: u32 = 69;
+
+/// The per-block failure probability the noise bound is taken at: `2^-128`.
+pub const NOISE_BOUND_KAPPA: f64 = 128.0;
+
+/// `log2` of the standard deviation of a squashed block's noise (absolute, modulus 2^128).
+///
+/// Squashing key-switches the 64-bit ciphertext to the small LWE key, then bootstraps it with
+/// the 128-bit (FFT-128) bootstrapping key; the output noise is that of the blind rotation alone
+/// (the input noise only affects correctness of the modulus switch, which tfhe-rs sizes for
+/// `p_fail ≤ 2^-128`). Its variance is tfhe-rs's own formula
+/// `pbs_variance_132_bits_security_tuniform_fft_mul(n_lwe, k, N, β, ℓ, mantissa = 104, q = 2^128)`
+/// (valid for keys encrypted at the minimal secure noise, which the TUniform(30) squashing key
+/// is for k·N = 4096; the insecure test parameters have less noise, so the bound still holds).
+pub fn sns_noise_std_log2(params: ParamSetName) -> Result<f64, ThresholdError> {
+    use tfhe::core_crypto::commons::noise_formulas::lwe_programmable_bootstrap::pbs_variance_132_bits_security_tuniform_fft_mul;
+    use tfhe::shortint::parameters::NoiseSquashingParameters;
+    let NoiseSquashingParameters::Classic(sq) = params.noise_squashing_params() else {
+        return Err(ThresholdError::Params(
+            "multi-bit noise squashing is not supported".into(),
+        ));
+    };
+    let input_lwe_dimension = params.block_params().lwe_dimension;
+    let var = pbs_variance_132_bits_security_tuniform_fft_mul(
+        input_lwe_dimension,
+        sq.glwe_dimension,
+        sq.polynomial_size,
+        sq.decomp_base_log,
+        sq.decomp_level_count,
+        104.0,
+        2f64.powi(128),
+    );
+    // Variance is relative to q²: σ = sqrt(var)·2^128.
+    Ok(0.5 * var.0.log2() + 128.0)
+}
+
+/// `log2` of the bound on |e| of a squashed block that fails with probability at most
+/// `2^-κ` (κ = [`NOISE_BOUND_KAPPA`]): `σ·z` with `z = sqrt(2·κ·ln 2)` (Gaussian tail
+/// `P(|e| > zσ) ≤ 2·exp(−z²/2)`; the blind-rotation noise is a sum of thousands of independent
+/// terms).
+pub fn sns_noise_bound_log2(params: ParamSetName) -> Result<f64, ThresholdError> {
+    let z = (2.0 * NOISE_BOUND_KAPPA * std::f64::consts::LN_2).sqrt();
+    Ok(sns_noise_std_log2(params)? + z.log2())
+}
 
 /// Why threshold decryption failed.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -86,6 +129,30 @@ impl FloodingParams {
             message_modulus,
             t,
         })
+    }
+}
+
+impl FloodingParams {
+    /// [`FloodingParams::new`] for a parameter set, also checking that [`B_SNS_LOG2`] covers the
+    /// noise bound derived for its squashing parameters. (The insecure test set has near-zero
+    /// key noise, outside the formula's domain, and is not checked: its noise is far smaller.)
+    pub fn for_param_set(
+        params: ParamSetName,
+        n: usize,
+        t: usize,
+        message_modulus: u64,
+        carry_modulus: u64,
+    ) -> Result<Self, ThresholdError> {
+        if params == ParamSetName::TestInsecure {
+            return Self::new(n, t, message_modulus, carry_modulus);
+        }
+        let derived = sns_noise_bound_log2(params)?;
+        if derived > f64::from(B_SNS_LOG2) {
+            return Err(ThresholdError::Params(format!(
+                "squashed noise bound 2^{derived:.1} exceeds B_sns = 2^{B_SNS_LOG2}"
+            )));
+        }
+        Self::new(n, t, message_modulus, carry_modulus)
     }
 }
 

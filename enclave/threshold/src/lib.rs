@@ -23,8 +23,9 @@ mod user;
 mod wire;
 
 pub use decrypt::{
-    combine, partial_decrypt, session_id, squash, BlockLayout, FloodingParams, SquashedCiphertext,
-    ThresholdError, B_SNS_LOG2, STAT_SECURITY,
+    combine, partial_decrypt, session_id, sns_noise_bound_log2, sns_noise_std_log2, squash,
+    BlockLayout, FloodingParams, SquashedCiphertext, ThresholdError, B_SNS_LOG2, NOISE_BOUND_KAPPA,
+    STAT_SECURITY,
 };
 pub use keyshare::{
     compute_key_coefficients, deal_compute_keys_insecure, deal_insecure, ComputeKeyShares, Share64,
