@@ -17,6 +17,7 @@
 
 mod decrypt;
 mod keyshare;
+mod party;
 mod protocol;
 mod reshare;
 mod user;
@@ -31,6 +32,7 @@ pub use keyshare::{
     compute_key_coefficients, deal_compute_keys_insecure, deal_insecure, ComputeKeyShares, Share64,
     SnsKeyShare,
 };
+pub use party::{PartyDecryption, ThresholdParty};
 pub use protocol::{decrypt_round, RoundOutcome};
 pub use reshare::{reshare_compute_in, reshare_compute_out, reshare_in, reshare_out};
 pub use user::{user_combine, user_share, UserShareResponse};
