@@ -100,6 +100,7 @@ fn prf_element<Z: Z2k, const D: usize>(
     j: u64,
 ) -> GaloisRing<Z, D> {
     let mut h = sha3::Shake256::default();
+    // j = 0: a random element (PRSS); j ≥ 1: the j-th coefficient of a PRZS polynomial.
     h.update(b"kms/przs/v1");
     h.update(key);
     h.update(&(sid.len() as u64).to_be_bytes());
@@ -167,6 +168,14 @@ impl<Z: Z2k, const D: usize> Prss<Z, D> {
     pub fn mask(&self, sid: &[u8], counter: u64, bits: u32) -> GaloisRing<Z, D> {
         self.sets.iter().fold(GaloisRing::ZERO, |acc, (k, f)| {
             acc.add(&f.scale(prf::<Z>(k, sid, counter, bits)))
+        })
+    }
+
+    /// This party's share of a uniformly random ring element (degree `t`), e.g. the coefficients
+    /// of a random polynomial nobody knows, or a common random seed once opened.
+    pub fn random_share(&self, sid: &[u8], counter: u64) -> GaloisRing<Z, D> {
+        self.sets.iter().fold(GaloisRing::ZERO, |acc, (k, f)| {
+            acc.add(&f.mul(&prf_element::<Z, D>(k, sid, counter, 0)))
         })
     }
 

@@ -26,6 +26,8 @@ pub trait Z2k: Copy + Eq + Default + Debug + Send + Sync + 'static {
     fn from_u64(v: u64) -> Self;
     /// From a u128, keeping the low k bits.
     fn from_u128_trunc(v: u128) -> Self;
+    /// As a u128 (zero-extended).
+    fn to_u128(self) -> u128;
 }
 
 macro_rules! impl_z2k {
@@ -57,6 +59,9 @@ macro_rules! impl_z2k {
             }
             fn from_u128_trunc(v: u128) -> Self {
                 v as $t
+            }
+            fn to_u128(self) -> u128 {
+                self as u128
             }
         }
     };

@@ -20,6 +20,7 @@ mod keyshare;
 mod party;
 mod protocol;
 mod reshare;
+pub mod reshare_check;
 mod user;
 mod wire;
 

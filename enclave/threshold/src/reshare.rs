@@ -5,9 +5,9 @@
 //! the old Lagrange coefficients. The secret key, and so every public key, is unchanged; the old
 //! shares become useless, because old and new shares lie on unrelated polynomials.
 //!
-//! This is the passively secure core: a malicious old party can corrupt the new shares. Making
-//! it robust (verifying sub-shares, excluding dealers by their consistency across receivers) is
-//! open in the threshold issue.
+//! On its own this core is only passively secure (a malicious old party could reshare a wrong
+//! value and corrupt the key for good); the new parties therefore verify the dealing with
+//! [`crate::reshare_check`] and combine only the dealers it keeps.
 
 use crate::{ComputeKeyShares, Share, Share64, SnsKeyShare, ThresholdError};
 use kms_algebra::shamir::{reshare_combine, reshare_deal};

@@ -554,3 +554,148 @@ fn compute_key_shares_hold_the_tfhe_keys_and_reshare() {
         );
     }
 }
+
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+enum ReshareFault {
+    /// The dealer reshares another value for one coefficient (a consistent sharing).
+    WrongValue(usize),
+    /// The dealer sends one new party a sub-share off the polynomial.
+    Inconsistent(usize),
+    /// A new party sends random check shares for every dealer.
+    LyingChecker(usize),
+}
+
+/// 4 → 7 resharing with the new parties' verification; returns the verdict and the new shares.
+fn verified_reshare(
+    old: &Parties,
+    faults: &[ReshareFault],
+    force_dealers: Option<Vec<usize>>,
+) -> (
+    kms_threshold::reshare_check::ReshareVerdict,
+    Vec<SnsKeyShare>,
+) {
+    use kms_algebra::shamir::robust_open;
+    use kms_threshold::reshare_check::{check_shares, judge, seed_share};
+    use kms_threshold::{reshare_in, reshare_out};
+    let (old_n, old_t, new_n, new_t) = (4, 1, 7, 2);
+    let (mm, cm) = (old.keys[0].message_modulus, old.keys[0].carry_modulus);
+    let coefs = old.keys[0].key.len();
+    // Dealing.
+    let mut outs: Vec<Vec<Vec<Share>>> = old
+        .keys
+        .iter()
+        .map(|k| reshare_out(k, new_n, new_t, &mut OsRng).unwrap())
+        .collect();
+    for f in faults {
+        match *f {
+            ReshareFault::WrongValue(d) => {
+                // Add a consistent sharing of δ to coefficient 5 of dealer d's dealing.
+                let delta =
+                    kms_algebra::shamir::share::<u128, 4>(1 << 100, new_t, new_n, &mut OsRng)
+                        .unwrap();
+                for (j, dj) in delta.iter().enumerate() {
+                    outs[d - 1][j][5] = outs[d - 1][j][5].add(dj);
+                }
+            }
+            ReshareFault::Inconsistent(d) => {
+                outs[d - 1][6][9] = Share::random(&mut OsRng);
+            }
+            ReshareFault::LyingChecker(_) => {}
+        }
+    }
+    // The new parties' PRSS (their own setup) and the common seed.
+    let prss_keys = deal_keys(new_n, new_t, &mut OsRng);
+    let prss: Vec<Prss<u128, 4>> = (1..=new_n)
+        .map(|j| Prss::new(j, new_n, new_t, &prss_keys).unwrap())
+        .collect();
+    let sid = b"reshare/epoch-2";
+    let seed_shares: Vec<Option<Share>> = prss.iter().map(|p| Some(seed_share(p, sid))).collect();
+    let seed = robust_open(&seed_shares, new_t).unwrap().value;
+    // Check shares.
+    let checks: Vec<Option<Vec<Vec<Option<Share>>>>> = (1..=new_n)
+        .map(|j| {
+            let received: Vec<Option<Vec<Share>>> =
+                (0..old_n).map(|i| Some(outs[i][j - 1].clone())).collect();
+            let mut m = check_shares(&prss[j - 1], sid, &seed, &received, coefs, old_t).unwrap();
+            if faults.contains(&ReshareFault::LyingChecker(j)) {
+                for row in m.iter_mut() {
+                    for v in row.iter_mut() {
+                        *v = Some(Share::random(&mut OsRng));
+                    }
+                }
+            }
+            Some(m)
+        })
+        .collect();
+    let verdict = judge(&checks, old_n, old_t, new_t).unwrap();
+    let dealers = force_dealers.unwrap_or_else(|| verdict.dealers.clone());
+    let new_keys = (1..=new_n)
+        .map(|j| {
+            let recv: Vec<(usize, Vec<Share>)> = dealers
+                .iter()
+                .map(|&i| (i, outs[i - 1][j - 1].clone()))
+                .collect();
+            reshare_in(j, new_n, new_t, old_t, &recv, mm, cm).unwrap()
+        })
+        .collect();
+    (verdict, new_keys)
+}
+
+#[test]
+fn verified_resharing_excludes_cheating_dealers() {
+    use kms_algebra::shamir::interpolate_at;
+    let (ck, _) = keys(ParamSetName::TestInsecure);
+    let old = setup(&ck, 4, 1);
+    let nsk = ck.clone().into_raw_parts().3.unwrap().into_raw_parts();
+    let truth: Vec<u128> = nsk
+        .post_noise_squashing_secret_key()
+        .as_lwe_secret_key()
+        .as_ref()
+        .to_vec();
+    let ct = TypedCiphertext {
+        fhe_type: FheType::Uint8,
+        bytes: serialize_public(&FheUint8::encrypt(77u8, &ck)).unwrap(),
+    };
+    let sq = squash(&ct, ParamSetName::TestInsecure).unwrap();
+    let want = tfhe_word(&ck, &ct);
+    let holds_key = |keys: &[SnsKeyShare]| {
+        [0usize, 5, 9, 100].iter().all(|&c| {
+            let pts: Vec<(usize, Share)> = [1usize, 4, 7]
+                .iter()
+                .map(|&p| (p, keys[p - 1].key[c]))
+                .collect();
+            interpolate_at(&pts, &Share::ZERO).unwrap() == Share::from_scalar(truth[c])
+        })
+    };
+    use ReshareFault::*;
+    for (faults, excluded, liars) in [
+        (vec![], vec![], vec![]),
+        (vec![WrongValue(3)], vec![3], vec![]),
+        (vec![WrongValue(1)], vec![1], vec![]),
+        (vec![Inconsistent(2)], vec![2], vec![]),
+        (vec![LyingChecker(5)], vec![], vec![5]),
+        (vec![WrongValue(1), LyingChecker(6)], vec![1], vec![6]),
+    ] {
+        let (verdict, new_keys) = verified_reshare(&old, &faults, None);
+        assert_eq!(verdict.excluded, excluded, "{faults:?}");
+        assert_eq!(verdict.lying_new_parties, liars, "{faults:?}");
+        assert_eq!(verdict.dealers.len(), 2);
+        assert!(verdict.dealers.iter().all(|d| !excluded.contains(d)));
+        assert!(holds_key(&new_keys), "{faults:?}");
+        // And the new parties decrypt.
+        let prss_keys = deal_keys(7, 2, &mut OsRng);
+        let p7 = Parties {
+            keys: new_keys,
+            prss: (1..=7)
+                .map(|i| Prss::new(i, 7, 2, &prss_keys).unwrap())
+                .collect(),
+            fp: FloodingParams::new(7, 2, 4, 4).unwrap(),
+        };
+        for (pt, _) in run(&p7, &sq, &[], b"after verified reshare") {
+            assert_eq!(pt.word, want);
+        }
+    }
+    // Without the check, the wrong-value dealer would have corrupted the key for good.
+    let (_, corrupted) = verified_reshare(&old, &[WrongValue(3)], Some(vec![3, 4]));
+    assert!(!holds_key(&corrupted));
+}
