@@ -10,8 +10,7 @@ use kms_algebra::prss::{deal_keys, Prss};
 use kms_chain_types::codec;
 use kms_chain_types::state::{keys, RequestRecord, RequestStatus};
 use kms_chain_types::tx::{Fulfillment, KmsRequest, MaterialItem, Msg};
-use kms_devnet::dev::{DevSetup, Wallet};
-use kms_devnet::Chain;
+use kms_devnet::dev::{DevSetup, ManualChain, Wallet};
 use kms_eip712::types::PublicMaterial;
 use kms_eip712::{DomainConfig, SigningKey};
 use kms_engine::tfhe::prelude::*;
@@ -29,27 +28,8 @@ use tendermint::Time;
 
 const CHAIN: &str = "kms-gated";
 
-struct Net {
-    chain: Chain,
-    clock: Time,
-}
-
-impl Net {
-    fn block(&mut self, txs: Vec<Vec<u8>>) -> (u64, Vec<u32>) {
-        for tx in txs {
-            assert_eq!(self.chain.submit(tx).code, 0);
-        }
-        self.clock = (self.clock + Duration::from_secs(1)).unwrap();
-        let h = self.chain.produce_block(self.clock);
-        let codes = self
-            .chain
-            .tx_results(h)
-            .unwrap()
-            .iter()
-            .map(|r| r.code)
-            .collect();
-        (h, codes)
-    }
+fn blk(net: &mut ManualChain, txs: Vec<Vec<u8>>) -> (u64, Vec<u32>) {
+    net.block(txs).unwrap()
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -57,12 +37,9 @@ async fn light_client_gated_threshold_decryption_completes_on_chain() {
     let genesis_time = Time::parse_from_rfc3339("2026-11-24T00:00:00Z").unwrap();
     let mut setup = DevSetup::new(CHAIN, 4, 1, 4, genesis_time);
     let domain: DomainConfig = setup.genesis.app_config.eip712_domain.clone();
-    let mut net = Net {
-        chain: Chain::new(setup.genesis.clone()).unwrap(),
-        clock: genesis_time,
-    };
+    let mut net = ManualChain::new(setup.genesis.clone()).unwrap();
     let genesis_validators = net.chain.validators().clone();
-    net.block(vec![]);
+    blk(&mut net, vec![]);
     let mut client = Wallet::random();
 
     // Keygen through the ASC (the dealer stands in for the DKG).
@@ -74,24 +51,30 @@ async fn light_client_gated_threshold_decryption_completes_on_chain() {
     let ks = generate_key_set(ParamSetName::TestInsecure, &key_id, &mut |_| {});
     tfhe::set_server_key(ks.server_key.decompress());
     let pk_bytes = serialize_public(&ks.public_key).unwrap();
-    let (_, codes) = net.block(vec![
-        setup.admin.tx(CHAIN, Msg::Faucet { amount: 100_000 }),
-        client.tx(CHAIN, Msg::Faucet { amount: 100_000 }),
-        client.tx(
-            CHAIN,
-            Msg::CreateApplication {
-                app_id: "dapp".into(),
-            },
-        ),
-    ]);
+    let (_, codes) = blk(
+        &mut net,
+        vec![
+            setup.admin.tx(CHAIN, Msg::Faucet { amount: 100_000 }),
+            client.tx(CHAIN, Msg::Faucet { amount: 100_000 }),
+            client.tx(
+                CHAIN,
+                Msg::CreateApplication {
+                    app_id: "dapp".into(),
+                },
+            ),
+        ],
+    );
     assert_eq!(codes, vec![0, 0, 0]);
-    let (_, codes) = net.block(vec![setup.admin.tx(
-        CHAIN,
-        Msg::Request {
-            app_id: "dapp".into(),
-            request: KmsRequest::KeyGen(keygen),
-        },
-    )]);
+    let (_, codes) = blk(
+        &mut net,
+        vec![setup.admin.tx(
+            CHAIN,
+            Msg::Request {
+                app_id: "dapp".into(),
+                request: KmsRequest::KeyGen(keygen),
+            },
+        )],
+    );
     assert_eq!(codes, vec![0]);
     let material = |w: &Wallet| {
         let digest = sha3_256(&pk_bytes);
@@ -121,7 +104,7 @@ async fn light_client_gated_threshold_decryption_completes_on_chain() {
             )
         })
         .collect();
-    assert_eq!(net.block(txs).1, vec![0, 0]);
+    assert_eq!(blk(&mut net, txs).1, vec![0, 0]);
 
     // The client's ciphertexts and its public-decryption request.
     let cts = vec![
@@ -140,24 +123,30 @@ async fn light_client_gated_threshold_decryption_completes_on_chain() {
     };
     let on_chain = full.to_ref();
     let request_id = full.request_id();
-    let (_, codes) = net.block(vec![client.tx(
-        CHAIN,
-        Msg::AclGrant {
-            app_id: "dapp".into(),
-            handles: on_chain.ciphertexts.iter().map(|c| c.digest).collect(),
-            addresses: vec![client.address()],
-        },
-    )]);
+    let (_, codes) = blk(
+        &mut net,
+        vec![client.tx(
+            CHAIN,
+            Msg::AclGrant {
+                app_id: "dapp".into(),
+                handles: on_chain.ciphertexts.iter().map(|c| c.digest).collect(),
+                addresses: vec![client.address()],
+            },
+        )],
+    );
     assert_eq!(codes, vec![0]);
-    let (h_req, codes) = net.block(vec![client.tx(
-        CHAIN,
-        Msg::Request {
-            app_id: "dapp".into(),
-            request: KmsRequest::PublicDecrypt(on_chain),
-        },
-    )]);
+    let (h_req, codes) = blk(
+        &mut net,
+        vec![client.tx(
+            CHAIN,
+            Msg::Request {
+                app_id: "dapp".into(),
+                request: KmsRequest::PublicDecrypt(on_chain),
+            },
+        )],
+    );
     assert_eq!(codes, vec![0]);
-    net.block(vec![]);
+    blk(&mut net, vec![]);
 
     // Each party's enclave: verify the request by itself, then decrypt.
     let now = (net.clock + Duration::from_secs(1)).unwrap();
@@ -273,15 +262,18 @@ async fn light_client_gated_threshold_decryption_completes_on_chain() {
         plaintexts: lie,
         signature: lie_sig.0.to_vec(),
     };
-    let (_, codes) = net.block(vec![setup.parties[2].tx(
-        CHAIN,
-        Msg::Fulfill {
-            request_id,
-            fulfillment: f3,
-        },
-    )]);
+    let (_, codes) = blk(
+        &mut net,
+        vec![setup.parties[2].tx(
+            CHAIN,
+            Msg::Fulfill {
+                request_id,
+                fulfillment: f3,
+            },
+        )],
+    );
     assert_eq!(codes, vec![0]);
-    let record = |net: &Net| -> RequestRecord {
+    let record = |net: &ManualChain| -> RequestRecord {
         codec::decode(
             &net.chain
                 .query("store", keys::request(&request_id), 0, false)
@@ -304,7 +296,7 @@ async fn light_client_gated_threshold_decryption_completes_on_chain() {
             },
         ));
     }
-    assert_eq!(net.block(txs).1, vec![0, 0]);
+    assert_eq!(blk(&mut net, txs).1, vec![0, 0]);
     match record(&net).status {
         RequestStatus::Completed { result_digest, .. } => {
             assert_eq!(result_digest, sha3_256(&words(&results[0])));

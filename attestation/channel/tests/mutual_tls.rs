@@ -20,15 +20,7 @@ fn now() -> Duration {
 const GOOD: [[u8; 48]; 3] = [[0xa0; 48], [0xa1; 48], [0xa2; 48]];
 
 fn release() -> Release {
-    Release {
-        name: "kms v1".into(),
-        pcr0: GOOD[0].to_vec(),
-        pcr1: GOOD[1].to_vec(),
-        pcr2: GOOD[2].to_vec(),
-        pcr3: None,
-        pcr4: None,
-        pcr8: None,
-    }
+    Release::from_image("kms v1", GOOD)
 }
 
 /// Two mock NSMs (two enclaves) under one developer root.

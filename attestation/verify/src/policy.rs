@@ -42,6 +42,19 @@ pub struct Release {
 }
 
 impl Release {
+    /// A release pinned by its image measurements PCR0, PCR1, PCR2 only.
+    pub fn from_image(name: &str, pcrs: [[u8; 48]; 3]) -> Self {
+        Self {
+            name: name.to_string(),
+            pcr0: pcrs[0].to_vec(),
+            pcr1: pcrs[1].to_vec(),
+            pcr2: pcrs[2].to_vec(),
+            pcr3: None,
+            pcr4: None,
+            pcr8: None,
+        }
+    }
+
     fn matches(&self, d: &AttestationDocument) -> bool {
         let eq = |i: u8, want: &[u8]| d.pcrs.get(&i).map(Vec::as_slice) == Some(want);
         eq(0, &self.pcr0)

@@ -274,6 +274,16 @@ fn verify_fulfillment(
     }
 }
 
+/// The responders and the digest of their list.
+fn responders(record: &RequestRecord) -> ([u8; 32], Vec<u32>) {
+    let list: Vec<u8> = record
+        .responded
+        .iter()
+        .flat_map(|i| i.to_be_bytes())
+        .collect();
+    (sha3_256(&list), record.responded.clone())
+}
+
 /// Records a party's response and completes the request when enough responses exist.
 pub fn fulfill(
     ctx: &mut Ctx<'_>,
@@ -335,22 +345,11 @@ pub fn fulfill(
             }
             (matching.len() > t).then_some((digest, matching))
         }
-        KmsRequest::UserDecrypt(_) => (record.responded.len() == n).then(|| {
-            let list: Vec<u8> = record
-                .responded
-                .iter()
-                .flat_map(|i| i.to_be_bytes())
-                .collect();
-            (sha3_256(&list), record.responded.clone())
-        }),
-        KmsRequest::Reshare { .. } => (record.responded.len() >= n - t).then(|| {
-            let list: Vec<u8> = record
-                .responded
-                .iter()
-                .flat_map(|i| i.to_be_bytes())
-                .collect();
-            (sha3_256(&list), record.responded.clone())
-        }),
+        // Shares differ per party: the result is who responded.
+        KmsRequest::UserDecrypt(_) => (record.responded.len() == n).then(|| responders(&record)),
+        KmsRequest::Reshare { .. } => {
+            (record.responded.len() >= n - t).then(|| responders(&record))
+        }
     };
     if let Some((result_digest, payees)) = completion {
         record.status = RequestStatus::Completed {

@@ -109,3 +109,48 @@ impl DevSetup {
         }
     }
 }
+
+/// A devnet driven by hand (tests, benchmarks): blocks are made on demand with a clock that
+/// advances one second per block.
+pub struct ManualChain {
+    /// The chain.
+    pub chain: crate::Chain,
+    /// Time of the last block.
+    pub clock: Time,
+}
+
+impl ManualChain {
+    /// Starts from `genesis` (its genesis time is the clock's start).
+    pub fn new(genesis: Genesis) -> Result<Self, crate::ChainError> {
+        let clock = genesis.genesis_time;
+        Ok(Self {
+            chain: crate::Chain::new(genesis)?,
+            clock,
+        })
+    }
+
+    /// Advances the clock by a second and returns it.
+    pub fn tick(&mut self) -> Time {
+        self.clock = (self.clock + std::time::Duration::from_secs(1)).unwrap_or(self.clock);
+        self.clock
+    }
+
+    /// Submits `txs` (each must pass CheckTx), makes a block; returns its height and the result
+    /// code of each transaction.
+    pub fn block(&mut self, txs: Vec<Vec<u8>>) -> Result<(u64, Vec<u32>), String> {
+        for tx in txs {
+            let r = self.chain.submit(tx);
+            if r.code != 0 {
+                return Err(format!("CheckTx refused (code {}): {}", r.code, r.log));
+            }
+        }
+        let now = self.tick();
+        let h = self.chain.produce_block(now);
+        let codes = self
+            .chain
+            .tx_results(h)
+            .map(|rs| rs.iter().map(|r| r.code).collect())
+            .unwrap_or_default();
+        Ok((h, codes))
+    }
+}

@@ -120,6 +120,12 @@ fn exec_result(r: &pb::ExecTxResult) -> Result<ExecTxResult, RpcError> {
     ExecTxResult::try_from(r.clone()).map_err(RpcError::internal)
 }
 
+fn stored(chain: &crate::Chain, h: u64) -> Result<&crate::StoredBlock, RpcError> {
+    chain
+        .block(h)
+        .ok_or_else(|| RpcError::internal(format!("no block at height {h}")))
+}
+
 fn height_or_latest(node: &Node, h: Option<Height>) -> Result<u64, RpcError> {
     let latest = node.with(|c| c.chain().height());
     let h = h.map(|h| h.value()).unwrap_or(latest);
@@ -151,10 +157,7 @@ pub async fn dispatch(node: &Node, method: &str, params: Value) -> Result<Value,
             let req: endpoint::block::Request = parse(params)?;
             let h = height_or_latest(node, req.height)?;
             node.with(|c| {
-                let b = c
-                    .chain()
-                    .block(h)
-                    .ok_or_else(|| RpcError::internal("no block"))?;
+                let b = stored(c.chain(), h)?;
                 to_json(&endpoint::block::Response {
                     block_id: b.block_id,
                     block: b.block.clone(),
@@ -191,10 +194,7 @@ pub async fn dispatch(node: &Node, method: &str, params: Value) -> Result<Value,
             let req: endpoint::block_results::Request = parse(params)?;
             let h = height_or_latest(node, req.height)?;
             node.with(|c| {
-                let b = c
-                    .chain()
-                    .block(h)
-                    .ok_or_else(|| RpcError::internal("no block"))?;
+                let b = stored(c.chain(), h)?;
                 let txs = b
                     .results
                     .tx_results
@@ -352,9 +352,7 @@ fn tx_response(
     loc: crate::chain::TxLocation,
     prove: bool,
 ) -> Result<endpoint::tx::Response, RpcError> {
-    let b = chain
-        .block(loc.height)
-        .ok_or_else(|| RpcError::internal("no block"))?;
+    let b = stored(chain, loc.height)?;
     let tx = b
         .block
         .data()

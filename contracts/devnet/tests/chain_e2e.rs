@@ -7,8 +7,7 @@ use alloy_primitives::FixedBytes;
 use kms_chain_types::codec;
 use kms_chain_types::state::{keys, RequestRecord, RequestStatus};
 use kms_chain_types::tx::{Fulfillment, KmsRequest, MaterialItem, Msg};
-use kms_devnet::dev::{DevSetup, Wallet};
-use kms_devnet::Chain;
+use kms_devnet::dev::{DevSetup, ManualChain, Wallet};
 use kms_eip712::types::{PublicDecryptionResult, PublicMaterial, UserDecryptionResponse};
 use kms_eip712::DomainConfig;
 use kms_light_client::state_proof::{decode_proof_ops, verify_membership, verify_non_membership};
@@ -24,44 +23,26 @@ use tendermint::Time;
 const CHAIN: &str = "kms-devnet-test";
 
 struct Net {
-    chain: Chain,
-    clock: Time,
+    m: ManualChain,
 }
 
 impl Net {
     fn new(setup: &DevSetup) -> Self {
-        let chain = Chain::new(setup.genesis.clone()).unwrap();
         Self {
-            chain,
-            clock: setup.genesis.genesis_time,
+            m: ManualChain::new(setup.genesis.clone()).unwrap(),
         }
     }
 
     fn tick(&mut self) -> Time {
-        self.clock = (self.clock + Duration::from_secs(1)).unwrap();
-        self.clock
+        self.m.tick()
     }
 
-    /// Submits transactions (CheckTx must accept them), makes a block, returns (height, codes).
     fn block(&mut self, txs: Vec<Vec<u8>>) -> (u64, Vec<u32>) {
-        for tx in txs {
-            let r = self.chain.submit(tx);
-            assert_eq!(r.code, 0, "CheckTx refused: {}", r.log);
-        }
-        let now = self.tick();
-        let h = self.chain.produce_block(now);
-        let codes = self
-            .chain
-            .tx_results(h)
-            .unwrap()
-            .iter()
-            .map(|r| r.code)
-            .collect();
-        (h, codes)
+        self.m.block(txs).unwrap()
     }
 
     fn record(&self, id: &RequestId) -> RequestRecord {
-        let q = self.chain.query("store", keys::request(id), 0, false);
+        let q = self.m.chain.query("store", keys::request(id), 0, false);
         codec::decode(&q.value).unwrap()
     }
 }
@@ -136,19 +117,19 @@ fn four_validator_devnet_end_to_end() {
     // Genesis anchor: the light client trusts only the genesis validator set.
     let (h1, _) = net.block(vec![]);
     assert_eq!(h1, 1);
-    let genesis_validators = net.chain.validators().clone();
+    let genesis_validators = net.m.chain.validators().clone();
     let now = net.tick();
     let mut lc = LightClient::from_genesis(
         CHAIN,
         1,
         &genesis_validators,
-        net.chain.light_block(1).unwrap(),
+        net.m.chain.light_block(1).unwrap(),
         options(),
         now,
     )
     .unwrap()
     .0;
-    assert_eq!(net.chain.validators().validators().len(), 4);
+    assert_eq!(net.m.chain.validators().validators().len(), 4);
 
     // Funding, an application and a key.
     let keygen = KmsRequest::KeyGen(KeyGenRequest {
@@ -256,20 +237,25 @@ fn four_validator_devnet_end_to_end() {
     // ---- The enclave's view: skip from genesis to the header after the request. ----
     let now = net.tick();
     let header = lc
-        .update(net.chain.light_block(h_next).unwrap(), now)
+        .update(net.m.chain.light_block(h_next).unwrap(), now)
         .unwrap();
     assert_eq!(header.height(), h_req + 1);
-    let req_header = LightClient::from_trusted(net.chain.light_block(1).unwrap(), options())
+    let req_header = LightClient::from_trusted(net.m.chain.light_block(1).unwrap(), options())
         .unwrap()
-        .verify(&net.chain.light_block(h_req).unwrap(), now)
+        .verify(&net.m.chain.light_block(h_req).unwrap(), now)
         .unwrap();
     // The request transaction is in block h_req...
-    let loc = net.chain.find_tx(&sha2_256(&request_tx)).expect("indexed");
+    let loc = net
+        .m
+        .chain
+        .find_tx(&sha2_256(&request_tx))
+        .expect("indexed");
     assert_eq!(loc.height, h_req);
-    let proof = net.chain.tx_proof(loc).unwrap();
+    let proof = net.m.chain.tx_proof(loc).unwrap();
     verify_tx_inclusion(&req_header, &request_tx, &proof).unwrap();
     // ...and the ASC approved it: state at h_req, proven against header h_req + 1.
     let q = net
+        .m
         .chain
         .query("store", keys::request(&id), h_req as i64, true);
     assert_eq!(q.code, 0);
@@ -283,6 +269,7 @@ fn four_validator_devnet_end_to_end() {
     assert_eq!(approved.record.status, RequestStatus::Pending);
     // The refused request is provably absent.
     let q_absent = net
+        .m
         .chain
         .query("store", keys::request(&sneaky_id), h_req as i64, true);
     assert!(q_absent.value.is_empty());
@@ -293,6 +280,7 @@ fn four_validator_devnet_end_to_end() {
     // Attacks on state proofs.
     // (a) a proof for another key presented for the request key
     let other = net
+        .m
         .chain
         .query("store", keys::request(&key_id), h_req as i64, true);
     assert_eq!(
@@ -378,7 +366,7 @@ fn four_validator_devnet_end_to_end() {
     assert_eq!(
         rec.status,
         RequestStatus::Completed {
-            height: net.chain.height(),
+            height: net.m.chain.height(),
             result_digest: sha3_256(&expect)
         }
     );
@@ -462,7 +450,7 @@ fn bad_transactions_change_nothing() {
         params: ParamSetName::Default,
         label: "k".into(),
     });
-    let (_, h_before_hash) = net.chain.app().last_committed_pair();
+    let (_, h_before_hash) = net.m.chain.app().last_committed_pair();
     let bad: Vec<(Vec<u8>, u32)> = vec![
         // replay of an executed transaction
         (replay.clone(), 4),
@@ -562,10 +550,11 @@ fn bad_transactions_change_nothing() {
     ];
     for (tx, _) in &bad {
         // CheckTx only screens format, signature and stale nonces; the rest fails on execution.
-        let _ = net.chain.submit(tx.clone());
+        let _ = net.m.chain.submit(tx.clone());
     }
     let (h, _) = net.block(vec![]);
     let codes: Vec<u32> = net
+        .m
         .chain
         .tx_results(h)
         .unwrap()
@@ -582,10 +571,10 @@ fn bad_transactions_change_nothing() {
         "CheckTx refuses the replay; execution refuses the rest"
     );
     // Nothing changed: the app hash after this block equals the one before.
-    let (_, after) = net.chain.app().last_committed_pair();
+    let (_, after) = net.m.chain.app().last_committed_pair();
     assert_eq!(after, h_before_hash);
     // Malformed bytes are refused by CheckTx with code 1, forged signatures too.
-    assert_eq!(net.chain.submit(b"\x00garbage".to_vec()).code, 1);
+    assert_eq!(net.m.chain.submit(b"\x00garbage".to_vec()).code, 1);
     // A tampered signature cannot act for the client: it is refused or recovers another account.
     let mut forged = client.tx_with_nonce(CHAIN, 2, Msg::Faucet { amount: 1 });
     let n = forged.len();
@@ -598,7 +587,8 @@ fn bad_transactions_change_nothing() {
         )),
     }
     assert_eq!(
-        net.chain
+        net.m
+            .chain
             .submit(kms_chain_types::tx::sign_tx(
                 client_key_clone(&client),
                 "other-chain",
@@ -616,7 +606,7 @@ fn client_key_clone(w: &Wallet) -> &kms_eip712::SigningKey {
 }
 
 fn balance(net: &Net, addr: &[u8; 20]) -> u128 {
-    let q = net.chain.query("store", keys::account(addr), 0, false);
+    let q = net.m.chain.query("store", keys::account(addr), 0, false);
     if q.value.is_empty() {
         return 0;
     }

@@ -42,6 +42,24 @@ impl Drop for SnsKeyShare {
     }
 }
 
+/// Shares every coefficient: `out[p]` holds party `p + 1`'s shares, in order.
+fn share_all<Z: kms_algebra::Z2k>(
+    coefs: &[Z],
+    n: usize,
+    t: usize,
+    rng: &mut impl rand_core::RngCore,
+) -> Result<Vec<Vec<kms_algebra::GaloisRing<Z, 4>>>, ThresholdError> {
+    let mut per_party: Vec<Vec<_>> = (0..n).map(|_| Vec::with_capacity(coefs.len())).collect();
+    for &c in coefs {
+        let shares =
+            share::<Z, 4>(c, t, n, rng).map_err(|e| ThresholdError::Params(e.to_string()))?;
+        for (p, s) in shares.into_iter().enumerate() {
+            per_party[p].push(s);
+        }
+    }
+    Ok(per_party)
+}
+
 /// **Insecure trusted dealer**: splits the noise-squashing key of a centrally generated key set
 /// into `n` shares with threshold `t`. Whoever runs it sees the whole key. For tests and
 /// developer mode only, until the DKG issue lands.
@@ -61,16 +79,7 @@ pub fn deal_insecure(
         .ok_or_else(|| ThresholdError::Params("the key set has no noise-squashing key".into()))?
         .into_raw_parts();
     let lwe = nsk.post_noise_squashing_secret_key().as_lwe_secret_key();
-    let coefs: &[u128] = lwe.as_ref();
-    let mut per_party: Vec<Vec<Share>> = (0..n).map(|_| Vec::with_capacity(coefs.len())).collect();
-    for &c in coefs {
-        let shares =
-            share::<u128, 4>(c, t, n, rng).map_err(|e| ThresholdError::Params(e.to_string()))?;
-        for (p, s) in shares.into_iter().enumerate() {
-            per_party[p].push(s);
-        }
-    }
-    Ok(per_party
+    Ok(share_all::<u128>(lwe.as_ref(), n, t, rng)?
         .into_iter()
         .enumerate()
         .map(|(i, key)| SnsKeyShare {
@@ -143,24 +152,6 @@ pub fn compute_key_coefficients(ck: &ClientKey) -> Result<(Vec<u64>, Vec<u64>), 
     }
 }
 
-fn share_all(
-    coefs: &[u64],
-    n: usize,
-    t: usize,
-    rng: &mut impl rand_core::RngCore,
-) -> Result<Vec<Vec<Share64>>, ThresholdError> {
-    let mut per_party: Vec<Vec<Share64>> =
-        (0..n).map(|_| Vec::with_capacity(coefs.len())).collect();
-    for &c in coefs {
-        let shares =
-            share::<u64, 4>(c, t, n, rng).map_err(|e| ThresholdError::Params(e.to_string()))?;
-        for (p, s) in shares.into_iter().enumerate() {
-            per_party[p].push(s);
-        }
-    }
-    Ok(per_party)
-}
-
 /// **Insecure trusted dealer** of the computation keys (see [`deal_insecure`]).
 pub fn deal_compute_keys_insecure(
     ck: &ClientKey,
@@ -174,8 +165,8 @@ pub fn deal_compute_keys_insecure(
         )));
     }
     let (mut lwe, mut glwe) = compute_key_coefficients(ck)?;
-    let lwe_shares = share_all(&lwe, n, t, rng);
-    let glwe_shares = share_all(&glwe, n, t, rng);
+    let lwe_shares = share_all::<u64>(&lwe, n, t, rng);
+    let glwe_shares = share_all::<u64>(&glwe, n, t, rng);
     lwe.zeroize();
     glwe.zeroize();
     Ok(lwe_shares?

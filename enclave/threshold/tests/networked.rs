@@ -132,28 +132,10 @@ fn attested(root: &kms_nsm::MockRootCa, me: usize, n: usize) -> kms_transport::t
     };
     let root = MockRootCa::from_parts(root.cert_der(), &root.key_pkcs8_der()).unwrap();
     let nsm = MockNsm::new(root, &format!("i-{me}"), pcrs, now).unwrap();
-    let policy = Policy::production(
-        vec![Release {
-            name: "kms".into(),
-            pcr0: pcrs[0].to_vec(),
-            pcr1: pcrs[1].to_vec(),
-            pcr2: pcrs[2].to_vec(),
-            pcr3: None,
-            pcr4: None,
-            pcr8: None,
-        }],
-        300,
-    );
-    let mesh =
-        Arc::new(kms_attested_tls::Mesh::new(&nsm, me, n, nsm.trusted_root(), policy).unwrap());
-    let m = mesh.clone();
-    kms_transport::tls::PartyTls {
-        server: mesh.server.clone(),
-        clients: mesh.clients.clone(),
-        authenticate: Arc::new(move |chain: &[rustls::pki_types::CertificateDer<'_>]| {
-            m.authenticate(chain.first()?)
-        }),
-    }
+    let policy = Policy::production(vec![Release::from_image("kms", pcrs)], 300);
+    kms_transport::tls::PartyTls::attested(Arc::new(
+        kms_attested_tls::Mesh::new(&nsm, me, n, nsm.trusted_root(), policy).unwrap(),
+    ))
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

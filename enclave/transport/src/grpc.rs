@@ -59,6 +59,10 @@ impl Party for Receiver {
     }
 }
 
+fn client(channel: Channel) -> PartyClient<Channel> {
+    PartyClient::new(channel).max_encoding_message_size(MAX_MESSAGE_BYTES)
+}
+
 /// A party reachable over gRPC.
 pub struct GrpcParty {
     me: usize,
@@ -98,10 +102,7 @@ impl GrpcParty {
             .into_iter()
             .map(|ep| {
                 Channel::from_shared(ep)
-                    .map(|c| {
-                        PartyClient::new(c.connect_lazy())
-                            .max_encoding_message_size(MAX_MESSAGE_BYTES)
-                    })
+                    .map(|c| client(c.connect_lazy()))
                     .map_err(|e| e.to_string())
             })
             .collect();
@@ -143,12 +144,7 @@ impl GrpcParty {
                         format!("no TLS client configuration for party {}", i + 1)
                     })?;
                 tonic::transport::Endpoint::from_shared(ep)
-                    .map(|e| {
-                        PartyClient::new(
-                            e.connect_with_connector_lazy(crate::tls::connector(config)),
-                        )
-                        .max_encoding_message_size(MAX_MESSAGE_BYTES)
-                    })
+                    .map(|e| client(e.connect_with_connector_lazy(crate::tls::connector(config))))
                     .map_err(|e| e.to_string())
             })
             .collect();

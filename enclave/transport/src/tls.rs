@@ -34,6 +34,21 @@ impl std::fmt::Debug for PartyTls {
     }
 }
 
+impl PartyTls {
+    /// The configuration of an attested mesh party: TLS from `mesh`, peers authenticated by
+    /// their attestation documents.
+    pub fn attested(mesh: Arc<kms_attested_tls::Mesh>) -> Self {
+        let m = mesh.clone();
+        Self {
+            server: mesh.server.clone(),
+            clients: mesh.clients.clone(),
+            authenticate: Arc::new(move |chain: &[CertificateDer<'_>]| {
+                m.authenticate(chain.first()?)
+            }),
+        }
+    }
+}
+
 /// The party a connection authenticated, attached to each request it carries.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct PeerParty(pub usize);

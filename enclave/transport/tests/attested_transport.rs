@@ -19,33 +19,16 @@ const GOOD: [[u8; 48]; 3] = [[0xb0; 48], [0xb1; 48], [0xb2; 48]];
 const EVIL: [[u8; 48]; 3] = [[0xee; 48], [0xb1; 48], [0xb2; 48]];
 
 fn policy() -> Policy {
-    Policy::production(
-        vec![Release {
-            name: "kms v1".into(),
-            pcr0: GOOD[0].to_vec(),
-            pcr1: GOOD[1].to_vec(),
-            pcr2: GOOD[2].to_vec(),
-            pcr3: None,
-            pcr4: None,
-            pcr8: None,
-        }],
-        300,
-    )
+    Policy::production(vec![Release::from_image("kms v1", GOOD)], 300)
 }
 
 /// Party `me`'s TLS material, attested by an NSM with `pcrs`, trusting parties 1..=n.
 fn party_tls(root: &MockRootCa, me: usize, n: usize, pcrs: [[u8; 48]; 3]) -> PartyTls {
     let root_copy = MockRootCa::from_parts(root.cert_der(), &root.key_pkcs8_der()).unwrap();
     let nsm = MockNsm::new(root_copy, &format!("i-party-{me}"), pcrs, now).unwrap();
-    let mesh = Arc::new(Mesh::new(&nsm, me, n, nsm.trusted_root(), policy()).unwrap());
-    let m = mesh.clone();
-    PartyTls {
-        server: mesh.server.clone(),
-        clients: mesh.clients.clone(),
-        authenticate: Arc::new(move |chain: &[rustls::pki_types::CertificateDer<'_>]| {
-            m.authenticate(chain.first()?)
-        }),
-    }
+    PartyTls::attested(Arc::new(
+        Mesh::new(&nsm, me, n, nsm.trusted_root(), policy()).unwrap(),
+    ))
 }
 
 async fn network(

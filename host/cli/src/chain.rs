@@ -4,8 +4,8 @@
 use crate::bench::Comparison;
 use kms_chain_types::state::keys;
 use kms_chain_types::tx::{KmsRequest, Msg};
-use kms_devnet::dev::{DevSetup, Wallet};
-use kms_devnet::{Chain, Node, PersistentChain};
+use kms_devnet::dev::{DevSetup, ManualChain, Wallet};
+use kms_devnet::{Node, PersistentChain};
 use kms_eip712::SigningKey;
 use kms_light_client::{verify_request_approved, LightClient, Options};
 use kms_types::{KeyGenRequest, ParamSetName};
@@ -93,16 +93,9 @@ pub fn bench_light_client(runs: usize) -> Result<Vec<Comparison>, String> {
     let chain_id = "kms-bench";
     let t0 = Time::now();
     let mut setup = DevSetup::new(chain_id, 4, 1, 4, t0);
-    let mut chain = Chain::new(setup.genesis.clone()).map_err(|e| e.to_string())?;
-    let mut clock = t0;
-    let mut tick = |chain: &mut Chain, txs: Vec<Vec<u8>>| {
-        for tx in txs {
-            chain.submit(tx);
-        }
-        clock = (clock + Duration::from_secs(1)).unwrap_or(clock);
-        chain.produce_block(clock)
-    };
-    tick(&mut chain, vec![]);
+    let mut m = ManualChain::new(setup.genesis.clone()).map_err(|e| e.to_string())?;
+    let tick = |m: &mut ManualChain, txs: Vec<Vec<u8>>| m.block(txs).map(|(h, _)| h);
+    tick(&mut m, vec![])?;
     let req = KmsRequest::KeyGen(KeyGenRequest {
         params: ParamSetName::Default,
         label: "bench".into(),
@@ -110,7 +103,7 @@ pub fn bench_light_client(runs: usize) -> Result<Vec<Comparison>, String> {
     let id = req.request_id();
     let admin: &mut Wallet = &mut setup.admin;
     tick(
-        &mut chain,
+        &mut m,
         vec![
             admin.tx(chain_id, Msg::Faucet { amount: 100_000 }),
             admin.tx(
@@ -120,16 +113,16 @@ pub fn bench_light_client(runs: usize) -> Result<Vec<Comparison>, String> {
                 },
             ),
         ],
-    );
+    )?;
     // Some state so the proof has a realistic depth.
     let mut filler = Vec::new();
     for _ in 0..200 {
         let mut w = Wallet::new(SigningKey::random(&mut rand_core::OsRng));
         filler.push(w.tx(chain_id, Msg::Faucet { amount: 1 }));
     }
-    tick(&mut chain, filler);
-    let h_req = tick(
-        &mut chain,
+    tick(&mut m, filler)?;
+    tick(
+        &mut m,
         vec![admin.tx(
             chain_id,
             Msg::Request {
@@ -137,12 +130,13 @@ pub fn bench_light_client(runs: usize) -> Result<Vec<Comparison>, String> {
                 request: req,
             },
         )],
-    );
+    )?;
     for _ in 0..20 {
-        tick(&mut chain, vec![]);
+        tick(&mut m, vec![])?;
     }
+    let now = m.tick();
+    let chain = &m.chain;
     let target = chain.height();
-    let now = (clock + Duration::from_secs(1)).unwrap_or(clock);
     let options = Options {
         trust_threshold: Default::default(),
         trusting_period: Duration::from_secs(3600),
@@ -157,7 +151,6 @@ pub fn bench_light_client(runs: usize) -> Result<Vec<Comparison>, String> {
     let q = chain.query("store", keys::request(&id), target as i64 - 1, true);
     let ops = tendermint::merkle::proof::ProofOps::try_from(q.proof_ops.clone().ok_or("no proof")?)
         .map_err(|e| e.to_string())?;
-    let _ = h_req;
 
     let mut update = Vec::new();
     let mut proof = Vec::new();

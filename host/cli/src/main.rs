@@ -255,6 +255,36 @@ enum AttestationCmd {
 
 type R<T> = Result<T, String>;
 
+/// Prints benchmark comparisons as JSON or a table (times scaled by `scale`, shown in `unit`).
+fn print_comparisons(res: &[bench::Comparison], json: bool, scale: f64, unit: &str) -> R<()> {
+    if json {
+        println!(
+            "{}",
+            serde_json::to_string_pretty(res).map_err(|e| e.to_string())?
+        );
+        return Ok(());
+    }
+    println!(
+        "{:<64} {:>10} {:>10}  {:>7}  baseline",
+        "measure (median)",
+        format!("kms {unit}"),
+        format!("base {unit}"),
+        "ratio"
+    );
+    for r in res {
+        println!(
+            "{:<64} {:>10.4} {:>10.4}  {:>6.3}×  {} ({} runs)",
+            r.name,
+            r.kms_s * scale,
+            r.baseline_s * scale,
+            r.ratio,
+            r.baseline,
+            r.runs
+        );
+    }
+    Ok(())
+}
+
 fn params(s: &str) -> R<ParamSetName> {
     ParamSetName::parse(s)
         .ok_or_else(|| format!("unknown parameter set {s:?} (default | test-insecure)"))
@@ -657,28 +687,7 @@ async fn run(cli: Cli) -> R<()> {
             let res = tokio::task::spawn_blocking(move || kms_cli::chain::bench_light_client(runs))
                 .await
                 .map_err(|e| e.to_string())??;
-            if json {
-                println!(
-                    "{}",
-                    serde_json::to_string_pretty(&res).map_err(|e| e.to_string())?
-                );
-            } else {
-                println!(
-                    "{:<64} {:>10} {:>10}  {:>7}  baseline",
-                    "measure (median)", "kms ms", "base ms", "ratio"
-                );
-                for r in res {
-                    println!(
-                        "{:<64} {:>10.3} {:>10.3}  {:>6.2}×  {} ({} runs)",
-                        r.name,
-                        r.kms_s * 1e3,
-                        r.baseline_s * 1e3,
-                        r.ratio,
-                        r.baseline,
-                        r.runs
-                    );
-                }
-            }
+            print_comparisons(&res, json, 1e3, "ms")?;
         }
         Cmd::Bench {
             params: p,
@@ -695,23 +704,7 @@ async fn run(cli: Cli) -> R<()> {
             })
             .await
             .map_err(|e| e.to_string())??;
-            if json {
-                println!(
-                    "{}",
-                    serde_json::to_string_pretty(&res).map_err(|e| e.to_string())?
-                );
-            } else {
-                println!(
-                    "{:<48} {:>10} {:>10}  {:>7}  baseline",
-                    "measure (median)", "kms s", "base s", "ratio"
-                );
-                for r in res {
-                    println!(
-                        "{:<48} {:>10.4} {:>10.4}  {:>6.3}×  {} ({} runs)",
-                        r.name, r.kms_s, r.baseline_s, r.ratio, r.baseline, r.runs
-                    );
-                }
-            }
+            print_comparisons(&res, json, 1.0, "s")?;
         }
     }
     Ok(())
