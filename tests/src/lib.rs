@@ -76,23 +76,13 @@ pub async fn dev_server(data_dir: &Path, public: PublicStore) -> DevServer {
     .expect("start dev server")
 }
 
-/// Reads the client key a dev server sealed (plaintext sealing) for `key_id`, so tests can
-/// decrypt with tfhe-rs directly as the independent truth.
+/// The client key of `key_id` in a developer-mode core's data folder (tfhe-rs's own decryption
+/// is the truth the tests compare with).
 pub async fn dev_client_key(
     data_dir: &Path,
     key_id: &kms_types::RequestId,
 ) -> kms_engine::tfhe::ClientKey {
-    use kms_types::{DataType, Sealer, Storage, StorageKey};
-    let st = kms_storage::FileStorage::new(data_dir.join("private")).expect("private storage");
-    let key = StorageKey::private(DataType::FheKeyInfo, *key_id);
-    let sealed = st
-        .get(&key)
+    devserver::dev_client_key(data_dir, key_id)
         .await
-        .expect("read")
-        .expect("sealed key exists");
-    let raw = kms_server::dev::PlaintextSealer::new()
-        .unseal(&key.path(), &sealed)
-        .await
-        .expect("unseal");
-    kms_engine::decode_private_key(&raw).expect("decode").1
+        .expect("developer-mode client key")
 }

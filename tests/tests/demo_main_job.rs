@@ -1,5 +1,7 @@
 //! The README's main job (`kms demo`) runs through, on the insecure test parameters so it is
-//! fast; `real_params_e2e` covers the same path on real parameters.
+//! fast: the single core, then the same ciphertexts through the KMS chain to 4 threshold
+//! parties. `real_params_e2e` covers the core path on real parameters and
+//! `threshold_decrypt` the threshold path.
 
 use kms_cli::demo::{run, DemoConfig};
 use kms_types::ParamSetName;
@@ -25,5 +27,16 @@ async fn demo_runs_and_verifies_everything() {
         assert_eq!(v.user_decryption, v.expected);
     }
     assert!(report.tamper_rejected_with.contains("digest mismatch"));
+    // The multi-party stage: chain-approved requests, 4 parties, t + 1 signed results.
+    let th = &report.threshold;
+    assert_eq!((th.n, th.t), (4, 1));
+    assert_eq!(th.public_completed_by, vec![1, 2]);
+    assert_eq!(th.user_forwarded_by, vec![1, 2, 3, 4]);
+    let expected: Vec<&String> = report.values.iter().map(|v| &v.expected).collect();
+    assert_eq!(th.public.iter().collect::<Vec<_>>(), expected);
+    assert_eq!(th.user.iter().collect::<Vec<_>>(), expected);
+    assert!(lines
+        .iter()
+        .any(|l| l.contains("verified both requests with its own light client")));
     assert!(lines.iter().any(|l| l.contains("all results verified")));
 }

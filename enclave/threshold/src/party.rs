@@ -3,7 +3,10 @@
 //! signature of the agreed plaintexts. Each party signs independently; a verifier (the ASC, an
 //! EVM contract) accepts a result once t + 1 parties signed the same plaintexts.
 
-use crate::{decrypt_round, session_id, squash, FloodingParams, SnsKeyShare, ThresholdError};
+use crate::{
+    decrypt_round, session_id, squash, FloodingParams, SnsKeyShare, SquashedCiphertext,
+    ThresholdError,
+};
 use kms_algebra::prss::Prss;
 use kms_eip712::{DomainConfig, SigningKey};
 use kms_engine::{public_decryption_struct, SignedDecryption};
@@ -51,14 +54,37 @@ impl ThresholdParty {
         ciphertexts: &[TypedCiphertext],
         deadline: Duration,
     ) -> Result<PartyDecryption, ThresholdError> {
-        let mut plaintexts = Vec::with_capacity(ciphertexts.len());
+        let squashed = self.squash_all(ciphertexts)?;
+        self.decrypt_squashed(net, request_id, key_id, &squashed, deadline)
+            .await
+    }
+
+    /// Squashes every ciphertext (strict deserialization first). Needs the server key set on
+    /// the calling thread. Deterministic: every party gets the same blocks.
+    pub fn squash_all(
+        &self,
+        ciphertexts: &[TypedCiphertext],
+    ) -> Result<Vec<(TypedCiphertext, SquashedCiphertext)>, ThresholdError> {
+        ciphertexts
+            .iter()
+            .map(|ct| Ok((ct.clone(), squash(ct, self.params)?)))
+            .collect()
+    }
+
+    /// [`Self::public_decrypt`] of ciphertexts this party already squashed (no tfhe key needed,
+    /// so the future may run on any thread).
+    pub async fn decrypt_squashed(
+        &self,
+        net: &dyn Transport,
+        request_id: RequestId,
+        key_id: RequestId,
+        squashed: &[(TypedCiphertext, SquashedCiphertext)],
+        deadline: Duration,
+    ) -> Result<PartyDecryption, ThresholdError> {
+        let mut plaintexts = Vec::with_capacity(squashed.len());
         let mut cheaters = Vec::new();
         let mut absent = Vec::new();
-        let squashed = ciphertexts
-            .iter()
-            .map(|ct| squash(ct, self.params))
-            .collect::<Result<Vec<_>, _>>()?;
-        for (i, sq) in squashed.iter().enumerate() {
+        for (i, (_, sq)) in squashed.iter().enumerate() {
             let session = session_id("public", &request_id, i);
             let out = decrypt_round(
                 net,
@@ -81,7 +107,7 @@ impl ThresholdParty {
         cheaters.dedup();
         absent.sort_unstable();
         absent.dedup();
-        let digests: Vec<[u8; 32]> = ciphertexts.iter().map(TypedCiphertext::digest).collect();
+        let digests: Vec<[u8; 32]> = squashed.iter().map(|(c, _)| c.digest()).collect();
         let value = public_decryption_struct(&request_id, &key_id, &digests, &plaintexts);
         let signature = self
             .signer
@@ -99,5 +125,34 @@ impl ThresholdParty {
             cheaters,
             absent,
         })
+    }
+
+    /// This party's answer to a user decryption: its flooded shares of every ciphertext,
+    /// signcrypted to the client's ML-KEM key, with its signature of the public
+    /// `UserDecryptionResponse`.
+    pub fn user_decrypt_share(
+        &self,
+        request_id: RequestId,
+        key_id: RequestId,
+        squashed: &[(TypedCiphertext, SquashedCiphertext)],
+        client: &kms_signcryption::ClientPublicKey,
+        rng: &mut impl rand_core::CryptoRngCore,
+    ) -> Result<kms_signcryption::Signcrypted, ThresholdError> {
+        let cts: Vec<([u8; 32], SquashedCiphertext)> = squashed
+            .iter()
+            .map(|(c, s)| (c.digest(), s.clone()))
+            .collect();
+        crate::user_share(
+            &self.key,
+            &self.prss,
+            &self.flooding,
+            &self.signer,
+            &self.domain,
+            request_id,
+            key_id,
+            &cts,
+            client,
+            rng,
+        )
     }
 }

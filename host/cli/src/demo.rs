@@ -58,6 +58,8 @@ pub struct DemoReport {
     pub proof_verified: bool,
     /// The error a tampered public key was rejected with.
     pub tamper_rejected_with: String,
+    /// The multi-party stage.
+    pub threshold: crate::demo_threshold::ThresholdReport,
     /// Seconds per step.
     pub timings: Vec<(String, f64)>,
 }
@@ -72,7 +74,8 @@ pub struct DemoError {
     pub message: String,
 }
 
-fn fail(step: &'static str) -> impl Fn(&dyn std::fmt::Display) -> DemoError {
+/// A closure turning an error into a [`DemoError`] of `step`.
+pub fn fail(step: &'static str) -> impl Fn(&dyn std::fmt::Display) -> DemoError {
     move |e| DemoError {
         step,
         message: e.to_string(),
@@ -226,6 +229,55 @@ pub async fn run(cfg: DemoConfig, mut say: impl FnMut(&str)) -> Result<DemoRepor
         });
     }
 
+    // The same requests, now through the KMS chain to 4 threshold parties.
+    say("multi-party: n = 4, t = 1, requests through the KMS chain");
+    let keygen = kms_types::KeyGenRequest {
+        params: cfg.params,
+        label: cfg.label.clone(),
+    };
+    if kms_types::CanonicalRequest::request_id(&keygen) != kg.key_id {
+        return Err(fail("threshold")(&"keygen request ID mismatch"));
+    }
+    let ck = devserver::dev_client_key(&data_dir, &kg.key_id)
+        .await
+        .map_err(|e| fail("read key")(&e))?;
+    let threshold = crate::demo_threshold::run(
+        crate::demo_threshold::Inputs {
+            params: cfg.params,
+            keygen,
+            material: kg
+                .handles
+                .iter()
+                .map(|(h, _)| (h.data_type.as_str().to_string(), h.digest))
+                .collect(),
+            client_key: &ck,
+            ciphertexts: cts.clone(),
+        },
+        &mut say,
+    )
+    .await?;
+    drop(ck);
+    for ((v, p), u) in out_values
+        .iter()
+        .zip(&threshold.public)
+        .zip(&threshold.user)
+    {
+        say(&format!(
+            "  {:<11} threshold public {p:>40}  threshold user {u:>40}",
+            v.fhe_type
+        ));
+        if p != &v.expected || u != &v.expected {
+            return Err(DemoError {
+                step: "threshold compare",
+                message: format!(
+                    "{}: expected {}, public {p}, user {u}",
+                    v.fhe_type, v.expected
+                ),
+            });
+        }
+    }
+    lap("threshold (chain + 4 parties)", &mut timings);
+
     say(&format!("CRS generation (max {} bits)…", cfg.crs_bits));
     let (crs_handle, crs_uri) = client
         .crs_gen(cfg.params, cfg.crs_bits, &cfg.label)
@@ -301,6 +353,7 @@ pub async fn run(cfg: DemoConfig, mut say: impl FnMut(&str)) -> Result<DemoRepor
         crs_id: crs_handle.request_id.to_string(),
         proof_verified,
         tamper_rejected_with,
+        threshold,
         timings,
     })
 }

@@ -135,3 +135,27 @@ fn restrict_permissions(dir: &std::path::Path) {
         }
     }
 }
+
+/// **Developer mode only**: reads the client key of `key_id` from a developer-mode core's data
+/// folder (sealed with the plaintext sealer). Used by the insecure dealer that stands in for the
+/// DKG, and by tests that need tfhe-rs's own decryption as the truth.
+pub async fn dev_client_key(
+    data_dir: &std::path::Path,
+    key_id: &kms_types::RequestId,
+) -> Result<kms_engine::tfhe::ClientKey, String> {
+    use kms_types::{DataType, StorageKey};
+    let st = FileStorage::new(data_dir.join("private")).map_err(|e| e.to_string())?;
+    let key = StorageKey::private(DataType::FheKeyInfo, *key_id);
+    let sealed = st
+        .get(&key)
+        .await
+        .map_err(|e| e.to_string())?
+        .ok_or_else(|| format!("no sealed key {key_id}"))?;
+    let raw = PlaintextSealer::new()
+        .unseal(&key.path(), &sealed)
+        .await
+        .map_err(|e| e.to_string())?;
+    kms_engine::decode_private_key(&raw)
+        .map(|(_, ck)| ck)
+        .map_err(|e| e.to_string())
+}

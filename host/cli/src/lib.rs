@@ -5,4 +5,5 @@ pub mod auditor;
 pub mod bench;
 pub mod chain;
 pub mod demo;
+pub mod demo_threshold;
 pub mod devserver;
