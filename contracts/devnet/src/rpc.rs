@@ -68,7 +68,21 @@ fn envelope(id: Value, r: Result<Value, RpcError>) -> Value {
     }
 }
 
-async fn json_rpc(State(node): State<Node>, Json(req): Json<Value>) -> Json<Value> {
+async fn json_rpc(State(node): State<Node>, body: axum::body::Bytes) -> Json<Value> {
+    // Like CometBFT, accept the body whatever its declared content type.
+    let req: Value = match serde_json::from_slice(&body) {
+        Ok(v) => v,
+        Err(e) => {
+            return Json(envelope(
+                Value::Null,
+                Err(RpcError {
+                    code: -32700,
+                    message: "Parse error",
+                    data: e.to_string(),
+                }),
+            ))
+        }
+    };
     let id = req.get("id").cloned().unwrap_or(Value::Null);
     let Some(method) = req.get("method").and_then(Value::as_str) else {
         return Json(envelope(
@@ -106,6 +120,16 @@ async fn uri_rpc(
         json!(-1),
         dispatch(&node, &method, Value::Object(params)).await,
     ))
+}
+
+/// CometBFT treats these parameters as optional; tendermint-rpc's request types require them.
+fn with_defaults(mut params: Value, defaults: &[(&str, Value)]) -> Value {
+    if let Value::Object(m) = &mut params {
+        for (k, v) in defaults {
+            m.entry(k.to_string()).or_insert_with(|| v.clone());
+        }
+    }
+    params
 }
 
 fn parse<T: serde::de::DeserializeOwned>(params: Value) -> Result<T, RpcError> {
@@ -179,6 +203,7 @@ pub async fn dispatch(node: &Node, method: &str, params: Value) -> Result<Value,
             })
         }
         "validators" => {
+            let params = with_defaults(params, &[("page", Value::Null), ("per_page", Value::Null)]);
             let req: endpoint::validators::Request = parse(params)?;
             let h = height_or_latest(node, req.height)?;
             node.with(|c| {
@@ -233,6 +258,15 @@ pub async fn dispatch(node: &Node, method: &str, params: Value) -> Result<Value,
             })
         }
         "tx_search" => {
+            let params = with_defaults(
+                params,
+                &[
+                    ("prove", Value::Bool(false)),
+                    ("page", json!("1")),
+                    ("per_page", json!("30")),
+                    ("order_by", json!("asc")),
+                ],
+            );
             let req: endpoint::tx_search::Request = parse(params)?;
             let conds = parse_query(&req.query)?;
             node.with(|c| {

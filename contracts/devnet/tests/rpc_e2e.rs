@@ -238,6 +238,32 @@ async fn hosts_read_the_devnet_through_tendermint_rpc() {
     let info = client.abci_info().await.unwrap();
     assert!(info.last_block_height.value() >= h_req);
 
+    // Plain HTTP as curl sends it: a JSON-RPC body without a JSON content type, URI style, and
+    // garbage (a parse error, not a crash).
+    let post = raw_http(
+        addr,
+        "POST / HTTP/1.1",
+        "text/plain",
+        r#"{"jsonrpc":"2.0","id":7,"method":"commit","params":{"height":"2"}}"#,
+    )
+    .await;
+    assert!(
+        post.contains(r#""id":7"#) && post.contains("signed_header"),
+        "{post}"
+    );
+    let get = raw_http(addr, "GET /validators?height=2 HTTP/1.1", "text/plain", "").await;
+    assert!(get.contains(r#""total":"4""#), "{get}");
+    let search = raw_http(
+        addr,
+        &format!("GET /tx_search?query=%22kms_request.request_id=%27{id}%27%22 HTTP/1.1"),
+        "text/plain",
+        "",
+    )
+    .await;
+    assert!(search.contains(r#""total_count":"1""#), "{search}");
+    let bad = raw_http(addr, "POST / HTTP/1.1", "text/plain", "{not json").await;
+    assert!(bad.contains("-32700"), "{bad}");
+
     // Restart: same height, same blocks, same state.
     producer.abort();
     let _ = producer.await;
@@ -268,6 +294,19 @@ async fn hosts_read_the_devnet_through_tendermint_rpc() {
         PersistentChain::open_or_create(dir.path(), || unreachable!()),
         Err(PersistError::Diverged { .. })
     ));
+}
+
+async fn raw_http(addr: std::net::SocketAddr, line: &str, ctype: &str, body: &str) -> String {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut s = tokio::net::TcpStream::connect(addr).await.unwrap();
+    let req = format!(
+        "{line}\r\nHost: devnet\r\nContent-Type: {ctype}\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+        body.len()
+    );
+    s.write_all(req.as_bytes()).await.unwrap();
+    let mut out = String::new();
+    s.read_to_string(&mut out).await.unwrap();
+    out
 }
 
 fn sha256(b: &[u8]) -> [u8; 32] {
