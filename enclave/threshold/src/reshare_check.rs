@@ -23,6 +23,14 @@
 //!    cannot have been framed by the at most `t` corrupt dealers). Everybody then combines the
 //!    sub-shares of the same `t + 1` remaining dealers.
 //!
+//! Privacy of the openings: all `n'` check shares of `y_{k,i}` are broadcast, so the whole
+//! opened polynomial `P(β) = D(β) + R(β)` is public (`D = Σ_c r_{k,c}·g_i^c`, `R` the PRSS
+//! sharing of `M_k(α_i)`). The corrupt new parties know `D` at their own `t'` points, so what
+//! they miss of `D` is `D(0)·L(β)`, `L` the degree-`t'` polynomial vanishing at their points with
+//! `L(0) = 1`; what they miss of `R` is the term of the one PRSS set they are all outside of,
+//! `X·f_A(β)` with `f_A = L`. They learn `P`, hence only `D(0) + X`, and `X` is uniform: nothing
+//! about the dealer's value beyond the masked codeword entry.
+//!
 //! Safety is unconditional: a dealer whose sub-shares are wrong or inconsistent is never used.
 //! Liveness needs `t + 1` dealers left: always the case when no new party lies (`n ≥ 3t + 1`);
 //! a new party that lies about some dealers but not others can get honest dealers excluded, and
