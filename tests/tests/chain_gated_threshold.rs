@@ -5,13 +5,11 @@
 //! network, each signs the result with its registered key, and their fulfillments complete the
 //! request on chain. Party 3 lies with a validly signed wrong result: it never wins.
 
-use alloy_primitives::FixedBytes;
 use kms_algebra::prss::{deal_keys, Prss};
 use kms_chain_types::codec;
 use kms_chain_types::state::{keys, RequestRecord, RequestStatus};
 use kms_chain_types::tx::{Fulfillment, KmsRequest, MaterialItem, Msg};
 use kms_devnet::dev::{DevSetup, ManualChain, Wallet};
-use kms_eip712::types::PublicMaterial;
 use kms_eip712::{DomainConfig, SigningKey};
 use kms_engine::tfhe::prelude::*;
 use kms_engine::tfhe::{self};
@@ -77,18 +75,10 @@ async fn light_client_gated_threshold_decryption_completes_on_chain() {
     );
     assert_eq!(codes, vec![0]);
     let material = |w: &Wallet| {
-        let digest = sha3_256(&pk_bytes);
-        let v = PublicMaterial {
-            requestId: FixedBytes::from(*key_id.as_bytes()),
-            dataType: "PublicKey".into(),
-            digest: FixedBytes::from(digest),
-        };
+        let item =
+            MaterialItem::signed(w.key(), &domain, &key_id, "PublicKey", sha3_256(&pk_bytes));
         Fulfillment::Material {
-            items: vec![MaterialItem {
-                data_type: "PublicKey".into(),
-                digest,
-                signature: w.key().sign(&domain, &v).unwrap().0.to_vec(),
-            }],
+            items: vec![item.unwrap()],
         }
     };
     let txs = setup.parties[..2]

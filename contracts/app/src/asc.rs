@@ -14,7 +14,6 @@ use crate::ctx::Ctx;
 use crate::error::TxError;
 use crate::isc;
 use crate::tokens;
-use alloy_primitives::FixedBytes;
 use kms_chain_types::codec;
 use kms_chain_types::state::{keys, Config, RequestRecord, RequestStatus, ResponseRecord};
 use kms_chain_types::tx::{Fulfillment, KmsRequest, MaterialItem};
@@ -189,7 +188,6 @@ fn verify_fulfillment(
     f: &Fulfillment,
 ) -> Result<[u8; 32], TxError> {
     let domain = &cfg.eip712_domain;
-    let rid = FixedBytes::<20>::from(*record.id.as_bytes());
     match (&record.request, f) {
         (
             KmsRequest::PublicDecrypt(r),
@@ -205,17 +203,14 @@ fn verify_fulfillment(
                     plaintexts.len()
                 )));
             }
-            let value = PublicDecryptionResult {
-                requestId: rid,
-                keyId: FixedBytes::from(*r.key_id.as_bytes()),
-                ciphertextDigests: r
-                    .ciphertexts
-                    .iter()
-                    .map(|c| FixedBytes::from(c.digest))
-                    .collect(),
-                fheTypes: r.ciphertexts.iter().map(|c| c.fhe_type.wire()).collect(),
-                plaintexts: plaintexts.clone().into(),
-            };
+            let digests: Vec<[u8; 32]> = r.ciphertexts.iter().map(|c| c.digest).collect();
+            let value = PublicDecryptionResult::new(
+                &record.id,
+                &r.key_id,
+                &digests,
+                r.ciphertexts.iter().map(|c| c.fhe_type.wire()).collect(),
+                plaintexts.clone(),
+            );
             check_signer(recover_signer(domain, &value, &sig(signature)?), signer)?;
             Ok(sha3_256(plaintexts))
         }
@@ -231,11 +226,8 @@ fn verify_fulfillment(
                     "envelope must be 1..={MAX_ENVELOPE} bytes"
                 )));
             }
-            let value = UserDecryptionResponse {
-                requestId: rid,
-                clientKeyDigest: FixedBytes::from(r.client_key_digest),
-                envelopeDigest: FixedBytes::from(sha3_256(envelope)),
-            };
+            let value =
+                UserDecryptionResponse::new(&record.id, r.client_key_digest, sha3_256(envelope));
             check_signer(recover_signer(domain, &value, &sig(signature)?), signer)?;
             // Shares differ per party by design: nothing to agree on.
             Ok(sha3_256(envelope))
@@ -256,11 +248,7 @@ fn verify_fulfillment(
                 if data_type.is_empty() || data_type.len() > 64 {
                     return Err(TxError::Malformed("bad data type name".into()));
                 }
-                let value = PublicMaterial {
-                    requestId: rid,
-                    dataType: data_type.clone(),
-                    digest: FixedBytes::from(*digest),
-                };
+                let value = PublicMaterial::new(&record.id, data_type, *digest);
                 check_signer(recover_signer(domain, &value, &sig(signature)?), signer)?;
                 agreed.push((data_type.clone(), *digest));
             }

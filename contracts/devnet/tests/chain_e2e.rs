@@ -3,12 +3,11 @@
 //! proven from genesis, an unauthorized request refused by the ISC, fulfillments from the four
 //! party keys completing the requests, and every kind of bad transaction rejected without a trace.
 
-use alloy_primitives::FixedBytes;
 use kms_chain_types::codec;
 use kms_chain_types::state::{keys, RequestRecord, RequestStatus};
 use kms_chain_types::tx::{Fulfillment, KmsRequest, MaterialItem, Msg};
 use kms_devnet::dev::{DevSetup, ManualChain, Wallet};
-use kms_eip712::types::{PublicDecryptionResult, PublicMaterial, UserDecryptionResponse};
+use kms_eip712::types::{PublicDecryptionResult, UserDecryptionResponse};
 use kms_eip712::DomainConfig;
 use kms_light_client::state_proof::{decode_proof_ops, verify_membership, verify_non_membership};
 use kms_light_client::tx_proof::verify_tx_inclusion;
@@ -62,18 +61,7 @@ fn options() -> Options {
 fn material_fulfillment(w: &Wallet, domain: &DomainConfig, id: &RequestId) -> Fulfillment {
     let items = [("PublicKey", [7u8; 32]), ("ServerKey", [8u8; 32])]
         .into_iter()
-        .map(|(dt, digest)| {
-            let v = PublicMaterial {
-                requestId: FixedBytes::from(*id.as_bytes()),
-                dataType: dt.into(),
-                digest: FixedBytes::from(digest),
-            };
-            MaterialItem {
-                data_type: dt.into(),
-                digest,
-                signature: w.key().sign(domain, &v).unwrap().0.to_vec(),
-            }
-        })
+        .map(|(dt, digest)| MaterialItem::signed(w.key(), domain, id, dt, digest).unwrap())
         .collect();
     Fulfillment::Material { items }
 }
@@ -89,17 +77,14 @@ fn decryption_fulfillment(
     for i in 0..r.ciphertexts.len() {
         plaintexts[32 * i + 31] = value;
     }
-    let v = PublicDecryptionResult {
-        requestId: FixedBytes::from(*id.as_bytes()),
-        keyId: FixedBytes::from(*r.key_id.as_bytes()),
-        ciphertextDigests: r
-            .ciphertexts
-            .iter()
-            .map(|c| FixedBytes::from(c.digest))
-            .collect(),
-        fheTypes: r.ciphertexts.iter().map(|c| c.fhe_type.wire()).collect(),
-        plaintexts: plaintexts.clone().into(),
-    };
+    let digests: Vec<[u8; 32]> = r.ciphertexts.iter().map(|c| c.digest).collect();
+    let v = PublicDecryptionResult::new(
+        id,
+        &r.key_id,
+        &digests,
+        r.ciphertexts.iter().map(|c| c.fhe_type.wire()).collect(),
+        plaintexts.clone(),
+    );
     Fulfillment::PublicDecryption {
         plaintexts,
         signature: w.key().sign(domain, &v).unwrap().0.to_vec(),
@@ -408,11 +393,7 @@ fn four_validator_devnet_end_to_end() {
     assert_eq!(codes, vec![0]);
     for (i, p) in setup.parties.iter_mut().enumerate() {
         let envelope = format!("envelope of party {}", i + 1).into_bytes();
-        let v = UserDecryptionResponse {
-            requestId: FixedBytes::from(*ud_id.as_bytes()),
-            clientKeyDigest: FixedBytes::from(ud.client_key_digest),
-            envelopeDigest: FixedBytes::from(sha3_256(&envelope)),
-        };
+        let v = UserDecryptionResponse::new(&ud_id, ud.client_key_digest, sha3_256(&envelope));
         let f = Fulfillment::UserDecryption {
             envelope,
             signature: p.key().sign(&domain, &v).unwrap().0.to_vec(),

@@ -3,12 +3,10 @@
 //! over RPC, proofs fetched over RPC and verified; then a restart resumes at the same height and
 //! state, and an edited block log is refused.
 
-use alloy_primitives::FixedBytes;
 use kms_chain_types::state::keys;
 use kms_chain_types::tx::{Fulfillment, KmsRequest, MaterialItem, Msg};
 use kms_devnet::dev::{DevSetup, Wallet};
 use kms_devnet::{Node, PersistError, PersistentChain};
-use kms_eip712::types::PublicMaterial;
 use kms_light_client::tx_proof::verify_tx_inclusion;
 use kms_light_client::{verify_request_approved, LightBlock, LightClient, Options};
 use kms_types::{CiphertextRef, FheType, KeyGenRequest, ParamSetName, PublicDecryptionRef};
@@ -104,17 +102,9 @@ async fn hosts_read_the_devnet_through_tendermint_rpc() {
     .await;
     assert_eq!(code, 0);
     for p in &mut setup.parties[..2] {
-        let v = PublicMaterial {
-            requestId: FixedBytes::from(*key_id.as_bytes()),
-            dataType: "PublicKey".into(),
-            digest: FixedBytes::from([3u8; 32]),
-        };
+        let item = MaterialItem::signed(p.key(), &domain, &key_id, "PublicKey", [3; 32]);
         let f = Fulfillment::Material {
-            items: vec![MaterialItem {
-                data_type: "PublicKey".into(),
-                digest: [3; 32],
-                signature: p.key().sign(&domain, &v).unwrap().0.to_vec(),
-            }],
+            items: vec![item.unwrap()],
         };
         let (_, code) = commit(
             &client,

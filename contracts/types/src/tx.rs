@@ -90,6 +90,24 @@ pub struct MaterialItem {
     pub signature: Vec<u8>,
 }
 
+impl MaterialItem {
+    /// Signs the handle `(request_id, data_type, digest)` with a party's key.
+    pub fn signed(
+        key: &SigningKey,
+        domain: &kms_eip712::DomainConfig,
+        request_id: &RequestId,
+        data_type: &str,
+        digest: [u8; 32],
+    ) -> Result<Self, kms_eip712::Eip712Error> {
+        let value = kms_eip712::types::PublicMaterial::new(request_id, data_type, digest);
+        Ok(Self {
+            data_type: data_type.to_string(),
+            digest,
+            signature: key.sign(domain, &value)?.0.to_vec(),
+        })
+    }
+}
+
 /// A party's response to a request.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub enum Fulfillment {

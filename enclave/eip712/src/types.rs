@@ -68,6 +68,52 @@ sol! {
     }
 }
 
+impl PublicMaterial {
+    /// The handle of public material `data_type` produced by `request_id`, with SHA3-256 `digest`.
+    pub fn new(request_id: &kms_types::RequestId, data_type: &str, digest: [u8; 32]) -> Self {
+        Self {
+            requestId: (*request_id.as_bytes()).into(),
+            dataType: data_type.to_string(),
+            digest: digest.into(),
+        }
+    }
+}
+
+impl PublicDecryptionResult {
+    /// A public-decryption result: per ciphertext its digest, its type (wire value) and its
+    /// 32-byte plaintext word, the words concatenated.
+    pub fn new(
+        request_id: &kms_types::RequestId,
+        key_id: &kms_types::RequestId,
+        ciphertext_digests: &[[u8; 32]],
+        fhe_types: Vec<u8>,
+        plaintexts: Vec<u8>,
+    ) -> Self {
+        Self {
+            requestId: (*request_id.as_bytes()).into(),
+            keyId: (*key_id.as_bytes()).into(),
+            ciphertextDigests: ciphertext_digests.iter().map(|d| (*d).into()).collect(),
+            fheTypes: fhe_types,
+            plaintexts: plaintexts.into(),
+        }
+    }
+}
+
+impl UserDecryptionResponse {
+    /// Which envelope (its SHA3-256) a party sent for a request and client key.
+    pub fn new(
+        request_id: &kms_types::RequestId,
+        client_key_digest: [u8; 32],
+        envelope_digest: [u8; 32],
+    ) -> Self {
+        Self {
+            requestId: (*request_id.as_bytes()).into(),
+            clientKeyDigest: client_key_digest.into(),
+            envelopeDigest: envelope_digest.into(),
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

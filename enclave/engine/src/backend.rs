@@ -73,13 +73,13 @@ pub fn public_decryption_struct(
     digests: &[[u8; 32]],
     plaintexts: &[Plaintext],
 ) -> PublicDecryptionResult {
-    PublicDecryptionResult {
-        requestId: (*request_id.as_bytes()).into(),
-        keyId: (*key_id.as_bytes()).into(),
-        ciphertextDigests: digests.iter().map(|d| (*d).into()).collect(),
-        fheTypes: plaintexts.iter().map(|p| p.fhe_type.wire()).collect(),
-        plaintexts: words(plaintexts).into(),
-    }
+    PublicDecryptionResult::new(
+        request_id,
+        key_id,
+        digests,
+        plaintexts.iter().map(|p| p.fhe_type.wire()).collect(),
+        words(plaintexts),
+    )
 }
 
 impl SignedDecryption {

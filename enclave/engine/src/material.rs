@@ -122,11 +122,7 @@ impl SignedHandle {
 }
 
 fn typed(request_id: &RequestId, data_type: DataType, digest: &[u8; 32]) -> PublicMaterial {
-    PublicMaterial {
-        requestId: (*request_id.as_bytes()).into(),
-        dataType: data_type.as_str().into(),
-        digest: (*digest).into(),
-    }
+    PublicMaterial::new(request_id, data_type.as_str(), *digest)
 }
 
 /// Checks downloaded bytes against a handle: signature by `expected_signer`, then digest.

@@ -105,11 +105,7 @@ pub fn response_struct(
     client_key_digest: &[u8; 32],
     envelope: &Envelope,
 ) -> UserDecryptionResponse {
-    UserDecryptionResponse {
-        requestId: FixedBytes(*request_id.as_bytes()),
-        clientKeyDigest: FixedBytes(*client_key_digest),
-        envelopeDigest: FixedBytes(envelope.digest()),
-    }
+    UserDecryptionResponse::new(request_id, *client_key_digest, envelope.digest())
 }
 
 /// A typed struct that can travel in an envelope: it names its request, the client key it is

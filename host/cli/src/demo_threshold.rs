@@ -17,14 +17,12 @@
 //!   decryption.
 
 use crate::demo::{fail, DemoError};
-use alloy_primitives::FixedBytes;
 use kms_algebra::prss::{deal_keys, Prss};
 use kms_attestation::{Policy, Release};
 use kms_chain_types::codec;
 use kms_chain_types::state::{keys, Config, RequestRecord, RequestStatus, ResponseRecord};
 use kms_chain_types::tx::{Fulfillment, KmsRequest, MaterialItem, Msg};
 use kms_devnet::dev::{DevSetup, ManualChain, Wallet};
-use kms_eip712::types::PublicMaterial;
 use kms_eip712::{DomainConfig, Signature, SigningKey};
 use kms_engine::tfhe::ClientKey;
 use kms_engine::Plaintext;
@@ -208,24 +206,9 @@ pub async fn run(
         let items = inputs
             .material
             .iter()
-            .map(|(dt, digest)| {
-                let v = PublicMaterial {
-                    requestId: FixedBytes::from(*key_id.as_bytes()),
-                    dataType: dt.clone(),
-                    digest: FixedBytes::from(*digest),
-                };
-                Ok(MaterialItem {
-                    data_type: dt.clone(),
-                    digest: *digest,
-                    signature: p
-                        .key()
-                        .sign(&domain, &v)
-                        .map_err(|e| fail("sign")(&e))?
-                        .0
-                        .to_vec(),
-                })
-            })
-            .collect::<Result<Vec<_>, DemoError>>()?;
+            .map(|(dt, digest)| MaterialItem::signed(p.key(), &domain, &key_id, dt, *digest))
+            .collect::<Result<Vec<_>, _>>()
+            .map_err(|e| fail("sign")(&e))?;
         txs.push(p.tx(
             CHAIN,
             Msg::Fulfill {
