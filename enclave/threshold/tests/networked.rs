@@ -44,6 +44,33 @@ fn setup(n: usize, t: usize) -> Setup {
     }
 }
 
+/// Runs a decryption round for each of `transports` (parties 1, 2, … in order), concurrently.
+async fn rounds(
+    s: &Setup,
+    transports: Vec<Arc<dyn Transport>>,
+    session: &[u8],
+    deadline: Duration,
+) -> Vec<kms_threshold::RoundOutcome> {
+    let mut tasks = Vec::new();
+    for (i, t) in transports.into_iter().enumerate() {
+        let (k, r, sq, sid, fp) = (
+            s.keys[i].clone(),
+            s.prss[i].clone(),
+            s.sq.clone(),
+            session.to_vec(),
+            s.fp,
+        );
+        tasks.push(tokio::spawn(async move {
+            decrypt_round(t.as_ref(), &k, &r, &fp, &sid, &sq, deadline).await
+        }));
+    }
+    let mut out = Vec::new();
+    for task in tasks {
+        out.push(task.await.unwrap().unwrap());
+    }
+    out
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn in_process_round_tolerates_a_silent_and_a_garbage_party() {
     let s = setup(7, 2);
@@ -54,22 +81,16 @@ async fn in_process_round_tolerates_a_silent_and_a_garbage_party() {
     for to in 1..=5 {
         garbage.send(to, &session, vec![1, 2, 3]).await.unwrap();
     }
-    let mut tasks = Vec::new();
-    for p in 1..=5 {
-        let (t, k, r, sq, sid) = (
-            net.party(p),
-            s.keys[p - 1].clone(),
-            s.prss[p - 1].clone(),
-            s.sq.clone(),
-            session.clone(),
-        );
-        let fp = s.fp;
-        tasks.push(tokio::spawn(async move {
-            decrypt_round(&t, &k, &r, &fp, &sid, &sq, Duration::from_millis(300)).await
-        }));
-    }
-    for task in tasks {
-        let out = task.await.unwrap().unwrap();
+    for out in rounds(
+        &s,
+        (1..=5)
+            .map(|p| Arc::new(net.party(p)) as Arc<dyn Transport>)
+            .collect(),
+        &session,
+        Duration::from_millis(300),
+    )
+    .await
+    {
         assert_eq!(out.plaintext.as_u128(), Some(s.want));
         assert_eq!(out.absent, vec![6, 7]);
         assert!(out.cheaters.is_empty());
@@ -79,13 +100,7 @@ async fn in_process_round_tolerates_a_silent_and_a_garbage_party() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn grpc_round_with_an_unreachable_party() {
     let s = setup(4, 1);
-    let mut listeners = Vec::new();
-    let mut endpoints = Vec::new();
-    for _ in 0..4 {
-        let (l, ep) = GrpcParty::bind_local().await.unwrap();
-        listeners.push(l);
-        endpoints.push(ep);
-    }
+    let (listeners, endpoints) = GrpcParty::bind_local(4).await.unwrap();
     // Party 4 never starts: its port is closed.
     let mut listeners = listeners.into_iter();
     let parties: Vec<Arc<GrpcParty>> = (1..=3)
@@ -99,22 +114,17 @@ async fn grpc_round_with_an_unreachable_party() {
         .collect();
     drop(listeners);
     let session = b"req-2/public/0".to_vec();
-    let mut tasks = Vec::new();
-    for p in 1..=3 {
-        let (t, k, r, sq, sid) = (
-            parties[p - 1].clone(),
-            s.keys[p - 1].clone(),
-            s.prss[p - 1].clone(),
-            s.sq.clone(),
-            session.clone(),
-        );
-        let fp = s.fp;
-        tasks.push(tokio::spawn(async move {
-            decrypt_round(t.as_ref(), &k, &r, &fp, &sid, &sq, Duration::from_secs(3)).await
-        }));
-    }
-    for task in tasks {
-        let out = task.await.unwrap().unwrap();
+    for out in rounds(
+        &s,
+        parties[..3]
+            .iter()
+            .map(|p| p.clone() as Arc<dyn Transport>)
+            .collect(),
+        &session,
+        Duration::from_secs(3),
+    )
+    .await
+    {
         assert_eq!(out.plaintext.as_u128(), Some(s.want));
         assert_eq!(out.absent, vec![4]);
     }
@@ -150,13 +160,7 @@ async fn attested_tls_round_with_an_impersonator() {
             .unwrap(),
     )
     .unwrap();
-    let mut listeners = Vec::new();
-    let mut endpoints = Vec::new();
-    for _ in 0..4 {
-        let (l, ep) = GrpcParty::bind_local().await.unwrap();
-        listeners.push(l);
-        endpoints.push(ep);
-    }
+    let (listeners, endpoints) = GrpcParty::bind_local(4).await.unwrap();
     let parties: Vec<Arc<GrpcParty>> = listeners
         .into_iter()
         .enumerate()
@@ -175,22 +179,17 @@ async fn attested_tls_round_with_an_impersonator() {
     for to in 2..=3 {
         assert!(parties[3].send(to, &session, vec![0; 64]).await.is_err());
     }
-    let mut tasks = Vec::new();
-    for p in 1..=3 {
-        let (t, k, r, sq, sid) = (
-            parties[p - 1].clone(),
-            s.keys[p - 1].clone(),
-            s.prss[p - 1].clone(),
-            s.sq.clone(),
-            session.clone(),
-        );
-        let fp = s.fp;
-        tasks.push(tokio::spawn(async move {
-            decrypt_round(t.as_ref(), &k, &r, &fp, &sid, &sq, Duration::from_secs(3)).await
-        }));
-    }
-    for task in tasks {
-        let out = task.await.unwrap().unwrap();
+    for out in rounds(
+        &s,
+        parties[..3]
+            .iter()
+            .map(|p| p.clone() as Arc<dyn Transport>)
+            .collect(),
+        &session,
+        Duration::from_secs(3),
+    )
+    .await
+    {
         assert_eq!(out.plaintext.as_u128(), Some(s.want));
         assert_eq!(out.absent, vec![4]);
         assert!(out.cheaters.is_empty());

@@ -167,11 +167,18 @@ impl GrpcParty {
         (svc, inbox)
     }
 
-    /// Binds an ephemeral loopback port; returns the listener and its endpoint.
-    pub async fn bind_local() -> std::io::Result<(tokio::net::TcpListener, String)> {
-        let l = tokio::net::TcpListener::bind(SocketAddr::from(([127, 0, 0, 1], 0))).await?;
-        let addr = l.local_addr()?;
-        Ok((l, format!("http://{addr}")))
+    /// Binds `n` ephemeral loopback ports; returns the listeners and their endpoints, in order.
+    pub async fn bind_local(
+        n: usize,
+    ) -> std::io::Result<(Vec<tokio::net::TcpListener>, Vec<String>)> {
+        let mut listeners = Vec::with_capacity(n);
+        let mut endpoints = Vec::with_capacity(n);
+        for _ in 0..n {
+            let l = tokio::net::TcpListener::bind(SocketAddr::from(([127, 0, 0, 1], 0))).await?;
+            endpoints.push(format!("http://{}", l.local_addr()?));
+            listeners.push(l);
+        }
+        Ok((listeners, endpoints))
     }
 }
 

@@ -32,19 +32,11 @@ fn party_tls(root: &MockRootCa, me: usize, n: usize, pcrs: [[u8; 48]; 3]) -> Par
 }
 
 async fn network(
-    root: &MockRootCa,
     n: usize,
     tls_of: impl Fn(usize) -> PartyTls,
     claimed: impl Fn(usize) -> usize,
 ) -> Vec<GrpcParty> {
-    let mut listeners = Vec::new();
-    let mut endpoints = Vec::new();
-    for _ in 0..n {
-        let (l, ep) = GrpcParty::bind_local().await.unwrap();
-        listeners.push(l);
-        endpoints.push(ep);
-    }
-    let _ = root;
+    let (listeners, endpoints) = GrpcParty::bind_local(n).await.unwrap();
     listeners
         .into_iter()
         .enumerate()
@@ -57,7 +49,7 @@ const WAIT: Duration = Duration::from_secs(5);
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn attested_parties_exchange_messages() {
     let root = MockRootCa::generate(now()).unwrap();
-    let parties = network(&root, 4, |p| party_tls(&root, p, 4, GOOD), |p| p).await;
+    let parties = network(4, |p| party_tls(&root, p, 4, GOOD), |p| p).await;
     for from in 1..=4usize {
         for to in (1..=4usize).filter(|&t| t != from) {
             parties[from - 1]
@@ -79,7 +71,6 @@ async fn a_party_cannot_speak_for_another() {
     let root = MockRootCa::generate(now()).unwrap();
     // Party 4 runs with a genuine attested identity but claims to be party 2 in its messages.
     let parties = network(
-        &root,
         4,
         |p| party_tls(&root, p, 4, GOOD),
         |p| if p == 4 { 2 } else { p },
@@ -105,7 +96,6 @@ async fn a_party_cannot_speak_for_another() {
 async fn an_enclave_with_other_pcrs_cannot_connect() {
     let root = MockRootCa::generate(now()).unwrap();
     let parties = network(
-        &root,
         4,
         |p| party_tls(&root, p, 4, if p == 3 { EVIL } else { GOOD }),
         |p| p,
@@ -127,13 +117,7 @@ async fn an_enclave_with_other_pcrs_cannot_connect() {
 async fn a_connection_reaches_only_the_intended_party() {
     let root = MockRootCa::generate(now()).unwrap();
     // Party 1's view of the network is wrong: the endpoint it has for party 2 is party 3's.
-    let mut listeners = Vec::new();
-    let mut endpoints = Vec::new();
-    for _ in 0..4 {
-        let (l, ep) = GrpcParty::bind_local().await.unwrap();
-        listeners.push(l);
-        endpoints.push(ep);
-    }
+    let (listeners, endpoints) = GrpcParty::bind_local(4).await.unwrap();
     let mut wrong = endpoints.clone();
     wrong[1] = endpoints[2].clone();
     let parties: Vec<GrpcParty> = listeners

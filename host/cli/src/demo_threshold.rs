@@ -229,15 +229,9 @@ pub async fn run(
     let shares = deal_insecure(inputs.client_key, N, T, rng).map_err(|e| fail("deal")(&e))?;
     let prss_keys = deal_keys(N, T, rng);
     let root = MockRootCa::generate(now_unix()).map_err(|e| fail("mock NSM")(&e))?;
-    let mut listeners = Vec::new();
-    let mut endpoints = Vec::new();
-    for _ in 0..N {
-        let (l, ep) = GrpcParty::bind_local()
-            .await
-            .map_err(|e| fail("bind")(&e))?;
-        listeners.push(l);
-        endpoints.push(ep);
-    }
+    let (listeners, endpoints) = GrpcParty::bind_local(N)
+        .await
+        .map_err(|e| fail("bind")(&e))?;
     let mut parties = Vec::new();
     let mut transports = Vec::new();
     for (i, (share, listener)) in shares.into_iter().zip(listeners).enumerate() {
