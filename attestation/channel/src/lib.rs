@@ -9,15 +9,19 @@
 //! [`AttestedVerifier`] is both a rustls server- and client-certificate verifier: it extracts
 //! the document, verifies it against the pinned root and the [`Policy`] (trusted releases), and
 //! requires that it binds the key the peer proves possession of in the TLS 1.3 handshake and the
-//! identity the caller expects for that peer. Connections are TLS 1.3 only and mutual.
+//! identity the caller expects for that peer, and, between parties, that the key is the one the
+//! config contract registered for that identity ([`ExpectedPeer`], [`Mesh`]). Connections are
+//! TLS 1.3 only and mutual.
+
+#![forbid(unsafe_code)]
 
 mod identity;
 mod mesh;
 mod verifier;
 
-pub use identity::{AttestedIdentity, ATTESTATION_EXTENSION_OID};
+pub use identity::{spki_digest, AttestedIdentity, IdentityKey, ATTESTATION_EXTENSION_OID};
 pub use mesh::{party_identity, party_index, Mesh};
-pub use verifier::{AttestedVerifier, ChannelError};
+pub use verifier::{AttestedVerifier, ChannelError, ExpectedPeer};
 
 use kms_attestation::Policy;
 use std::sync::Arc;

@@ -25,6 +25,17 @@ pub enum ChannelError {
     /// The peer's attestation document was rejected.
     #[error("peer attestation rejected: {0}")]
     Rejected(#[from] AttestationError),
+    /// The peer attested a genuine release and an expected identity, but its TLS key is not the
+    /// key registered for that identity (e.g. a genuine enclave configured to claim another
+    /// party's index).
+    #[error("peer key is not the one registered for identity {identity}")]
+    UnregisteredKey {
+        /// The identity the peer claimed (`user_data`, lossy UTF-8).
+        identity: String,
+    },
+    /// This party's own key is not the one registered for its index.
+    #[error("own identity key is not the one registered for party {0}")]
+    NotRegistered(usize),
 }
 
 impl From<ChannelError> for rustls::Error {
@@ -35,25 +46,49 @@ impl From<ChannelError> for rustls::Error {
     }
 }
 
+/// A peer the verifier accepts: the identity its document must name, and, for parties, the
+/// digest of the TLS key registered for that identity in the config contract.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ExpectedPeer {
+    /// The attestation document's `user_data`.
+    pub identity: Vec<u8>,
+    /// SHA-256 of the SubjectPublicKeyInfo the peer must present ([`crate::spki_digest`]);
+    /// `None` accepts any key attested for `identity` (enclaves that are not parties).
+    pub key_digest: Option<[u8; 32]>,
+}
+
 /// Verifies a peer's attested certificate against a pinned root, a policy and an expected
-/// identity. Used on both sides of a mutual connection.
+/// identity (with its registered key). Used on both sides of a mutual connection.
 #[derive(Debug)]
 pub struct AttestedVerifier {
     root: PinnedRoot,
     policy: Policy,
-    expected_identities: Vec<Vec<u8>>,
+    expected: Vec<ExpectedPeer>,
     time_override: Option<Duration>,
     provider: Arc<rustls::crypto::CryptoProvider>,
 }
 
 impl AttestedVerifier {
     /// Accepts peers whose document chains to `root`, satisfies `policy`, and names one of
-    /// `expected_identities` (e.g. the other parties of the configuration) as `user_data`.
+    /// `expected_identities` as `user_data`, with any key.
     pub fn new(root: PinnedRoot, policy: Policy, expected_identities: Vec<Vec<u8>>) -> Self {
+        let expected = expected_identities
+            .into_iter()
+            .map(|identity| ExpectedPeer {
+                identity,
+                key_digest: None,
+            })
+            .collect();
+        Self::for_peers(root, policy, expected)
+    }
+
+    /// Accepts peers whose document chains to `root`, satisfies `policy`, names one of the
+    /// `expected` identities, and whose TLS key is the one registered for that identity.
+    pub fn for_peers(root: PinnedRoot, policy: Policy, expected: Vec<ExpectedPeer>) -> Self {
         Self {
             root,
             policy,
-            expected_identities,
+            expected,
             time_override: None,
             provider: crate::provider(),
         }
@@ -91,6 +126,7 @@ impl AttestedVerifier {
             .subject_public_key_info
             .to_der()
             .map_err(|e| ChannelError::Tls(e.to_string()))?;
+        let key_digest = crate::spki_digest(&spki);
         let mut policy = self.policy.clone();
         policy.public_key = Some(spki);
         let verified = verify_document(
@@ -100,12 +136,19 @@ impl AttestedVerifier {
             self.time_override.unwrap_or(now),
         )?;
         let identity = verified.document.user_data.unwrap_or_default();
-        if !self.expected_identities.contains(&identity) {
-            return Err(ChannelError::Rejected(AttestationError::Binding(
+        let expected = self
+            .expected
+            .iter()
+            .find(|e| e.identity == identity)
+            .ok_or(ChannelError::Rejected(AttestationError::Binding(
                 "user_data (party identity)",
-            )));
+            )))?;
+        match expected.key_digest {
+            Some(registered) if registered != key_digest => Err(ChannelError::UnregisteredKey {
+                identity: String::from_utf8_lossy(&identity).into_owned(),
+            }),
+            _ => Ok(identity),
         }
-        Ok(identity)
     }
 
     fn tls13(

@@ -131,7 +131,12 @@ async fn grpc_round_with_an_unreachable_party() {
 }
 
 /// Party `me`'s mesh TLS (mock NSM under one developer root, production policy on its PCRs).
-fn attested(root: &kms_nsm::MockRootCa, me: usize, n: usize) -> kms_transport::tls::PartyTls {
+fn attested(
+    root: &kms_nsm::MockRootCa,
+    me: usize,
+    key: kms_attested_tls::IdentityKey,
+    registered: &[[u8; 32]],
+) -> kms_transport::tls::PartyTls {
     use kms_attestation::{Policy, Release};
     use kms_nsm::{MockNsm, MockRootCa, Nsm};
     let pcrs = [[0x51u8; 48], [0x52; 48], [0x53; 48]];
@@ -141,11 +146,18 @@ fn attested(root: &kms_nsm::MockRootCa, me: usize, n: usize) -> kms_transport::t
             .unwrap()
     };
     let root = MockRootCa::from_parts(root.cert_der(), &root.key_pkcs8_der()).unwrap();
-    let nsm = MockNsm::new(root, &format!("i-{me}"), pcrs, now).unwrap();
+    let nsm = Arc::new(MockNsm::new(root, &format!("i-{me}"), pcrs, now).unwrap());
     let policy = Policy::production(vec![Release::from_image("kms", pcrs)], 300);
-    kms_transport::tls::PartyTls::attested(Arc::new(
-        kms_attested_tls::Mesh::new(&nsm, me, n, nsm.trusted_root(), policy).unwrap(),
-    ))
+    let mesh = kms_attested_tls::Mesh::new(
+        nsm.as_ref(),
+        me,
+        registered,
+        key,
+        nsm.trusted_root(),
+        policy,
+    )
+    .unwrap();
+    kms_transport::tls::PartyTls::attested(Arc::new(mesh), nsm)
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -161,16 +173,21 @@ async fn attested_tls_round_with_an_impersonator() {
     )
     .unwrap();
     let (listeners, endpoints) = GrpcParty::bind_local(4).await.unwrap();
+    let keys: Vec<kms_attested_tls::IdentityKey> = (0..4)
+        .map(|_| kms_attested_tls::IdentityKey::generate().unwrap())
+        .collect();
+    let registered: Vec<[u8; 32]> = keys.iter().map(|k| k.digest()).collect();
     let parties: Vec<Arc<GrpcParty>> = listeners
         .into_iter()
+        .zip(keys)
         .enumerate()
-        .map(|(i, l)| {
+        .map(|(i, (l, key))| {
             let claimed = if i == 3 { 1 } else { i + 1 };
             Arc::new(GrpcParty::start_tls(
                 claimed,
                 l,
                 endpoints.clone(),
-                attested(&root, i + 1, 4),
+                attested(&root, i + 1, key, &registered),
             ))
         })
         .collect();

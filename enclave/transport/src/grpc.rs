@@ -16,8 +16,7 @@ pub mod pb {
 use pb::party_client::PartyClient;
 use pb::party_server::{Party, PartyServer};
 
-/// Largest message accepted (batches of shares).
-pub const MAX_MESSAGE_BYTES: usize = 256 << 20;
+pub use crate::MAX_MESSAGE_BYTES;
 
 struct Receiver {
     inbox: Arc<Inbox>,
@@ -54,8 +53,12 @@ impl Party for Receiver {
             }
         }
         // Without TLS (developer mode) the claimed sender is trusted.
-        self.inbox.deliver(from, &m.session, m.payload);
-        Ok(Response::new(pb::Delivered {}))
+        match self.inbox.deliver(from, &m.session, m.payload) {
+            crate::Delivery::TooLarge => Err(Status::resource_exhausted(
+                "message or session larger than a party accepts",
+            )),
+            _ => Ok(Response::new(pb::Delivered {})),
+        }
     }
 }
 
@@ -128,13 +131,33 @@ impl GrpcParty {
         let (svc, inbox) = Self::service(n, true);
         let (tx, rx) = tokio::sync::oneshot::channel::<()>();
         let incoming = crate::tls::incoming(listener, tls.server.clone(), tls.authenticate.clone());
-        tokio::spawn(
-            tonic::transport::Server::builder()
-                .add_service(svc)
-                .serve_with_incoming_shutdown(incoming, async {
-                    let _ = rx.await;
-                }),
-        );
+        let server = tonic::transport::Server::builder()
+            .add_service(svc)
+            .serve_with_incoming_shutdown(incoming, async {
+                let _ = rx.await;
+            });
+        match tls.refresh.clone() {
+            // Re-attest while serving; the loop ends with the server.
+            Some((every, refresh)) => {
+                tokio::spawn(async move {
+                    let refreshing = async {
+                        loop {
+                            tokio::time::sleep(every).await;
+                            if let Err(e) = refresh() {
+                                tracing::error!("re-attestation failed: {e}");
+                            }
+                        }
+                    };
+                    tokio::select! {
+                        r = server => r,
+                        () = refreshing => Ok(()),
+                    }
+                });
+            }
+            None => {
+                tokio::spawn(server);
+            }
+        }
         let peers = peers
             .into_iter()
             .enumerate()

@@ -9,15 +9,22 @@
 //! * [`grpc`]: each party serves `Party.Deliver` over TCP and sends to its peers' endpoints
 //!   (developer mode; in production the same messages go over attested TLS through the hosts).
 
+#![forbid(unsafe_code)]
+
 pub mod grpc;
 mod inbox;
 mod inprocess;
 pub mod tls;
 
-pub use inbox::Inbox;
+pub use inbox::{Delivery, Inbox, InboxLimits, MAX_SESSION_BYTES};
 pub use inprocess::InProcessNetwork;
 
 use std::time::Duration;
+
+/// Largest party message accepted, in every transport. The largest message the protocols send
+/// today is a public-decryption batch of `kms_engine::MAX_BATCH` = 1024 FheUint256 ciphertexts:
+/// 128 blocks × 64 bytes of shares each, 8 MiB; 32 MiB leaves room for framing and growth.
+pub const MAX_MESSAGE_BYTES: usize = 32 << 20;
 
 /// Transport failures.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]

@@ -17,6 +17,9 @@ use tokio_stream::wrappers::ReceiverStream;
 /// Maps a verified peer certificate chain (leaf first) to a party index, or refuses it.
 pub type Authenticate = Arc<dyn Fn(&[CertificateDer<'_>]) -> Option<usize> + Send + Sync>;
 
+/// Re-attests the party's TLS identity (see `kms_attested_tls::Mesh::refresh`).
+pub type Refresh = Arc<dyn Fn() -> Result<(), String> + Send + Sync>;
+
 /// TLS material of one party.
 #[derive(Clone)]
 pub struct PartyTls {
@@ -26,6 +29,8 @@ pub struct PartyTls {
     pub clients: Vec<Arc<rustls::ClientConfig>>,
     /// Who a verified client certificate is.
     pub authenticate: Authenticate,
+    /// Run every `.0` while the party serves, so that its attestation never ages out.
+    pub refresh: Option<(std::time::Duration, Refresh)>,
 }
 
 impl std::fmt::Debug for PartyTls {
@@ -36,15 +41,20 @@ impl std::fmt::Debug for PartyTls {
 
 impl PartyTls {
     /// The configuration of an attested mesh party: TLS from `mesh`, peers authenticated by
-    /// their attestation documents.
-    pub fn attested(mesh: Arc<kms_attested_tls::Mesh>) -> Self {
-        let m = mesh.clone();
+    /// their attestation documents and registered keys, this party's document refreshed with
+    /// `nsm` every [`kms_attested_tls::Mesh::refresh_interval`].
+    pub fn attested(mesh: Arc<kms_attested_tls::Mesh>, nsm: Arc<dyn kms_nsm::Nsm>) -> Self {
+        let (m, r) = (mesh.clone(), mesh.clone());
         Self {
             server: mesh.server.clone(),
             clients: mesh.clients.clone(),
             authenticate: Arc::new(move |chain: &[CertificateDer<'_>]| {
                 m.authenticate(chain.first()?)
             }),
+            refresh: Some((
+                mesh.refresh_interval(),
+                Arc::new(move || r.refresh(nsm.as_ref()).map_err(|e| e.to_string())),
+            )),
         }
     }
 }
@@ -95,6 +105,10 @@ impl AsyncWrite for AuthenticatedStream {
 /// Longest a TLS handshake may take.
 const HANDSHAKE_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(10);
 
+/// Most TLS handshakes in progress at once; further connections are closed at once (a peer that
+/// opens connections without finishing them cannot exhaust the party's memory or tasks).
+pub const MAX_HANDSHAKES_IN_FLIGHT: usize = 32;
+
 /// Accepts TCP connections, completes mutual TLS, authenticates the peer; yields the streams
 /// whose peer is a party. Refused peers are logged and dropped.
 pub(crate) fn incoming(
@@ -104,6 +118,7 @@ pub(crate) fn incoming(
 ) -> ReceiverStream<Result<AuthenticatedStream, std::io::Error>> {
     let (tx, rx) = tokio::sync::mpsc::channel(64);
     let acceptor = tokio_rustls::TlsAcceptor::from(config);
+    let in_flight = Arc::new(tokio::sync::Semaphore::new(MAX_HANDSHAKES_IN_FLIGHT));
     tokio::spawn(async move {
         loop {
             let (tcp, addr) = match listener.accept().await {
@@ -113,9 +128,15 @@ pub(crate) fn incoming(
                     continue;
                 }
             };
+            let Ok(permit) = in_flight.clone().try_acquire_owned() else {
+                tracing::warn!(%addr, "too many TLS handshakes in flight; connection closed");
+                drop(tcp);
+                continue;
+            };
             let (acceptor, conn_tx, authenticate) =
                 (acceptor.clone(), tx.clone(), authenticate.clone());
             tokio::spawn(async move {
+                let _permit = permit;
                 let tls = match tokio::time::timeout(HANDSHAKE_TIMEOUT, acceptor.accept(tcp)).await
                 {
                     Ok(Ok(s)) => s,
