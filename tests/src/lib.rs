@@ -1,5 +1,7 @@
 //! Shared helpers of the end-to-end tests: a real S3-compatible server (moto) and dev servers.
 
+#![forbid(unsafe_code)]
+
 use kms_cli::devserver::{self, DevServer, DevServerConfig, PublicStore};
 use kms_eip712::DomainConfig;
 use kms_storage::S3Config;

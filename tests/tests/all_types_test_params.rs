@@ -8,9 +8,7 @@ use kms_eip712::{DomainConfig, SigningKey};
 use kms_engine::tfhe::prelude::*;
 use kms_engine::tfhe::{self, integer::I256, integer::U256};
 use kms_engine::{generate_key_set, serialize_public, Backend, CentralizedEngine, Plaintext};
-use kms_types::{
-    CanonicalRequest, FheType, ParamSetName, PublicDecryptionRequest, RequestId, TypedCiphertext,
-};
+use kms_types::{FheType, ParamSetName, PublicDecryptionRequest, RequestId, TypedCiphertext};
 
 fn word_u(v: U256) -> [u8; 32] {
     let mut w = [0u8; 32];
@@ -133,7 +131,7 @@ fn engine_decrypts_every_type_like_tfhe() {
         key_id,
         ciphertexts: cts,
     };
-    let res = engine.public_decrypt(req.request_id(), &req).unwrap();
+    let res = engine.public_decrypt(&req).unwrap();
     for ((p, w), (t, v)) in res.plaintexts.iter().zip(&truth).zip(cases()) {
         assert_eq!(&p.word, w, "{t} {v}");
         assert_eq!(p.fhe_type, t);
@@ -204,7 +202,9 @@ async fn grpc_round_trip_on_test_parameters() {
     let e = client
         .rpc()
         .key_gen(kms_grpc::v1::KeyGenRequest {
-            request_id: None,
+            request_id: Some(kms_grpc::v1::RequestId {
+                value: RequestId::derive("another", b"request").to_string(),
+            }),
             params: "default".into(),
             label: String::new(),
         })

@@ -35,6 +35,7 @@ async fn light_client_gated_threshold_decryption_completes_on_chain() {
     let genesis_time = Time::parse_from_rfc3339("2026-11-24T00:00:00Z").unwrap();
     let mut setup = DevSetup::new(CHAIN, 4, 1, 4, genesis_time);
     let domain: DomainConfig = setup.genesis.app_config.eip712_domain.clone();
+    let genesis_config = setup.genesis.app_config.clone();
     let mut net = ManualChain::new(setup.genesis.clone()).unwrap();
     let genesis_validators = net.chain.validators().clone();
     blk(&mut net, vec![]);
@@ -225,10 +226,14 @@ async fn light_client_gated_threshold_decryption_completes_on_chain() {
     )
     .unwrap()
     .decrypt(&ks.client_key);
-    for r in &results {
+    for (i, r) in results.iter().enumerate() {
         assert_eq!(r.signed.plaintexts[0].as_u128(), Some(u128::from(v16)));
         assert_eq!(r.signed.plaintexts[1].as_i128(), Some(i128::from(v8)));
-        r.signed.verify(&domain, &r.signed.signer).unwrap();
+        // Against the address the config contract registered for this party, not the signer
+        // the result names.
+        let registered = genesis_config.parties[i].signer;
+        assert_eq!(registered, setup.parties[i].address());
+        r.signed.verify(&domain, &registered).unwrap();
     }
 
     // Fulfillments: party 3 lies (validly signed wrong words), parties 1 and 2 tell the truth.

@@ -259,11 +259,11 @@ async fn real_parameters_end_to_end() {
     assert_eq!(ok.plaintexts[0].to_decimal(), "0");
 
     // --- CRS and a proven encryption ---------------------------------------------------------
-    let (crs_h, crs_uri) = client
+    let (crs_h, _) = client
         .crs_gen(ParamSetName::Default, 64, "e2e")
         .await
         .unwrap();
-    let crs = client.fetch_crs(&crs_h, &crs_uri).await.unwrap();
+    let crs = client.fetch_crs(&crs_h).await.unwrap();
     let meta = b"e2e metadata";
     let proven = tfhe::ProvenCompactCiphertextList::builder(&pk.public_key)
         .push(200u8)
@@ -297,10 +297,10 @@ async fn real_parameters_end_to_end() {
     std::fs::write(&pk_file, &original).unwrap();
 
     // --- restart: keys, records and the signing key come back --------------------------------
-    let signer = client.signer();
+    let pinned = client.trust().clone();
     server.stop().await;
     let server = dev_server(dir.path(), PublicStore::File).await;
-    let mut client = KmsClient::connect(&server.endpoint(), Some(signer))
+    let mut client = KmsClient::connect(&server.endpoint(), Some(pinned))
         .await
         .unwrap();
     let restored = client

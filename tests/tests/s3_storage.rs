@@ -50,12 +50,23 @@ async fn s3_round_trip_against_moto() {
         .is_empty());
     let uri = key_a.uri(&s3.base_uri());
     assert!(uri.starts_with("s3://kms-test/party-1/PUB/CRS/"));
-    assert_eq!(fetch_uri(&uri, Some(&moto.s3("", ""))).await.unwrap(), big);
-    assert!(fetch_uri("s3://kms-test/missing", Some(&moto.s3("", "")))
-        .await
-        .is_err());
+    let len = big.len() as u64;
+    assert_eq!(
+        fetch_uri(&uri, Some(&moto.s3("", "")), len).await.unwrap(),
+        big
+    );
+    // One byte over the reader's bound: refused by the length the real server announces.
     assert!(matches!(
-        fetch_uri("http://x/y", None).await,
+        fetch_uri(&uri, Some(&moto.s3("", "")), len - 1).await,
+        Err(StorageError::TooLarge { .. })
+    ));
+    assert!(
+        fetch_uri("s3://kms-test/missing", Some(&moto.s3("", "")), len)
+            .await
+            .is_err()
+    );
+    assert!(matches!(
+        fetch_uri("http://x/y", None, len).await,
         Err(StorageError::BadUri(_))
     ));
 }
@@ -75,13 +86,13 @@ async fn kms_publishes_to_s3_and_client_verifies() {
         .unwrap();
     for (h, uri) in &kg.handles {
         assert!(uri.starts_with("s3://kms-public/dev/PUB/"), "{uri}");
-        let bytes = client.download(h, uri).await.unwrap();
+        let bytes = client.download(h).await.unwrap();
         assert_eq!(kms_types::sha3_256(&bytes), h.digest);
     }
     client.fetch_public_key(&kg.key_id).await.unwrap();
     // Tamper in the bucket: overwrite through a second client of the same bucket.
     let raw = S3Storage::new(moto.s3("kms-public", "dev")).await;
-    let (h, uri) = kg
+    let (h, _) = kg
         .handles
         .iter()
         .find(|(h, _)| h.data_type == DataType::PublicKey)
@@ -92,7 +103,7 @@ async fn kms_publishes_to_s3_and_client_verifies() {
     raw.delete(&h.storage_key()).await.unwrap();
     raw.put(&h.storage_key(), &bytes).await.unwrap();
     assert!(
-        client.download(h, uri).await.is_err(),
+        client.download(h).await.is_err(),
         "tampered material must be rejected"
     );
     server.stop().await;

@@ -7,10 +7,16 @@
 //! root CA ([`MockRootCa`]). Each provider names the root its documents chain to
 //! ([`Nsm::trusted_root`]), so mock and production documents go through the same verifier.
 
+#![forbid(unsafe_code)]
+
 mod device;
+#[cfg(feature = "insecure-dev")]
 mod mock;
 
 pub use device::DeviceNsm;
+/// The mock NSM exists only in `insecure-dev` builds (tests, developer mode): a production
+/// enclave build has no way to produce a document under a developer root.
+#[cfg(feature = "insecure-dev")]
 pub use mock::{MockNsm, MockRootCa};
 
 use kms_attestation::PinnedRoot;

@@ -177,6 +177,7 @@ pub fn verify_chain(
         .map(|(i, d)| parse(i, d))
         .collect::<Result<Vec<_>, _>>()?;
     let last = certs.len() - 1;
+    let mut previous = None;
     for (i, cert) in certs.iter().enumerate() {
         check_validity(i, cert, now)?;
         let exts = extensions(i, cert)?;
@@ -222,10 +223,9 @@ pub fn verify_chain(
                 });
             }
         }
-        if i == 0 {
+        let Some(parent) = previous.replace(cert) else {
             continue; // the pinned root is trusted as such
-        }
-        let parent = &certs[i - 1];
+        };
         if cert.tbs_certificate.issuer != parent.tbs_certificate.subject {
             return Err(AttestationError::NameChain(i));
         }
@@ -249,7 +249,10 @@ pub fn verify_chain(
         key.verify(&tbs, &sig)
             .map_err(|_| AttestationError::BadCertificateSignature(i))?;
     }
-    p384_key(last, &certs[last])
+    let leaf = certs
+        .last()
+        .ok_or(AttestationError::Document("empty chain".into()))?;
+    p384_key(last, leaf)
 }
 
 #[cfg(test)]

@@ -16,6 +16,12 @@
 //! so the same code verifies production documents (AWS root) and mock-NSM documents (developer
 //! root) alike.
 
+#![forbid(unsafe_code)]
+#![cfg_attr(
+    not(test),
+    deny(clippy::unwrap_used, clippy::expect_used, clippy::indexing_slicing)
+)]
+
 pub mod chain;
 mod cose;
 pub use cose::sig_structure;

@@ -7,6 +7,12 @@
 //!
 //! The typed structs are defined once, in [`types`], and documented in the README.
 
+#![forbid(unsafe_code)]
+#![cfg_attr(
+    not(test),
+    deny(clippy::unwrap_used, clippy::expect_used, clippy::indexing_slicing)
+)]
+
 mod domain;
 mod signer;
 pub mod types;

@@ -68,10 +68,14 @@ impl fmt::Debug for SigningKey {
 }
 
 fn address_of(vk: &VerifyingKey) -> Address {
+    // The uncompressed point is 0x04 ‖ x ‖ y; the address is the last 20 bytes of keccak(x ‖ y).
     let point = vk.to_encoded_point(false);
-    let hash = Keccak256::digest(&point.as_bytes()[1..]);
+    let xy = point.as_bytes().split_first().map_or(&[][..], |(_, xy)| xy);
+    let hash: [u8; 32] = Keccak256::digest(xy).into();
     let mut a = [0u8; 20];
-    a.copy_from_slice(&hash[12..]);
+    for (dst, src) in a.iter_mut().zip(hash.iter().skip(12)) {
+        *dst = *src;
+    }
     a
 }
 

@@ -9,8 +9,8 @@ use kms_eip712::types::{PublicDecryptionResult, UserDecryptionPayload};
 use kms_eip712::{Address, DomainConfig, Signature, SigningKey};
 use kms_signcryption::{ClientPublicKey, Signcrypted};
 use kms_types::{
-    CrsGenRequest, DataType, KeyGenRequest, ParamSetName, PublicDecryptionRequest, RequestId,
-    TypedCiphertext, UserDecryptionRequest,
+    CanonicalRequest, CrsGenRequest, DataType, KeyGenRequest, ParamSetName,
+    PublicDecryptionRequest, RequestId, TypedCiphertext, UserDecryptionRequest,
 };
 use std::collections::HashMap;
 use std::sync::{Arc, RwLock};
@@ -128,10 +128,10 @@ pub trait Backend: Send + Sync {
     fn signer_address(&self) -> Address;
     /// The EIP-712 domain.
     fn domain(&self) -> &DomainConfig;
-    /// Generates a key set for request `id`.
+    /// Generates a key set. Its key ID is the request's ID, derived here from the request
+    /// itself (never taken from a caller).
     fn keygen(
         &self,
-        id: RequestId,
         req: &KeyGenRequest,
         progress: &mut dyn FnMut(KeyGenStage),
     ) -> Result<KeyGenOutput, EngineError>;
@@ -141,20 +141,16 @@ pub trait Backend: Send + Sync {
     fn load_key(&self, key_id: RequestId, private: &[u8]) -> Result<(), EngineError>;
     /// Whether a key is in service.
     fn has_key(&self, key_id: &RequestId) -> bool;
-    /// Decrypts and signs the plaintexts.
+    /// Decrypts and signs the plaintexts under the request's derived ID.
     fn public_decrypt(
         &self,
-        id: RequestId,
         req: &PublicDecryptionRequest,
     ) -> Result<SignedDecryption, EngineError>;
-    /// Decrypts, signs and encrypts the plaintexts to the client's key.
-    fn user_decrypt(
-        &self,
-        id: RequestId,
-        req: &UserDecryptionRequest,
-    ) -> Result<Signcrypted, EngineError>;
-    /// Generates a CRS.
-    fn crs_gen(&self, id: RequestId, req: &CrsGenRequest) -> Result<CrsGenOutput, EngineError>;
+    /// Decrypts, signs and encrypts the plaintexts to the client's key, under the request's
+    /// derived ID.
+    fn user_decrypt(&self, req: &UserDecryptionRequest) -> Result<Signcrypted, EngineError>;
+    /// Generates a CRS under the request's derived ID.
+    fn crs_gen(&self, req: &CrsGenRequest) -> Result<CrsGenOutput, EngineError>;
 }
 
 struct LoadedKey {
@@ -233,10 +229,11 @@ impl Backend for CentralizedEngine {
 
     fn keygen(
         &self,
-        id: RequestId,
         req: &KeyGenRequest,
         progress: &mut dyn FnMut(KeyGenStage),
     ) -> Result<KeyGenOutput, EngineError> {
+        let id = req.request_id();
+        crate::params::require_available(req.params)?;
         let ks = generate_key_set(req.params, &id, progress);
         progress(KeyGenStage::Publishing);
         let sk = serialize_public(&ks.server_key)?;
@@ -290,9 +287,9 @@ impl Backend for CentralizedEngine {
 
     fn public_decrypt(
         &self,
-        id: RequestId,
         req: &PublicDecryptionRequest,
     ) -> Result<SignedDecryption, EngineError> {
+        let id = req.request_id();
         let (digests, plaintexts) = self.decrypt_all(&req.key_id, &req.ciphertexts)?;
         let s = public_decryption_struct(&id, &req.key_id, &digests, &plaintexts);
         let signature = self.signer.sign(&self.domain, &s)?;
@@ -306,11 +303,8 @@ impl Backend for CentralizedEngine {
         })
     }
 
-    fn user_decrypt(
-        &self,
-        id: RequestId,
-        req: &UserDecryptionRequest,
-    ) -> Result<Signcrypted, EngineError> {
+    fn user_decrypt(&self, req: &UserDecryptionRequest) -> Result<Signcrypted, EngineError> {
+        let id = req.request_id();
         // Validate the client key before spending time on decryption.
         let client = ClientPublicKey::from_bytes(&req.client_encryption_key)?;
         let (digests, plaintexts) = self.decrypt_all(&req.key_id, &req.ciphertexts)?;
@@ -333,7 +327,8 @@ impl Backend for CentralizedEngine {
         )?)
     }
 
-    fn crs_gen(&self, id: RequestId, req: &CrsGenRequest) -> Result<CrsGenOutput, EngineError> {
+    fn crs_gen(&self, req: &CrsGenRequest) -> Result<CrsGenOutput, EngineError> {
+        let id = req.request_id();
         let crs = generate_crs(req.params, req.max_num_bits)?;
         let bytes = serialize_public(&crs)?;
         let handle = SignedHandle::sign(&self.signer, &self.domain, id, DataType::Crs, &bytes)?;
@@ -363,7 +358,7 @@ mod tests {
         };
         let id = req.request_id();
         let mut stages = Vec::new();
-        let out = e.keygen(id, &req, &mut |s| stages.push(s)).unwrap();
+        let out = e.keygen(&req, &mut |s| stages.push(s)).unwrap();
         assert_eq!(
             stages,
             [
@@ -387,11 +382,12 @@ mod tests {
         };
         // Not active yet.
         assert!(matches!(
-            e.public_decrypt(dreq.request_id(), &dreq),
+            e.public_decrypt(&dreq),
             Err(EngineError::UnknownKey(_))
         ));
         e.activate(out.pending);
-        let r = e.public_decrypt(dreq.request_id(), &dreq).unwrap();
+        let r = e.public_decrypt(&dreq).unwrap();
+        assert_eq!(r.request_id, dreq.request_id());
         assert_eq!(r.plaintexts[0].as_u128(), Some(77));
         r.verify(e.domain(), &e.signer_address()).unwrap();
         // A forged plaintext no longer verifies.
@@ -404,7 +400,7 @@ mod tests {
             ciphertexts: vec![],
         };
         assert!(matches!(
-            e.public_decrypt(empty.request_id(), &empty),
+            e.public_decrypt(&empty),
             Err(EngineError::InvalidRequest(_))
         ));
         // Corrupt or mislabelled private material.
@@ -423,7 +419,7 @@ mod tests {
             client_encryption_key: vec![1, 2, 3],
         };
         assert!(matches!(
-            e.user_decrypt(ureq.request_id(), &ureq),
+            e.user_decrypt(&ureq),
             Err(EngineError::Signcryption(_))
         ));
     }

@@ -17,6 +17,7 @@ pub fn generate_crs(params: ParamSetName, max_num_bits: u32) -> Result<CompactPk
             "max_num_bits must be in 1..={MAX_CRS_BITS}, got {max_num_bits}"
         )));
     }
+    crate::params::require_available(params)?;
     // tfhe refuses only parameter combinations it cannot prove for: a property of the request.
     CompactPkeCrs::from_config(config_for(params), max_num_bits as usize)
         .map_err(|e| EngineError::InvalidRequest(format!("no CRS for these parameters: {e}")))

@@ -89,13 +89,13 @@ pub fn encode_private_key(
 pub fn decode_private_key(blob: &[u8]) -> Result<(ParamSetName, ClientKey), EngineError> {
     let corrupt = |m: &str| EngineError::CorruptPrivate(m.to_string());
     let (&n, rest) = blob.split_first().ok_or_else(|| corrupt("empty"))?;
-    let n = usize::from(n);
-    if rest.len() < n {
-        return Err(corrupt("truncated"));
-    }
-    let name = std::str::from_utf8(&rest[..n]).map_err(|_| corrupt("parameter name"))?;
+    let (name, key) = rest
+        .split_at_checked(usize::from(n))
+        .ok_or_else(|| corrupt("truncated"))?;
+    let name = std::str::from_utf8(name).map_err(|_| corrupt("parameter name"))?;
     let params = ParamSetName::parse(name).ok_or_else(|| corrupt("unknown parameter set"))?;
-    let ck: ClientKey = safe_deserialize(&rest[n..], CLIENT_KEY_LIMIT)
+    crate::params::require_available(params)?;
+    let ck: ClientKey = safe_deserialize(key, CLIENT_KEY_LIMIT)
         .map_err(|e| EngineError::CorruptPrivate(e.to_string()))?;
     Ok((params, ck))
 }

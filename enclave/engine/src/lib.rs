@@ -6,6 +6,12 @@
 //! developer mode and in tests. The centralized backend ([`CentralizedEngine`]) holds whole
 //! secret keys; the threshold backend will implement the same [`Backend`] trait over key shares.
 
+#![forbid(unsafe_code)]
+#![cfg_attr(
+    not(test),
+    deny(clippy::unwrap_used, clippy::expect_used, clippy::indexing_slicing)
+)]
+
 mod backend;
 mod crs;
 mod decrypt;
@@ -27,7 +33,7 @@ pub use keyset::{
 pub use material::{
     deserialize_public, serialize_public, verify_public_material, MaterialError, SignedHandle,
 };
-pub use params::{config_for, ParamSetExt};
+pub use params::{config_for, require_available, ParamSetExt};
 
 /// Re-exported so clients use the exact tfhe the engine was built with.
 pub use tfhe;

@@ -1,14 +1,19 @@
 //! FHE parameter sets.
 
+use crate::EngineError;
 use kms_types::ParamSetName;
 use tfhe::shortint::parameters::{
-    ClassicPBSParameters, DynamicDistribution, GlweDimension, LweDimension,
-    NoiseSquashingClassicParameters, NoiseSquashingParameters, PolynomialSize,
+    ClassicPBSParameters, NoiseSquashingParameters,
     COMP_PARAM_MESSAGE_2_CARRY_2_KS_PBS_TUNIFORM_2M128,
     NOISE_SQUASHING_PARAM_MESSAGE_2_CARRY_2_KS_PBS_TUNIFORM_2M128,
     PARAM_KEYSWITCH_MESSAGE_2_CARRY_2_KS_PBS_TUNIFORM_2M128,
     PARAM_MESSAGE_2_CARRY_2_KS_PBS_TUNIFORM_2M128,
     PARAM_PKE_MESSAGE_2_CARRY_2_KS_PBS_TUNIFORM_2M128,
+};
+#[cfg(feature = "insecure-dev")]
+use tfhe::shortint::parameters::{
+    DynamicDistribution, GlweDimension, LweDimension, NoiseSquashingClassicParameters,
+    PolynomialSize,
 };
 use tfhe::{Config, ConfigBuilder};
 
@@ -20,9 +25,23 @@ pub trait ParamSetExt {
     fn noise_squashing_params(self) -> NoiseSquashingParameters;
 }
 
+/// Whether a parameter set can be used by this build. `test-insecure` exists only in builds
+/// with the `insecure-dev` feature (tests, developer mode); a production build refuses it at
+/// every entry point (key generation, CRS generation, loading a stored key).
+pub fn require_available(name: ParamSetName) -> Result<(), EngineError> {
+    match name {
+        ParamSetName::Default => Ok(()),
+        ParamSetName::TestInsecure if cfg!(feature = "insecure-dev") => Ok(()),
+        ParamSetName::TestInsecure => Err(EngineError::InvalidRequest(
+            "test-insecure parameters exist only in insecure-dev builds".into(),
+        )),
+    }
+}
+
 /// Insecure computation parameters: the production set with a tiny LWE dimension and smaller
 /// polynomials. Decryption stays exact (the noise is no larger than in production) but there is
 /// no security at all. Used only where protocol logic, not parameter size, is under test.
+#[cfg(feature = "insecure-dev")]
 fn test_insecure_block_params() -> ClassicPBSParameters {
     let mut p = PARAM_MESSAGE_2_CARRY_2_KS_PBS_TUNIFORM_2M128;
     p.lwe_dimension = LweDimension(64);
@@ -33,6 +52,7 @@ fn test_insecure_block_params() -> ClassicPBSParameters {
     p
 }
 
+#[cfg(feature = "insecure-dev")]
 fn test_insecure_noise_squashing_params() -> NoiseSquashingParameters {
     match NOISE_SQUASHING_PARAM_MESSAGE_2_CARRY_2_KS_PBS_TUNIFORM_2M128 {
         NoiseSquashingParameters::Classic(c) => {
@@ -51,14 +71,24 @@ impl ParamSetExt for ParamSetName {
     fn block_params(self) -> ClassicPBSParameters {
         match self {
             ParamSetName::Default => PARAM_MESSAGE_2_CARRY_2_KS_PBS_TUNIFORM_2M128,
+            #[cfg(feature = "insecure-dev")]
             ParamSetName::TestInsecure => test_insecure_block_params(),
+            // Without insecure-dev no entry point gets here (`require_available`); should one
+            // ever, it gets the production parameters, never insecure ones.
+            #[cfg(not(feature = "insecure-dev"))]
+            ParamSetName::TestInsecure => PARAM_MESSAGE_2_CARRY_2_KS_PBS_TUNIFORM_2M128,
         }
     }
 
     fn noise_squashing_params(self) -> NoiseSquashingParameters {
         match self {
             ParamSetName::Default => NOISE_SQUASHING_PARAM_MESSAGE_2_CARRY_2_KS_PBS_TUNIFORM_2M128,
+            #[cfg(feature = "insecure-dev")]
             ParamSetName::TestInsecure => test_insecure_noise_squashing_params(),
+            #[cfg(not(feature = "insecure-dev"))]
+            ParamSetName::TestInsecure => {
+                NOISE_SQUASHING_PARAM_MESSAGE_2_CARRY_2_KS_PBS_TUNIFORM_2M128
+            }
         }
     }
 }

@@ -34,6 +34,9 @@ pub enum CoreError {
     /// Storage, sealing or another internal failure.
     #[error("internal error: {0}")]
     Internal(String),
+    /// Too many requests are running; retry later.
+    #[error("too many requests in progress")]
+    Busy,
 }
 
 impl From<Failure> for CoreError {
@@ -67,6 +70,46 @@ struct Record {
     handles: Vec<SignedHandle>,
 }
 
+/// A finished decryption, sealed and stored before it is reported done, so that it can leave
+/// the bounded in-memory table and still be answered (the same result) later.
+#[derive(serde::Serialize, serde::Deserialize)]
+struct DecryptionRecord {
+    user: bool,
+    fingerprint: String,
+    /// The protobuf encoding of the gRPC response.
+    response: String,
+}
+
+fn encode_decryption(id: &RequestId, out: &Output, signer: &[u8; 20]) -> Option<(bool, Vec<u8>)> {
+    use prost::Message;
+    match out {
+        Output::PublicDecrypt(d) => {
+            Some((false, crate::convert::decryption_to_pb(d).encode_to_vec()))
+        }
+        Output::UserDecrypt(s) => Some((
+            true,
+            crate::convert::signcrypted_to_pb(id, s, signer).encode_to_vec(),
+        )),
+        _ => None,
+    }
+}
+
+fn decode_decryption(user: bool, bytes: &[u8]) -> Result<Output, CoreError> {
+    use kms_grpc::v1 as pb;
+    use prost::Message;
+    if user {
+        let m = pb::UserDecryptionResponse::decode(bytes).map_err(internal)?;
+        Ok(Output::UserDecrypt(
+            crate::convert::signcrypted_from_pb(m).map_err(internal)?,
+        ))
+    } else {
+        let m = pb::PublicDecryptionResponse::decode(bytes).map_err(internal)?;
+        Ok(Output::PublicDecrypt(
+            crate::convert::decryption_from_pb(&m).map_err(internal)?,
+        ))
+    }
+}
+
 /// The core: one per KMS party.
 pub struct Core {
     backend: Arc<dyn Backend>,
@@ -95,12 +138,36 @@ impl Core {
         sealer: Arc<dyn Sealer>,
         parallel_jobs: usize,
     ) -> Result<Arc<Self>, CoreError> {
+        Self::start_with_limits(
+            backend,
+            public,
+            private,
+            sealer,
+            parallel_jobs,
+            crate::registry::MAX_PENDING,
+            crate::registry::MAX_FINISHED_DECRYPTIONS,
+        )
+        .await
+    }
+
+    /// Like [`Self::start`], with the request table's bounds: at most `max_pending` requests
+    /// running or queued, at most `max_finished` finished decryptions in memory (the rest are
+    /// reloaded from storage when asked for).
+    pub async fn start_with_limits(
+        backend: Arc<dyn Backend>,
+        public: Arc<dyn Storage>,
+        private: Arc<dyn Storage>,
+        sealer: Arc<dyn Sealer>,
+        parallel_jobs: usize,
+        max_pending: usize,
+        max_finished: usize,
+    ) -> Result<Arc<Self>, CoreError> {
         let core = Arc::new(Self {
             backend,
             public,
             private,
             sealer,
-            registry: Mutex::new(Registry::default()),
+            registry: Mutex::new(Registry::with_limits(max_pending, max_finished)),
             jobs: Semaphore::new(parallel_jobs.max(1)),
         });
         core.restore().await?;
@@ -208,7 +275,52 @@ impl Core {
             Admission::Start => Ok(true),
             Admission::Duplicate => Ok(false),
             Admission::Conflict => Err(CoreError::Conflict(id)),
+            Admission::Busy => Err(CoreError::Busy),
         }
+    }
+
+    /// Brings a finished decryption evicted from memory back from storage, if there is one.
+    async fn reload_decryption(&self, id: &RequestId) -> Result<(), CoreError> {
+        if self.lock().get(id).is_some() {
+            return Ok(());
+        }
+        let key = StorageKey::private(DataType::DecryptionRecord, *id);
+        if self.private.get(&key).await.map_err(internal)?.is_none() {
+            return Ok(());
+        }
+        let raw = self.read_sealed(key).await?;
+        let record: DecryptionRecord = serde_json::from_slice(&raw).map_err(internal)?;
+        let mut fp = [0u8; 32];
+        hex::decode_to_slice(&record.fingerprint, &mut fp).map_err(internal)?;
+        let out = decode_decryption(
+            record.user,
+            &hex::decode(&record.response).map_err(internal)?,
+        )?;
+        let kind = if record.user {
+            RequestKind::UserDecrypt
+        } else {
+            RequestKind::PublicDecrypt
+        };
+        self.lock().insert_done(*id, kind, fp, out);
+        Ok(())
+    }
+
+    async fn store_decryption(
+        &self,
+        id: RequestId,
+        fingerprint: [u8; 32],
+        out: &Output,
+    ) -> Result<(), CoreError> {
+        let (user, response) = encode_decryption(&id, out, &self.backend.signer_address())
+            .ok_or_else(|| CoreError::Internal("not a decryption".into()))?;
+        let record = DecryptionRecord {
+            user,
+            fingerprint: hex::encode(fingerprint),
+            response: hex::encode(response),
+        };
+        let raw = serde_json::to_vec(&record).map_err(internal)?;
+        self.write_sealed(StorageKey::private(DataType::DecryptionRecord, id), &raw)
+            .await
     }
 
     fn set(&self, id: RequestId, state: State) {
@@ -223,10 +335,11 @@ impl Core {
         }
     }
 
-    /// Starts a key generation. Returns at once.
-    pub fn keygen(self: &Arc<Self>, id: RequestId, req: KeyGenRequest) -> Result<(), CoreError> {
+    /// Starts a key generation. Returns its ID (derived from the request) at once.
+    pub fn keygen(self: &Arc<Self>, req: KeyGenRequest) -> Result<RequestId, CoreError> {
+        let id = req.request_id();
         if !self.admit(id, RequestKind::KeyGen, req.fingerprint())? {
-            return Ok(());
+            return Ok(id);
         }
         let core = self.clone();
         tokio::spawn(async move {
@@ -242,7 +355,7 @@ impl Core {
             };
             core.set(id, state);
         });
-        Ok(())
+        Ok(id)
     }
 
     async fn run_keygen(
@@ -253,7 +366,7 @@ impl Core {
         let _permit = self.jobs.acquire().await.map_err(internal_failure)?;
         let (core, r) = (self.clone(), req.clone());
         let out = tokio::task::spawn_blocking(move || {
-            core.backend.keygen(id, &r, &mut |stage| {
+            core.backend.keygen(&r, &mut |stage| {
                 info!(request_id = %id, "keygen: {}", stage.describe());
                 core.set(id, State::Running(stage.describe()));
             })
@@ -290,8 +403,9 @@ impl Core {
         Ok(handles)
     }
 
-    /// Starts a CRS generation. Returns at once.
-    pub fn crs_gen(self: &Arc<Self>, id: RequestId, req: CrsGenRequest) -> Result<(), CoreError> {
+    /// Starts a CRS generation. Returns its ID (derived from the request) at once.
+    pub fn crs_gen(self: &Arc<Self>, req: CrsGenRequest) -> Result<RequestId, CoreError> {
+        let id = req.request_id();
         if req.max_num_bits == 0 || req.max_num_bits > kms_engine::MAX_CRS_BITS {
             return Err(CoreError::Invalid(format!(
                 "max_num_bits must be in 1..={}",
@@ -299,7 +413,7 @@ impl Core {
             )));
         }
         if !self.admit(id, RequestKind::CrsGen, req.fingerprint())? {
-            return Ok(());
+            return Ok(id);
         }
         let core = self.clone();
         tokio::spawn(async move {
@@ -312,7 +426,7 @@ impl Core {
             };
             core.set(id, state);
         });
-        Ok(())
+        Ok(id)
     }
 
     async fn run_crs(
@@ -323,7 +437,7 @@ impl Core {
         let _permit = self.jobs.acquire().await.map_err(internal_failure)?;
         self.set(id, State::Running("generating CRS"));
         let (core, r) = (self.clone(), req.clone());
-        let out = tokio::task::spawn_blocking(move || core.backend.crs_gen(id, &r))
+        let out = tokio::task::spawn_blocking(move || core.backend.crs_gen(&r))
             .await
             .map_err(internal_failure)?
             .map_err(|e| classify(&e))?;
@@ -353,45 +467,50 @@ impl Core {
         Ok(())
     }
 
-    /// Starts a public decryption. Returns at once.
-    pub fn public_decrypt(
+    /// Starts a public decryption. Returns its ID (derived from the request) at once.
+    pub async fn public_decrypt(
         self: &Arc<Self>,
-        id: RequestId,
         req: PublicDecryptionRequest,
-    ) -> Result<(), CoreError> {
+    ) -> Result<RequestId, CoreError> {
+        let id = req.request_id();
         Self::check_batch(req.ciphertexts.len())?;
         self.check_key(&req.key_id)?;
-        if !self.admit(id, RequestKind::PublicDecrypt, req.fingerprint())? {
-            return Ok(());
+        self.reload_decryption(&id).await?;
+        let fp = req.fingerprint();
+        if !self.admit(id, RequestKind::PublicDecrypt, fp)? {
+            return Ok(id);
         }
-        self.spawn_decryption(id, move |b| {
-            b.public_decrypt(id, &req).map(Output::PublicDecrypt)
+        self.spawn_decryption(id, fp, move |b| {
+            b.public_decrypt(&req).map(Output::PublicDecrypt)
         });
-        Ok(())
+        Ok(id)
     }
 
-    /// Starts a user decryption. Returns at once.
-    pub fn user_decrypt(
+    /// Starts a user decryption. Returns its ID (derived from the request) at once.
+    pub async fn user_decrypt(
         self: &Arc<Self>,
-        id: RequestId,
         req: UserDecryptionRequest,
-    ) -> Result<(), CoreError> {
+    ) -> Result<RequestId, CoreError> {
+        let id = req.request_id();
         Self::check_batch(req.ciphertexts.len())?;
         kms_signcryption::ClientPublicKey::from_bytes(&req.client_encryption_key)
             .map_err(|e| CoreError::Invalid(e.to_string()))?;
         self.check_key(&req.key_id)?;
-        if !self.admit(id, RequestKind::UserDecrypt, req.fingerprint())? {
-            return Ok(());
+        self.reload_decryption(&id).await?;
+        let fp = req.fingerprint();
+        if !self.admit(id, RequestKind::UserDecrypt, fp)? {
+            return Ok(id);
         }
-        self.spawn_decryption(id, move |b| {
-            b.user_decrypt(id, &req).map(Output::UserDecrypt)
+        self.spawn_decryption(id, fp, move |b| {
+            b.user_decrypt(&req).map(Output::UserDecrypt)
         });
-        Ok(())
+        Ok(id)
     }
 
     fn spawn_decryption(
         self: &Arc<Self>,
         id: RequestId,
+        fingerprint: [u8; 32],
         job: impl FnOnce(&dyn Backend) -> Result<Output, EngineError> + Send + 'static,
     ) {
         let core = self.clone();
@@ -402,7 +521,10 @@ impl Core {
                     core.set(id, State::Running("decrypting"));
                     let c2 = core.clone();
                     match tokio::task::spawn_blocking(move || job(c2.backend.as_ref())).await {
-                        Ok(Ok(out)) => State::Done(Arc::new(out)),
+                        Ok(Ok(out)) => match core.store_decryption(id, fingerprint, &out).await {
+                            Ok(()) => State::Done(Arc::new(out)),
+                            Err(e) => State::Failed(Failure::Internal(e.to_string())),
+                        },
                         Ok(Err(e)) => {
                             warn!(request_id = %id, error = %e, "decryption refused");
                             State::Failed(classify(&e))
@@ -416,7 +538,14 @@ impl Core {
     }
 
     /// The result of request `id`, which must be of kind `kind`.
-    pub fn result(&self, id: &RequestId, kind: RequestKind) -> Result<Arc<Output>, CoreError> {
+    pub async fn result(
+        &self,
+        id: &RequestId,
+        kind: RequestKind,
+    ) -> Result<Arc<Output>, CoreError> {
+        if matches!(kind, RequestKind::PublicDecrypt | RequestKind::UserDecrypt) {
+            self.reload_decryption(id).await?;
+        }
         let reg = self.lock();
         let entry = reg.get(id).ok_or(CoreError::NotFound(*id))?;
         if entry.kind != kind {

@@ -10,6 +10,8 @@
 //! state instead of gRPC) with AWS KMS sealing and host-proxied storage; in developer mode the
 //! providers in [`dev`] are used.
 
+#![forbid(unsafe_code)]
+
 pub mod convert;
 mod core;
 pub mod dev;
@@ -17,4 +19,4 @@ mod registry;
 pub mod service;
 
 pub use crate::core::{Core, CoreError};
-pub use registry::{Output, RequestKind};
+pub use registry::{Output, RequestKind, MAX_FINISHED_DECRYPTIONS, MAX_PENDING};

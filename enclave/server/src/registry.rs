@@ -1,10 +1,20 @@
 //! The table of requests: idempotency, conflicts, and job state.
+//!
+//! The table is bounded: at most [`MAX_PENDING`] requests run or wait at once (more are refused
+//! as busy), and at most [`MAX_FINISHED_DECRYPTIONS`] finished decryptions stay in memory; older
+//! ones are evicted (the core has already stored their results, and reloads them on demand).
+//! Key and CRS generations stay: they are few, and their material is what the service is for.
 
 use kms_engine::{SignedDecryption, SignedHandle};
 use kms_signcryption::Signcrypted;
 use kms_types::RequestId;
-use std::collections::HashMap;
+use std::collections::{HashMap, VecDeque};
 use std::sync::Arc;
+
+/// Most requests running or queued at once.
+pub const MAX_PENDING: usize = 256;
+/// Most finished decryptions kept in memory.
+pub const MAX_FINISHED_DECRYPTIONS: usize = 1024;
 
 /// The kind of a request; an ID is bound to one kind.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -67,17 +77,55 @@ pub(crate) enum Admission {
     Duplicate,
     /// Known with different content or kind.
     Conflict,
+    /// New, but [`MAX_PENDING`] requests are already running.
+    Busy,
 }
 
-#[derive(Default)]
+impl RequestKind {
+    fn is_decryption(self) -> bool {
+        matches!(self, RequestKind::PublicDecrypt | RequestKind::UserDecrypt)
+    }
+}
+
 pub(crate) struct Registry {
     entries: HashMap<RequestId, Entry>,
+    /// Finished decryptions in the order they finished, oldest first.
+    finished: VecDeque<RequestId>,
+    max_pending: usize,
+    max_finished: usize,
+}
+
+impl Default for Registry {
+    fn default() -> Self {
+        Self::with_limits(MAX_PENDING, MAX_FINISHED_DECRYPTIONS)
+    }
 }
 
 impl Registry {
+    pub fn with_limits(max_pending: usize, max_finished: usize) -> Self {
+        Self {
+            entries: HashMap::new(),
+            finished: VecDeque::new(),
+            max_pending,
+            max_finished,
+        }
+    }
+
+    fn pending(&self) -> usize {
+        self.entries
+            .values()
+            .filter(|e| matches!(e.state, State::Running(_)))
+            .count()
+    }
+
     pub fn admit(&mut self, id: RequestId, kind: RequestKind, fingerprint: [u8; 32]) -> Admission {
+        let busy = self.pending() >= self.max_pending;
         match self.entries.get(&id) {
             Some(e) if e.kind != kind || e.fingerprint != fingerprint => Admission::Conflict,
+            Some(Entry {
+                state: State::Failed(Failure::Internal(_)),
+                ..
+            }) if busy => Admission::Busy,
             Some(Entry {
                 state: State::Failed(Failure::Internal(_)),
                 ..
@@ -86,6 +134,7 @@ impl Registry {
                 Admission::Start
             }
             Some(_) => Admission::Duplicate,
+            None if busy => Admission::Busy,
             None => {
                 self.entries.insert(
                     id,
@@ -100,9 +149,21 @@ impl Registry {
         }
     }
 
+    /// Sets a request's state. A decryption that finished joins the finished queue, and the
+    /// oldest finished decryptions beyond the bound leave memory.
     pub fn set(&mut self, id: RequestId, state: State) {
-        if let Some(e) = self.entries.get_mut(&id) {
-            e.state = state;
+        let Some(e) = self.entries.get_mut(&id) else {
+            return;
+        };
+        let finished = !matches!(state, State::Running(_));
+        e.state = state;
+        if finished && e.kind.is_decryption() && !self.finished.contains(&id) {
+            self.finished.push_back(id);
+            while self.finished.len() > self.max_finished {
+                if let Some(old) = self.finished.pop_front() {
+                    self.entries.remove(&old);
+                }
+            }
         }
     }
 
@@ -118,9 +179,16 @@ impl Registry {
             Entry {
                 kind,
                 fingerprint,
-                state: State::Done(Arc::new(out)),
+                state: State::Running("restoring"),
             },
         );
+        self.set(id, State::Done(Arc::new(out)));
+    }
+
+    /// Number of requests in memory.
+    #[cfg(test)]
+    pub fn len(&self) -> usize {
+        self.entries.len()
     }
 
     pub fn get(&self, id: &RequestId) -> Option<&Entry> {
@@ -166,5 +234,54 @@ mod tests {
         );
         r.set(id, State::Failed(Failure::Internal("disk full".into())));
         assert_eq!(r.admit(id, RequestKind::KeyGen, [1; 32]), Admission::Start);
+    }
+
+    fn id(i: u32) -> RequestId {
+        RequestId::derive("t", &i.to_be_bytes())
+    }
+
+    #[test]
+    fn pending_requests_are_bounded() {
+        let mut r = Registry::with_limits(3, 10);
+        for i in 0..3 {
+            assert_eq!(
+                r.admit(id(i), RequestKind::PublicDecrypt, [0; 32]),
+                Admission::Start
+            );
+        }
+        assert_eq!(
+            r.admit(id(3), RequestKind::PublicDecrypt, [0; 32]),
+            Admission::Busy
+        );
+        // A known request is still answered while busy.
+        assert_eq!(
+            r.admit(id(0), RequestKind::PublicDecrypt, [0; 32]),
+            Admission::Duplicate
+        );
+        r.set(id(0), State::Failed(Failure::Invalid("bad".into())));
+        assert_eq!(
+            r.admit(id(3), RequestKind::PublicDecrypt, [0; 32]),
+            Admission::Start
+        );
+    }
+
+    #[test]
+    fn finished_decryptions_are_evicted_oldest_first_keys_stay() {
+        let mut r = Registry::with_limits(100, 4);
+        let key = id(1000);
+        assert_eq!(r.admit(key, RequestKind::KeyGen, [0; 32]), Admission::Start);
+        r.set(key, State::Failed(Failure::Invalid("x".into())));
+        for i in 0..50 {
+            assert_eq!(
+                r.admit(id(i), RequestKind::UserDecrypt, [0; 32]),
+                Admission::Start
+            );
+            r.set(id(i), State::Failed(Failure::Invalid("x".into())));
+        }
+        assert_eq!(r.len(), 5, "4 decryptions and the key generation");
+        assert!(r.get(&key).is_some());
+        assert!(r.get(&id(45)).is_none());
+        assert!(r.get(&id(46)).is_some());
+        assert!(r.get(&id(49)).is_some());
     }
 }

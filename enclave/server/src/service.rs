@@ -5,8 +5,8 @@ use crate::{Core, CoreError, Output, RequestKind};
 use kms_grpc::v1 as pb;
 use kms_grpc::v1::core_service_server::{CoreService, CoreServiceServer};
 use kms_types::{
-    CrsGenRequest, KeyGenRequest, ParamSetName, PublicDecryptionRequest, RequestId,
-    UserDecryptionRequest,
+    CanonicalRequest, CrsGenRequest, KeyGenRequest, ParamSetName, PublicDecryptionRequest,
+    RequestId, UserDecryptionRequest,
 };
 use std::sync::Arc;
 use tonic::{Request, Response, Status};
@@ -39,6 +39,7 @@ fn status(e: CoreError) -> Status {
         CoreError::WrongKind(..) | CoreError::Invalid(_) => Status::invalid_argument(e.to_string()),
         CoreError::UnknownKey(_) => Status::not_found(e.to_string()),
         CoreError::Internal(_) => Status::internal(e.to_string()),
+        CoreError::Busy => Status::resource_exhausted(e.to_string()),
     }
 }
 
@@ -54,6 +55,23 @@ fn params(s: &str) -> Result<ParamSetName, Status> {
     })
 }
 
+/// The ID the caller sent must be the one derived from the request: a caller cannot occupy the
+/// ID of another request (e.g. an expected production key with insecure parameters). The field
+/// may be omitted; the derived ID is returned in the acknowledgement either way.
+fn check_claimed_id(claimed: Option<&pb::RequestId>, derived: RequestId) -> Result<(), Status> {
+    let Some(claimed) = claimed else {
+        return Ok(());
+    };
+    let claimed = convert::id_from_pb("request_id", Some(claimed)).map_err(bad)?;
+    if claimed == derived {
+        Ok(())
+    } else {
+        Err(Status::invalid_argument(format!(
+            "request_id {claimed} is not the ID of this request ({derived})"
+        )))
+    }
+}
+
 fn ack(id: RequestId) -> Response<pb::Ack> {
     Response::new(pb::Ack {
         request_id: Some(convert::id_to_pb(&id)),
@@ -61,13 +79,13 @@ fn ack(id: RequestId) -> Response<pb::Ack> {
 }
 
 impl CoreServiceImpl {
-    fn result(
+    async fn result(
         &self,
         req: Request<pb::RequestId>,
         kind: RequestKind,
     ) -> Result<(RequestId, Arc<Output>), Status> {
         let id = convert::id_from_pb("request_id", Some(req.get_ref())).map_err(bad)?;
-        let out = self.core.result(&id, kind).map_err(status)?;
+        let out = self.core.result(&id, kind).await.map_err(status)?;
         Ok((id, out))
     }
 
@@ -98,20 +116,19 @@ impl CoreService for CoreServiceImpl {
 
     async fn key_gen(&self, req: Request<pb::KeyGenRequest>) -> Result<Response<pb::Ack>, Status> {
         let r = req.into_inner();
-        let id = convert::id_from_pb("request_id", r.request_id.as_ref()).map_err(bad)?;
         let kr = KeyGenRequest {
             params: params(&r.params)?,
             label: r.label,
         };
-        self.core.keygen(id, kr).map_err(status)?;
-        Ok(ack(id))
+        check_claimed_id(r.request_id.as_ref(), kr.request_id())?;
+        Ok(ack(self.core.keygen(kr).map_err(status)?))
     }
 
     async fn get_key_gen_result(
         &self,
         req: Request<pb::RequestId>,
     ) -> Result<Response<pb::KeyGenResult>, Status> {
-        let (id, out) = self.result(req, RequestKind::KeyGen)?;
+        let (id, out) = self.result(req, RequestKind::KeyGen).await?;
         let Output::KeyGen(handles) = out.as_ref() else {
             return Err(unexpected());
         };
@@ -126,20 +143,19 @@ impl CoreService for CoreServiceImpl {
         req: Request<pb::PublicDecryptionRequest>,
     ) -> Result<Response<pb::Ack>, Status> {
         let r = req.into_inner();
-        let id = convert::id_from_pb("request_id", r.request_id.as_ref()).map_err(bad)?;
         let dr = PublicDecryptionRequest {
             key_id: convert::id_from_pb("key_id", r.key_id.as_ref()).map_err(bad)?,
             ciphertexts: convert::cts_from_pb(r.ciphertexts).map_err(bad)?,
         };
-        self.core.public_decrypt(id, dr).map_err(status)?;
-        Ok(ack(id))
+        check_claimed_id(r.request_id.as_ref(), dr.request_id())?;
+        Ok(ack(self.core.public_decrypt(dr).await.map_err(status)?))
     }
 
     async fn get_public_decryption_result(
         &self,
         req: Request<pb::RequestId>,
     ) -> Result<Response<pb::PublicDecryptionResponse>, Status> {
-        let (_, out) = self.result(req, RequestKind::PublicDecrypt)?;
+        let (_, out) = self.result(req, RequestKind::PublicDecrypt).await?;
         let Output::PublicDecrypt(d) = out.as_ref() else {
             return Err(unexpected());
         };
@@ -151,21 +167,20 @@ impl CoreService for CoreServiceImpl {
         req: Request<pb::UserDecryptionRequest>,
     ) -> Result<Response<pb::Ack>, Status> {
         let r = req.into_inner();
-        let id = convert::id_from_pb("request_id", r.request_id.as_ref()).map_err(bad)?;
         let ur = UserDecryptionRequest {
             key_id: convert::id_from_pb("key_id", r.key_id.as_ref()).map_err(bad)?,
             ciphertexts: convert::cts_from_pb(r.ciphertexts).map_err(bad)?,
             client_encryption_key: r.client_encryption_key,
         };
-        self.core.user_decrypt(id, ur).map_err(status)?;
-        Ok(ack(id))
+        check_claimed_id(r.request_id.as_ref(), ur.request_id())?;
+        Ok(ack(self.core.user_decrypt(ur).await.map_err(status)?))
     }
 
     async fn get_user_decryption_result(
         &self,
         req: Request<pb::RequestId>,
     ) -> Result<Response<pb::UserDecryptionResponse>, Status> {
-        let (id, out) = self.result(req, RequestKind::UserDecrypt)?;
+        let (id, out) = self.result(req, RequestKind::UserDecrypt).await?;
         let Output::UserDecrypt(s) = out.as_ref() else {
             return Err(unexpected());
         };
@@ -178,21 +193,20 @@ impl CoreService for CoreServiceImpl {
 
     async fn crs_gen(&self, req: Request<pb::CrsGenRequest>) -> Result<Response<pb::Ack>, Status> {
         let r = req.into_inner();
-        let id = convert::id_from_pb("request_id", r.request_id.as_ref()).map_err(bad)?;
         let cr = CrsGenRequest {
             params: params(&r.params)?,
             max_num_bits: r.max_num_bits,
             label: r.label,
         };
-        self.core.crs_gen(id, cr).map_err(status)?;
-        Ok(ack(id))
+        check_claimed_id(r.request_id.as_ref(), cr.request_id())?;
+        Ok(ack(self.core.crs_gen(cr).map_err(status)?))
     }
 
     async fn get_crs_gen_result(
         &self,
         req: Request<pb::RequestId>,
     ) -> Result<Response<pb::CrsGenResult>, Status> {
-        let (id, out) = self.result(req, RequestKind::CrsGen)?;
+        let (id, out) = self.result(req, RequestKind::CrsGen).await?;
         let Output::CrsGen(h) = out.as_ref() else {
             return Err(unexpected());
         };

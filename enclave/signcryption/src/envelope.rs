@@ -10,7 +10,7 @@ use kms_eip712::{Address, DomainConfig, Eip712Error, Signature, SigningKey};
 use kms_types::RequestId;
 use ml_kem::kem::{Decapsulate, Encapsulate};
 use ml_kem::{Ciphertext, MlKem512};
-use zeroize::Zeroizing;
+use zeroize::{Zeroize, Zeroizing};
 
 const VERSION: u8 = 1;
 const KEM_CT_LEN: usize = 768;
@@ -54,7 +54,7 @@ impl Envelope {
         if bytes.len() < 1 + KEM_CT_LEN + NONCE_LEN + 16 {
             return Err(SigncryptionError::Malformed("too short"));
         }
-        if bytes[0] != VERSION {
+        if bytes.first() != Some(&VERSION) {
             return Err(SigncryptionError::Malformed("unknown version"));
         }
         Ok(Self(bytes))
@@ -161,11 +161,12 @@ pub fn signcrypt<P: SignedPayload>(
     let mut plaintext = Zeroizing::new(payload.abi_encode());
     plaintext.extend_from_slice(&sig.0);
 
-    let (kem_ct, shared) = client
+    let (kem_ct, mut raw_shared) = client
         .ek
         .encapsulate(rng)
         .map_err(|_| SigncryptionError::Encapsulation)?;
-    let shared = Zeroizing::new(shared.to_vec());
+    let shared = Zeroizing::new(raw_shared.to_vec());
+    raw_shared.as_mut_slice().zeroize();
     let aad = aad(&request_id, &client.digest(), &signer.address());
     let key = derive_key(&kem_ct, &shared, &aad);
     let mut nonce = [0u8; NONCE_LEN];
@@ -214,17 +215,26 @@ pub fn open_and_verify<P: SignedPayload>(
         kms_signer,
     )?;
 
-    let bytes = received.envelope.as_bytes();
-    let kem_ct_bytes = &bytes[1..1 + KEM_CT_LEN];
-    let nonce = &bytes[1 + KEM_CT_LEN..1 + KEM_CT_LEN + NONCE_LEN];
-    let ct = &bytes[1 + KEM_CT_LEN + NONCE_LEN..];
+    // Layout checked by `Envelope::from_bytes`: version ‖ kem_ct ‖ nonce ‖ ciphertext.
+    let body = received
+        .envelope
+        .as_bytes()
+        .get(1..)
+        .ok_or(SigncryptionError::Malformed("too short"))?;
+    let (kem_ct_bytes, rest) = body
+        .split_at_checked(KEM_CT_LEN)
+        .ok_or(SigncryptionError::Malformed("too short"))?;
+    let (nonce, ct) = rest
+        .split_at_checked(NONCE_LEN)
+        .ok_or(SigncryptionError::Malformed("too short"))?;
     let kem_ct = Ciphertext::<MlKem512>::try_from(kem_ct_bytes)
         .map_err(|_| SigncryptionError::Malformed("KEM ciphertext"))?;
-    let shared = keys
+    let mut raw_shared = keys
         .dk
         .decapsulate(&kem_ct)
         .map_err(|_| SigncryptionError::Decrypt)?;
-    let shared = Zeroizing::new(shared.to_vec());
+    let shared = Zeroizing::new(raw_shared.to_vec());
+    raw_shared.as_mut_slice().zeroize();
     let aad = aad(request_id, &client_digest, kms_signer);
     let key = derive_key(kem_ct_bytes, &shared, &aad);
     let cipher = Aes256Gcm::new_from_slice(key.as_ref()).map_err(|_| SigncryptionError::Decrypt)?;

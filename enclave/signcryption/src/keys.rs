@@ -36,9 +36,12 @@ impl ClientPublicKey {
             ));
         }
         // Modulus check: the 768 bytes of t̂ decode to 512 coefficients of 12 bits, each < q.
-        for chunk in bytes[..768].chunks_exact(3) {
-            let a = u16::from(chunk[0]) | (u16::from(chunk[1] & 0x0f) << 8);
-            let b = u16::from(chunk[1] >> 4) | (u16::from(chunk[2]) << 4);
+        for chunk in bytes.chunks_exact(3).take(256) {
+            let &[c0, c1, c2] = chunk else {
+                return Err(SigncryptionError::BadClientKey("wrong length"));
+            };
+            let a = u16::from(c0) | (u16::from(c1 & 0x0f) << 8);
+            let b = u16::from(c1 >> 4) | (u16::from(c2) << 4);
             if a >= Q || b >= Q {
                 return Err(SigncryptionError::BadClientKey(
                     "encapsulation key fails the FIPS 203 modulus check",

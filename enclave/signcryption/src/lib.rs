@@ -18,6 +18,12 @@
 //! [`UserDecryptionPayload`]: kms_eip712::types::UserDecryptionPayload
 //! [`UserDecryptionResponse`]: kms_eip712::types::UserDecryptionResponse
 
+#![forbid(unsafe_code)]
+#![cfg_attr(
+    not(test),
+    deny(clippy::unwrap_used, clippy::expect_used, clippy::indexing_slicing)
+)]
+
 mod envelope;
 mod keys;
 

@@ -72,7 +72,7 @@ pub fn run(
             label: format!("bench-{i}"),
         };
         let id = req.request_id();
-        let (out, t) = time(|| engine.keygen(id, &req, &mut |_| {}));
+        let (out, t) = time(|| engine.keygen(&req, &mut |_| {}));
         let out = out.map_err(|e| e.to_string())?;
         kms_t.push(t);
         pending = Some(out.pending);
@@ -130,7 +130,7 @@ pub fn run(
                 "{fhe_type} decryption run {}/{decrypt_runs}",
                 i + 1
             ));
-            let (r, t) = time(|| engine.public_decrypt(req.request_id(), &req));
+            let (r, t) = time(|| engine.public_decrypt(&req));
             r.map_err(|e| e.to_string())?;
             kms_t.push(t);
             let (r, t) = time(|| baseline_squash_decrypt(fhe_type, &bytes, &ck));

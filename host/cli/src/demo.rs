@@ -279,12 +279,12 @@ pub async fn run(cfg: DemoConfig, mut say: impl FnMut(&str)) -> Result<DemoRepor
     lap("threshold (chain + 4 parties)", &mut timings);
 
     say(&format!("CRS generation (max {} bits)…", cfg.crs_bits));
-    let (crs_handle, crs_uri) = client
+    let (crs_handle, _) = client
         .crs_gen(cfg.params, cfg.crs_bits, &cfg.label)
         .await
         .map_err(|e| fail("crs gen")(&e))?;
     let crs = client
-        .fetch_crs(&crs_handle, &crs_uri)
+        .fetch_crs(&crs_handle)
         .await
         .map_err(|e| fail("fetch crs")(&e))?;
     lap("crs gen + fetch", &mut timings);
@@ -316,14 +316,14 @@ pub async fn run(cfg: DemoConfig, mut say: impl FnMut(&str)) -> Result<DemoRepor
     }
 
     // Tampering: one flipped byte in the downloaded public key must be rejected.
-    let (pk_handle, pk_uri) = kg
+    let (pk_handle, _) = kg
         .handles
         .iter()
         .find(|(h, _)| h.data_type == DataType::PublicKey)
         .cloned()
         .ok_or_else(|| fail("tamper")(&"no public key handle"))?;
     let mut bytes = client
-        .download(&pk_handle, &pk_uri)
+        .download(&pk_handle)
         .await
         .map_err(|e| fail("tamper")(&e))?;
     let mid = bytes.len() / 2;

@@ -19,6 +19,7 @@
 use crate::demo::{fail, DemoError};
 use kms_algebra::prss::{deal_keys, Prss};
 use kms_attestation::{Policy, Release};
+use kms_attested_tls::IdentityKey;
 use kms_chain_types::codec;
 use kms_chain_types::state::{keys, Config, RequestRecord, RequestStatus, ResponseRecord};
 use kms_chain_types::tx::{Fulfillment, KmsRequest, MaterialItem, Msg};
@@ -102,16 +103,30 @@ fn record(m: &ManualChain, id: &RequestId) -> Result<RequestRecord, DemoError> {
         .map_err(|e| fail("read request")(&e))
 }
 
-/// The attested-TLS mesh of party `me` under the demo's mock NSM root.
-fn party_tls(root: &MockRootCa, me: usize) -> Result<PartyTls, DemoError> {
+/// The attested-TLS mesh of party `me` under the demo's mock NSM root: `key` is its identity
+/// key, `registered` the identity-key digests the config contract holds for the parties.
+fn party_tls(
+    root: &MockRootCa,
+    me: usize,
+    key: IdentityKey,
+    registered: &[[u8; 32]],
+) -> Result<PartyTls, DemoError> {
     let f = fail("attested TLS");
     let pcrs = [[0x4bu8; 48], [0x4d; 48], [0x53; 48]];
     let root = MockRootCa::from_parts(root.cert_der(), &root.key_pkcs8_der()).map_err(|e| f(&e))?;
-    let nsm = MockNsm::new(root, &format!("i-party-{me}"), pcrs, now_unix).map_err(|e| f(&e))?;
+    let nsm =
+        Arc::new(MockNsm::new(root, &format!("i-party-{me}"), pcrs, now_unix).map_err(|e| f(&e))?);
     let policy = Policy::production(vec![Release::from_image("kms demo", pcrs)], 300);
-    let mesh =
-        kms_attested_tls::Mesh::new(&nsm, me, N, nsm.trusted_root(), policy).map_err(|e| f(&e))?;
-    Ok(PartyTls::attested(Arc::new(mesh)))
+    let mesh = kms_attested_tls::Mesh::new(
+        nsm.as_ref(),
+        me,
+        registered,
+        key,
+        nsm.trusted_root(),
+        policy,
+    )
+    .map_err(|e| f(&e))?;
+    Ok(PartyTls::attested(Arc::new(mesh), nsm))
 }
 
 /// A party verifies, by itself, that `id` was approved by the ASC and that `handed` are the
@@ -232,6 +247,12 @@ pub async fn run(
     let (listeners, endpoints) = GrpcParty::bind_local(N)
         .await
         .map_err(|e| fail("bind")(&e))?;
+    let identity_keys = (0..N)
+        .map(|_| IdentityKey::generate())
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(|e| fail("identity keys")(&e))?;
+    let registered: Vec<[u8; 32]> = identity_keys.iter().map(IdentityKey::digest).collect();
+    let mut identity_keys = identity_keys.into_iter();
     let mut parties = Vec::new();
     let mut transports = Vec::new();
     for (i, (share, listener)) in shares.into_iter().zip(listeners).enumerate() {
@@ -258,7 +279,14 @@ pub async fn run(
             party,
             listener,
             endpoints.clone(),
-            party_tls(&root, party)?,
+            party_tls(
+                &root,
+                party,
+                identity_keys
+                    .next()
+                    .ok_or_else(|| fail("identity keys")(&"missing"))?,
+                &registered,
+            )?,
         )));
     }
     say("  4 parties up: key shares from the insecure dealer (stand-in for the DKG), attested TLS 1.3 between them");

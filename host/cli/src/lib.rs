@@ -1,6 +1,8 @@
 //! Library side of the `kms` command: starting a developer-mode core, the demo flow and the
 //! benchmark, so tests drive exactly what the command runs.
 
+#![forbid(unsafe_code)]
+
 pub mod auditor;
 pub mod bench;
 pub mod chain;

@@ -1,9 +1,11 @@
 //! `kms`: the developer-mode KMS core server and its client.
 
-use clap::{Parser, Subcommand};
+#![forbid(unsafe_code)]
+
+use clap::{Args, Parser, Subcommand};
 use kms_cli::devserver::{self, DevServerConfig, PublicStore};
 use kms_cli::{bench, demo};
-use kms_client::{encrypt_value, ClearValue, KmsClient};
+use kms_client::{encrypt_value, ClearValue, KmsClient, Pinned};
 use kms_eip712::DomainConfig;
 use kms_engine::tfhe;
 use kms_storage::S3Config;
@@ -31,15 +33,56 @@ struct Conn {
     /// Core endpoint.
     #[arg(long, default_value = "http://127.0.0.1:50051")]
     endpoint: String,
-    /// Expected signer address (0x…); without it the address the server reports is trusted.
-    #[arg(long)]
+    /// Expected signer address (0x…). With it, results are verified against this signer, the
+    /// EIP-712 domain given by the domain flags and the public material under `--public-base`;
+    /// without it (developer mode only) the signer, domain and base the server reports are
+    /// trusted.
+    #[arg(long, requires = "public_base")]
     signer: Option<String>,
+    /// Base URI of the KMS's public material (`file:///…/public` or `s3://bucket/prefix`),
+    /// pinned with `--signer`: downloads go to URIs derived from it, never to server-sent ones.
+    #[arg(long)]
+    public_base: Option<String>,
+    #[command(flatten)]
+    domain: DomainArgs,
     /// S3 endpoint for s3:// URIs (e.g. http://127.0.0.1:5000).
     #[arg(long)]
     s3_endpoint: Option<String>,
     /// S3 region.
     #[arg(long, default_value = "us-east-1")]
     s3_region: String,
+}
+
+/// The EIP-712 domain results are signed under.
+#[derive(Args, Clone, Debug)]
+struct DomainArgs {
+    /// EIP-712 domain chain ID.
+    #[arg(long, default_value_t = 31337)]
+    chain_id: u64,
+    /// EIP-712 verifying contract (0x…; default 0x…01).
+    #[arg(long)]
+    verifying_contract: Option<String>,
+    /// EIP-712 domain name.
+    #[arg(long, default_value = "KMS")]
+    domain_name: String,
+    /// EIP-712 domain version.
+    #[arg(long, default_value = "1")]
+    domain_version: String,
+}
+
+impl DomainArgs {
+    fn config(&self) -> R<DomainConfig> {
+        let mut domain = DomainConfig {
+            name: self.domain_name.clone(),
+            version: self.domain_version.clone(),
+            chain_id: self.chain_id,
+            ..DomainConfig::default()
+        };
+        if let Some(c) = &self.verifying_contract {
+            domain.verifying_contract = addr(c)?;
+        }
+        Ok(domain)
+    }
 }
 
 #[derive(Subcommand)]
@@ -64,18 +107,8 @@ enum Cmd {
         /// S3 region.
         #[arg(long, default_value = "us-east-1")]
         s3_region: String,
-        /// EIP-712 domain chain ID.
-        #[arg(long, default_value_t = 31337)]
-        chain_id: u64,
-        /// EIP-712 verifying contract (0x…).
-        #[arg(long)]
-        verifying_contract: Option<String>,
-        /// EIP-712 domain name.
-        #[arg(long, default_value = "KMS")]
-        domain_name: String,
-        /// EIP-712 domain version.
-        #[arg(long, default_value = "1")]
-        domain_version: String,
+        #[command(flatten)]
+        domain: DomainArgs,
     },
     /// Generate a key set and print its verified handles.
     Keygen {
@@ -306,7 +339,14 @@ fn id(s: &str) -> R<RequestId> {
 }
 
 async fn connect(c: &Conn) -> R<KmsClient> {
-    let pin = c.signer.as_deref().map(addr).transpose()?;
+    let pin = match (&c.signer, &c.public_base) {
+        (Some(signer), Some(base)) => Some(Pinned {
+            signer: addr(signer)?,
+            domain: c.domain.config()?,
+            public_base_uri: base.clone(),
+        }),
+        _ => None,
+    };
     let mut client = KmsClient::connect(&c.endpoint, pin)
         .await
         .map_err(|e| e.to_string())?;
@@ -368,20 +408,9 @@ async fn run(cli: Cli) -> R<()> {
             s3_endpoint,
             s3_prefix,
             s3_region,
-            chain_id,
-            verifying_contract,
-            domain_name,
-            domain_version,
+            domain,
         } => {
-            let mut domain = DomainConfig {
-                name: domain_name,
-                version: domain_version,
-                chain_id,
-                ..DomainConfig::default()
-            };
-            if let Some(c) = verifying_contract {
-                domain.verifying_contract = addr(&c)?;
-            }
+            let domain = domain.config()?;
             let public = match s3_bucket {
                 Some(bucket) => PublicStore::S3(S3Config {
                     bucket,
@@ -440,8 +469,8 @@ async fn run(cli: Cli) -> R<()> {
                 kms_types::DataType::PublicKey,
                 kms_types::DataType::ServerKey,
             ] {
-                let (h, uri) = c.handle(&k, dt).await.map_err(|e| e.to_string())?;
-                let bytes = c.download(&h, &uri).await.map_err(|e| e.to_string())?;
+                let (h, _) = c.handle(&k, dt).await.map_err(|e| e.to_string())?;
+                let bytes = c.download(&h).await.map_err(|e| e.to_string())?;
                 let path = out.join(format!("{}-{}.bin", dt.as_str(), k));
                 std::fs::write(&path, &bytes).map_err(|e| e.to_string())?;
                 written.push((
@@ -550,7 +579,7 @@ async fn run(cli: Cli) -> R<()> {
                 .crs_gen(params(&p)?, max_bits, &label)
                 .await
                 .map_err(|e| e.to_string())?;
-            c.fetch_crs(&h, &uri).await.map_err(|e| e.to_string())?;
+            c.fetch_crs(&h).await.map_err(|e| e.to_string())?;
             if json {
                 println!(
                     "{}",

@@ -93,23 +93,35 @@ pub struct VerifiedPublicKey {
     pub public_key: CompactPublicKey,
 }
 
+/// What a client trusts about the KMS it talks to, from its own configuration (in production:
+/// the config contract and the deployment's storage location), never from the server.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Pinned {
+    /// The address every result must be signed by.
+    pub signer: Address,
+    /// The EIP-712 domain results must be signed under: a result signed for another deployment
+    /// (another chain, contract, name or version) does not verify.
+    pub domain: DomainConfig,
+    /// Base URI of the public material (`file:///…` or `s3://bucket/prefix`). Download URIs
+    /// are derived from a handle and this base; URIs the server sends are ignored.
+    pub public_base_uri: String,
+}
+
 /// A client of one KMS core.
 #[derive(Clone)]
 pub struct KmsClient {
     rpc: CoreServiceClient<Channel>,
-    signer: Address,
-    domain: DomainConfig,
+    trust: Pinned,
     s3: Option<S3Config>,
     poll: PollConfig,
 }
 
 impl KmsClient {
-    /// Connects to `endpoint` (e.g. `http://127.0.0.1:50051`). If `expected_signer` is given the
-    /// server must report it; otherwise the reported signer is trusted (developer mode only).
-    pub async fn connect(
-        endpoint: &str,
-        expected_signer: Option<Address>,
-    ) -> Result<Self, ClientError> {
+    /// Connects to `endpoint` (e.g. `http://127.0.0.1:50051`). With `pinned`, the server must
+    /// report that signer and domain, and results are verified against the pinned values only.
+    /// Without it (developer mode only) the signer, domain and public base URI the server reports
+    /// in `Health` are trusted for the whole session.
+    pub async fn connect(endpoint: &str, pinned: Option<Pinned>) -> Result<Self, ClientError> {
         let channel = Channel::from_shared(endpoint.to_string())
             .map_err(|e| ClientError::Connect(endpoint.into(), e.to_string()))?
             .connect()
@@ -124,20 +136,36 @@ impl KmsClient {
             .as_slice()
             .try_into()
             .map_err(|_| ClientError::Mismatch("signer address length"))?;
-        if let Some(exp) = expected_signer {
-            if exp != reported {
+        let reported_domain = convert::domain_from_pb(h.domain.as_ref())?;
+        let trust = match pinned {
+            Some(p) if p.signer != reported => {
                 return Err(ClientError::Mismatch(
                     "server reports another signer than the pinned one",
-                ));
+                ))
             }
-        }
+            Some(p) if p.domain != reported_domain => {
+                return Err(ClientError::Mismatch(
+                    "server reports another EIP-712 domain than the pinned one",
+                ))
+            }
+            Some(p) => p,
+            None => Pinned {
+                signer: reported,
+                domain: reported_domain,
+                public_base_uri: h.storage_base_uri,
+            },
+        };
         Ok(Self {
             rpc,
-            signer: reported,
-            domain: convert::domain_from_pb(h.domain.as_ref())?,
+            trust,
             s3: None,
             poll: PollConfig::default(),
         })
+    }
+
+    /// What this client verifies results against.
+    pub fn trust(&self) -> &Pinned {
+        &self.trust
     }
 
     /// Sets how `s3://` URIs are reached.
@@ -154,12 +182,12 @@ impl KmsClient {
 
     /// The signer results are checked against.
     pub fn signer(&self) -> Address {
-        self.signer
+        self.trust.signer
     }
 
-    /// The EIP-712 domain.
+    /// The EIP-712 domain results are checked against.
     pub fn domain(&self) -> &DomainConfig {
-        &self.domain
+        &self.trust.domain
     }
 
     /// The raw gRPC client, for calls this library does not wrap.
@@ -193,6 +221,8 @@ impl KmsClient {
         }
     }
 
+    /// Verifies handles; each comes with the URI derived from it and the pinned base (the URI
+    /// the server sent is not used).
     fn verify_handles(
         &self,
         id: &RequestId,
@@ -201,11 +231,12 @@ impl KmsClient {
         handles
             .iter()
             .map(|h| {
-                let (h, uri) = convert::handle_from_pb(h)?;
+                let (h, _server_uri) = convert::handle_from_pb(h)?;
                 if &h.request_id != id {
                     return Err(ClientError::Mismatch("handle for another request"));
                 }
-                h.verify_signature(&self.domain, &self.signer)?;
+                h.verify_signature(self.domain(), &self.trust.signer)?;
+                let uri = h.uri(&self.trust.public_base_uri);
                 Ok((h, uri))
             })
             .collect()
@@ -262,10 +293,17 @@ impl KmsClient {
         })
     }
 
-    /// Downloads one piece of public material and checks it against its signed handle.
-    pub async fn download(&self, handle: &SignedHandle, uri: &str) -> Result<Vec<u8>, ClientError> {
-        let bytes = kms_storage::fetch_uri(uri, self.s3.as_ref()).await?;
-        verify_public_material(handle, &bytes, &self.domain, &self.signer)?;
+    /// Downloads one piece of public material from the URI derived from its handle and the
+    /// pinned base, reading at most what its data type can take
+    /// ([`DataType::max_public_bytes`]), and checks it against the signed handle.
+    pub async fn download(&self, handle: &SignedHandle) -> Result<Vec<u8>, ClientError> {
+        let limit = handle
+            .data_type
+            .max_public_bytes()
+            .ok_or(ClientError::Mismatch("handle to private material"))?;
+        let uri = handle.uri(&self.trust.public_base_uri);
+        let bytes = kms_storage::fetch_uri(&uri, self.s3.as_ref(), limit).await?;
+        verify_public_material(handle, &bytes, self.domain(), &self.trust.signer)?;
         Ok(bytes)
     }
 
@@ -300,8 +338,8 @@ impl KmsClient {
         &mut self,
         key_id: &RequestId,
     ) -> Result<VerifiedPublicKey, ClientError> {
-        let (h, uri) = self.handle(key_id, DataType::PublicKey).await?;
-        let bytes = self.download(&h, &uri).await?;
+        let (h, _) = self.handle(key_id, DataType::PublicKey).await?;
+        let bytes = self.download(&h).await?;
         Ok(VerifiedPublicKey {
             key_id: *key_id,
             public_key: deserialize_public(&bytes)?,
@@ -313,8 +351,8 @@ impl KmsClient {
         &mut self,
         key_id: &RequestId,
     ) -> Result<CompressedServerKey, ClientError> {
-        let (h, uri) = self.handle(key_id, DataType::ServerKey).await?;
-        let bytes = self.download(&h, &uri).await?;
+        let (h, _) = self.handle(key_id, DataType::ServerKey).await?;
+        let bytes = self.download(&h).await?;
         Ok(deserialize_public(&bytes)?)
     }
 
@@ -364,12 +402,8 @@ impl KmsClient {
     }
 
     /// Downloads and verifies a CRS.
-    pub async fn fetch_crs(
-        &self,
-        handle: &SignedHandle,
-        uri: &str,
-    ) -> Result<CompactPkeCrs, ClientError> {
-        let bytes = self.download(handle, uri).await?;
+    pub async fn fetch_crs(&self, handle: &SignedHandle) -> Result<CompactPkeCrs, ClientError> {
+        let bytes = self.download(handle).await?;
         Ok(deserialize_public(&bytes)?)
     }
 
@@ -422,10 +456,10 @@ impl KmsClient {
         if d.plaintexts.iter().map(|p| p.fhe_type).collect::<Vec<_>>() != types {
             return Err(ClientError::Mismatch("plaintext types"));
         }
-        if d.signer != self.signer {
+        if d.signer != self.trust.signer {
             return Err(ClientError::Mismatch("signer"));
         }
-        d.verify(&self.domain, &self.signer)?;
+        d.verify(self.domain(), &self.trust.signer)?;
         Ok(d)
     }
 
@@ -480,9 +514,9 @@ impl KmsClient {
         let sc = convert::signcrypted_from_pb(res)?;
         let payload = kms_signcryption::open_and_verify::<kms_eip712::types::UserDecryptionPayload>(
             &keys,
-            &self.domain,
+            &self.trust.domain,
             &id,
-            &self.signer,
+            &self.trust.signer,
             &sc,
         )?;
         if payload.keyId.0 != *key_id.as_bytes() {

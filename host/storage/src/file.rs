@@ -136,6 +136,10 @@ mod tests {
             .unwrap()
             .is_empty());
         let uri = k.uri(&s.base_uri());
-        assert_eq!(crate::fetch_uri(&uri, None).await.unwrap(), b"abc");
+        assert_eq!(crate::fetch_uri(&uri, None, 3).await.unwrap(), b"abc");
+        assert!(matches!(
+            crate::fetch_uri(&uri, None, 2).await,
+            Err(StorageError::TooLarge { limit: 2, .. })
+        ));
     }
 }

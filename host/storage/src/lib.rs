@@ -4,6 +4,8 @@
 //! verify what they read (digests and signatures for public material, authenticated sealing for
 //! private blobs), so a compromised backend can withhold data but not forge it.
 
+#![forbid(unsafe_code)]
+
 mod file;
 mod s3;
 mod uri;

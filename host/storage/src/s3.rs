@@ -99,6 +99,16 @@ impl S3Storage {
 
     /// Reads an object by its key inside the bucket.
     pub async fn get_object(&self, object_key: &str) -> Result<Option<Vec<u8>>, StorageError> {
+        self.get_object_limited(object_key, u64::MAX).await
+    }
+
+    /// Reads an object by its key inside the bucket, refusing one larger than `limit` bytes
+    /// (by its announced length, and by what the body actually delivers).
+    pub async fn get_object_limited(
+        &self,
+        object_key: &str,
+        limit: u64,
+    ) -> Result<Option<Vec<u8>>, StorageError> {
         let res = self
             .client
             .get_object()
@@ -106,14 +116,29 @@ impl S3Storage {
             .key(object_key)
             .send()
             .await;
+        let too_large = || StorageError::TooLarge {
+            key: object_key.to_string(),
+            limit,
+        };
         match res {
-            Ok(out) => {
-                let body = out
+            Ok(mut out) => {
+                let announced = out.content_length().and_then(|l| u64::try_from(l).ok());
+                if announced.is_some_and(|l| l > limit) {
+                    return Err(too_large());
+                }
+                let mut body = Vec::new();
+                while let Some(chunk) = out
                     .body
-                    .collect()
+                    .try_next()
                     .await
-                    .map_err(|e| backend(object_key, e))?;
-                Ok(Some(body.into_bytes().to_vec()))
+                    .map_err(|e| backend(object_key, e))?
+                {
+                    if (body.len() as u64).saturating_add(chunk.len() as u64) > limit {
+                        return Err(too_large());
+                    }
+                    body.extend_from_slice(&chunk);
+                }
+                Ok(Some(body))
             }
             Err(e) => {
                 if e.as_service_error().map(|s| s.is_no_such_key()) == Some(true) {

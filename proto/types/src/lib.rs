@@ -7,6 +7,8 @@
 //!
 //! This crate is pure: no I/O, no clock, no randomness.
 
+#![forbid(unsafe_code)]
+
 mod canonical;
 mod fhe_type;
 mod request_id;
@@ -22,7 +24,10 @@ pub use requests::{
     PublicDecryptionRequest, TypedCiphertext, UserDecryptionRef, UserDecryptionRequest,
 };
 pub use sealing::{SealError, Sealer};
-pub use storage::{DataType, Storage, StorageError, StorageKey, Visibility};
+pub use storage::{
+    DataType, Storage, StorageError, StorageKey, Visibility, CRS_MAX_BYTES, PUBLIC_KEY_MAX_BYTES,
+    SERVER_KEY_MAX_BYTES,
+};
 
 /// SHA3-256 digest, the digest used for ciphertexts and public material.
 pub fn sha3_256(data: &[u8]) -> [u8; 32] {

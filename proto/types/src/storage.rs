@@ -42,11 +42,14 @@ pub enum DataType {
     KeyGenRecord,
     /// Signed record of a finished CRS generation, private bookkeeping.
     CrsRecord,
+    /// Record of a finished decryption (its signed result), so that the in-memory request table
+    /// can stay bounded and a repeated request still gets the same answer.
+    DecryptionRecord,
 }
 
 impl DataType {
     /// Every data type.
-    pub const ALL: [DataType; 7] = [
+    pub const ALL: [DataType; 8] = [
         DataType::ServerKey,
         DataType::PublicKey,
         DataType::Crs,
@@ -54,6 +57,7 @@ impl DataType {
         DataType::SigningKey,
         DataType::KeyGenRecord,
         DataType::CrsRecord,
+        DataType::DecryptionRecord,
     ];
 
     /// The path component and the `dataType` string in signed handles.
@@ -66,6 +70,24 @@ impl DataType {
             DataType::SigningKey => "SigningKey",
             DataType::KeyGenRecord => "KeyGenRecord",
             DataType::CrsRecord => "CrsRecord",
+            DataType::DecryptionRecord => "DecryptionRecord",
+        }
+    }
+
+    /// The largest size a public object of this type can have, so that a reader never buffers
+    /// more than that from an untrusted store; `None` for private types. The bounds are about 2×
+    /// the sizes measured on the `default` parameters (compressed server key with noise
+    /// squashing and compression keys; compact public key; a CRS of `MAX_CRS_BITS`).
+    pub const fn max_public_bytes(self) -> Option<u64> {
+        match self {
+            DataType::ServerKey => Some(SERVER_KEY_MAX_BYTES),
+            DataType::PublicKey => Some(PUBLIC_KEY_MAX_BYTES),
+            DataType::Crs => Some(CRS_MAX_BYTES),
+            DataType::FheKeyInfo
+            | DataType::SigningKey
+            | DataType::KeyGenRecord
+            | DataType::CrsRecord
+            | DataType::DecryptionRecord => None,
         }
     }
 
@@ -80,6 +102,13 @@ impl fmt::Display for DataType {
         f.write_str(self.as_str())
     }
 }
+
+/// Bound of [`DataType::ServerKey`] objects.
+pub const SERVER_KEY_MAX_BYTES: u64 = 1 << 30;
+/// Bound of [`DataType::PublicKey`] objects.
+pub const PUBLIC_KEY_MAX_BYTES: u64 = 64 << 20;
+/// Bound of [`DataType::Crs`] objects.
+pub const CRS_MAX_BYTES: u64 = 1 << 30;
 
 /// The address of one stored object.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
@@ -160,6 +189,14 @@ pub enum StorageError {
     /// The URI does not belong to this backend or is malformed.
     #[error("bad storage URI {0}")]
     BadUri(String),
+    /// The object is larger than the reader accepts.
+    #[error("storage object {key} is larger than {limit} bytes")]
+    TooLarge {
+        /// The object path or URI.
+        key: String,
+        /// The limit.
+        limit: u64,
+    },
 }
 
 /// Object storage. Objects are immutable: writing the same bytes again is a no-op, writing
