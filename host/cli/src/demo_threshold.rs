@@ -129,50 +129,83 @@ fn party_tls(
     Ok(PartyTls::attested(Arc::new(mesh), nsm))
 }
 
-/// A party verifies, by itself, that `id` was approved by the ASC and that `handed` are the
-/// approved ciphertexts.
-fn gate(
-    m: &ManualChain,
-    genesis_validators: &tendermint::validator::Set,
-    id: &RequestId,
-    h_req: u64,
-    handed: &[TypedCiphertext],
-) -> Result<RequestRecord, DemoError> {
-    let f = fail("light client");
-    let now = (m.clock + Duration::from_secs(1)).map_err(|e| f(&e))?;
-    let options = Options {
-        trust_threshold: Default::default(),
-        trusting_period: Duration::from_secs(3600),
-        clock_drift: Duration::from_secs(5),
-    };
-    let first = m.chain.light_block(1).ok_or_else(|| f(&"no block 1"))?;
-    let (mut lc, _) = LightClient::from_genesis(CHAIN, 1, genesis_validators, first, options, now)
-        .map_err(|e| f(&e))?;
-    let header = lc
-        .update(
-            m.chain
-                .light_block(h_req + 1)
-                .ok_or_else(|| f(&"no header"))?,
-            now,
+/// One party's own light client, anchored at genesis when the party starts. Its (untrusted)
+/// host hands it headers, proofs and ciphertexts; the party acts only on what this gate
+/// verified, and keeps its trusted state from one request to the next.
+struct Gate {
+    lc: LightClient,
+}
+
+impl Gate {
+    fn new(
+        m: &ManualChain,
+        genesis_validators: &tendermint::validator::Set,
+    ) -> Result<Self, DemoError> {
+        let f = fail("light client");
+        let first = m.chain.light_block(1).ok_or_else(|| f(&"no block 1"))?;
+        let (lc, _) = LightClient::from_genesis(
+            CHAIN,
+            1,
+            genesis_validators,
+            first,
+            Self::options(),
+            Self::now(m)?,
         )
         .map_err(|e| f(&e))?;
-    let q = m
-        .chain
-        .query("store", keys::request(id), h_req as i64, true);
-    let ops =
-        tendermint::merkle::proof::ProofOps::try_from(q.proof_ops.ok_or_else(|| f(&"no proof"))?)
-            .map_err(|e| f(&e))?;
-    let approved = verify_request_approved(&header, id, &q.value, &ops).map_err(|e| f(&e))?;
-    let refs: Vec<_> = handed.iter().map(TypedCiphertext::to_ref).collect();
-    let ok = match &approved.record.request {
-        KmsRequest::PublicDecrypt(r) => r.ciphertexts == refs,
-        KmsRequest::UserDecrypt(r) => r.ciphertexts == refs,
-        _ => false,
-    };
-    if !ok {
-        return Err(f(&"the ciphertexts handed over are not the approved ones"));
+        Ok(Self { lc })
     }
-    Ok(approved.record)
+
+    fn options() -> Options {
+        Options {
+            trust_threshold: Default::default(),
+            trusting_period: Duration::from_secs(3600),
+            clock_drift: Duration::from_secs(5),
+        }
+    }
+
+    /// The enclave's clock (here: the devnet's, one second on).
+    fn now(m: &ManualChain) -> Result<Time, DemoError> {
+        (m.clock + Duration::from_secs(1)).map_err(|e| fail("light client")(&e))
+    }
+
+    /// Verifies, by itself, that request `id` was approved by the ASC as of height `h_req` and
+    /// that `handed` are the approved ciphertexts; returns the approved request, which is what
+    /// the party then acts on.
+    fn approve(
+        &mut self,
+        m: &ManualChain,
+        id: &RequestId,
+        h_req: u64,
+        handed: &[TypedCiphertext],
+    ) -> Result<KmsRequest, DemoError> {
+        let f = fail("light client");
+        // State after height H is committed by header H + 1.
+        let target = h_req + 1;
+        let header = if self.lc.height().value() == target {
+            self.lc.trusted_header()
+        } else {
+            let block = m.chain.light_block(target).ok_or_else(|| f(&"no header"))?;
+            self.lc.update(block, Self::now(m)?).map_err(|e| f(&e))?
+        };
+        let q = m
+            .chain
+            .query("store", keys::request(id), h_req as i64, true);
+        let ops = tendermint::merkle::proof::ProofOps::try_from(
+            q.proof_ops.ok_or_else(|| f(&"no proof"))?,
+        )
+        .map_err(|e| f(&e))?;
+        let approved = verify_request_approved(&header, id, &q.value, &ops).map_err(|e| f(&e))?;
+        let refs: Vec<_> = handed.iter().map(TypedCiphertext::to_ref).collect();
+        let ok = match &approved.record.request {
+            KmsRequest::PublicDecrypt(r) => r.ciphertexts == refs,
+            KmsRequest::UserDecrypt(r) => r.ciphertexts == refs,
+            _ => false,
+        };
+        if !ok {
+            return Err(f(&"the ciphertexts handed over are not the approved ones"));
+        }
+        Ok(approved.record.request)
+    }
 }
 
 /// Runs the multi-party stage.
@@ -255,6 +288,9 @@ pub async fn run(
     let mut identity_keys = identity_keys.into_iter();
     let mut parties = Vec::new();
     let mut transports = Vec::new();
+    let mut gates = (0..N)
+        .map(|_| Gate::new(&m, &genesis_validators))
+        .collect::<Result<Vec<_>, _>>()?;
     for (i, (share, listener)) in shares.into_iter().zip(listeners).enumerate() {
         let party = i + 1;
         let flooding = FloodingParams::for_param_set(
@@ -335,25 +371,44 @@ pub async fn run(
     m.block(vec![]).map_err(|e| fail("devnet")(&e))?;
     say(&format!("  public decryption {public_id} and user decryption {user_id} approved by the ASC at height {h_req}"));
 
-    // Each party: light-client gate, squash (its own, deterministic), threshold rounds.
+    // Each party: its own light-client gate, then it acts on what its gate returned (request
+    // IDs derived from the approved records, key IDs and client key digests from them), then
+    // squash (its own, deterministic) and the threshold rounds.
     let mut squashed = Vec::new();
-    for p in &parties {
-        gate(&m, &genesis_validators, &public_id, h_req, &cts)?;
-        gate(&m, &genesis_validators, &user_id, h_req, &cts)?;
+    let mut approved_public = Vec::new();
+    let mut approved_user = Vec::new();
+    for (p, gate) in parties.iter().zip(gates.iter_mut()) {
+        let KmsRequest::PublicDecrypt(public) = gate.approve(&m, &public_id, h_req, &cts)? else {
+            return Err(fail("light client")(
+                &"approved request is not a public decryption",
+            ));
+        };
+        let KmsRequest::UserDecrypt(user) = gate.approve(&m, &user_id, h_req, &cts)? else {
+            return Err(fail("light client")(
+                &"approved request is not a user decryption",
+            ));
+        };
+        // The client's key reaches the party through the host; the chain holds its digest.
+        if user.client_key_digest != client_keys.public().digest() {
+            return Err(fail("light client")(&"client key is not the approved one"));
+        }
         squashed.push(Arc::new(
             p.squash_all(&cts).map_err(|e| fail("squash")(&e))?,
         ));
+        approved_public.push(public);
+        approved_user.push(user);
     }
     say("  each party verified both requests with its own light client (genesis → header, ICS23 proof)");
     let mut tasks = Vec::new();
-    for i in 0..N {
+    for (i, approved) in approved_public.iter().enumerate() {
         let (p, net, sq) = (
             parties[i].clone(),
             transports[i].clone(),
             squashed[i].clone(),
         );
+        let (request_id, approved_key) = (approved.request_id(), approved.key_id);
         tasks.push(tokio::spawn(async move {
-            p.decrypt_squashed(net.as_ref(), public_id, key_id, &sq, ROUND_DEADLINE)
+            p.decrypt_squashed(net.as_ref(), request_id, approved_key, &sq, ROUND_DEADLINE)
                 .await
         }));
     }
@@ -395,9 +450,15 @@ pub async fn run(
 
     // User decryption: each party signcrypts its shares; envelopes travel through the chain.
     let mut txs = Vec::new();
-    for i in 0..N {
+    for (i, approved) in approved_user.iter().enumerate() {
         let s = parties[i]
-            .user_decrypt_share(user_id, key_id, &squashed[i], client_keys.public(), rng)
+            .user_decrypt_share(
+                approved.request_id(),
+                approved.key_id,
+                &squashed[i],
+                client_keys.public(),
+                rng,
+            )
             .map_err(|e| fail("user share")(&e))?;
         txs.push(setup.parties[i].tx(
             CHAIN,
