@@ -88,7 +88,9 @@ async fn real_parameters_end_to_end() {
         })
         .await
         .unwrap_err();
-    assert_eq!(conflict.code(), Code::AlreadyExists);
+    // The key's ID names another request: refused before anything runs (the ID is derived).
+    assert_eq!(conflict.code(), Code::InvalidArgument);
+    assert!(conflict.message().contains("is not the ID of this request"));
     let bad_id = client
         .rpc()
         .get_key_gen_result(pb::RequestId {
