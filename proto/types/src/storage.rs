@@ -75,9 +75,10 @@ impl DataType {
     }
 
     /// The largest size a public object of this type can have, so that a reader never buffers
-    /// more than that from an untrusted store; `None` for private types. The bounds are about 2×
-    /// the sizes measured on the `default` parameters (compressed server key with noise
-    /// squashing and compression keys; compact public key; a CRS of `MAX_CRS_BITS`).
+    /// more than that from an untrusted store; `None` for private types. Measured on the
+    /// `default` parameters: compressed server key with noise squashing and compression keys
+    /// 377,161,198 bytes (360 MiB), compact public key 33,038 bytes, CRS for `MAX_CRS_BITS` =
+    /// 4096 bits 5,824,744 bytes; the bounds leave 2–4× of room.
     pub const fn max_public_bytes(self) -> Option<u64> {
         match self {
             DataType::ServerKey => Some(SERVER_KEY_MAX_BYTES),
@@ -104,11 +105,11 @@ impl fmt::Display for DataType {
 }
 
 /// Bound of [`DataType::ServerKey`] objects.
-pub const SERVER_KEY_MAX_BYTES: u64 = 1 << 30;
+pub const SERVER_KEY_MAX_BYTES: u64 = 768 << 20;
 /// Bound of [`DataType::PublicKey`] objects.
-pub const PUBLIC_KEY_MAX_BYTES: u64 = 64 << 20;
+pub const PUBLIC_KEY_MAX_BYTES: u64 = 128 << 10;
 /// Bound of [`DataType::Crs`] objects.
-pub const CRS_MAX_BYTES: u64 = 1 << 30;
+pub const CRS_MAX_BYTES: u64 = 16 << 20;
 
 /// The address of one stored object.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
