@@ -85,8 +85,9 @@ impl GrpcParty {
     /// Starts serving on `listener` as party `me`; `peers[p - 1]` is party `p`'s endpoint
     /// (`http://host:port`).
     ///
-    /// Plain TCP: the claimed sender of each message is trusted. Developer mode only; parties in
-    /// production use [`GrpcParty::start_tls`].
+    /// Plain TCP: the claimed sender of each message is trusted. Only in `insecure-dev` builds;
+    /// parties in production use [`GrpcParty::start_tls`].
+    #[cfg(feature = "insecure-dev")]
     pub fn start(me: usize, listener: tokio::net::TcpListener, peers: Vec<String>) -> Self {
         let n = peers.len();
         let (svc, inbox) = Self::service(n, false);
