@@ -15,7 +15,7 @@ mod inprocess;
 pub mod tls;
 
 pub use inbox::Inbox;
-pub use inprocess::InProcessNetwork;
+pub use inprocess::{Delivery, InProcessNetwork, InProcessParty, MessageFilter};
 
 use std::time::Duration;
 
