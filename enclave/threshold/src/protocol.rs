@@ -1,10 +1,16 @@
 //! The decryption round over a [`Transport`]: compute, broadcast, gather until the deadline,
 //! combine. A party that is silent past the deadline, or whose message does not decode, counts
 //! as absent; one whose shares are wrong is named as a cheater.
+//!
+//! Round logic and the opening rule: the party waits for every other party's shares until the
+//! deadline (never opening on the first `t + 1` that arrive, which could be its own and `t`
+//! corrupt ones), then opens only if at least `2t + 1` received shares agree; otherwise it
+//! refuses with [`ThresholdError::Open`] naming the missing parties.
 
 use crate::wire::{decode_partials, encode_partials};
 use crate::{
-    combine, partial_decrypt, FloodingParams, SnsKeyShare, SquashedCiphertext, ThresholdError,
+    combine, partial_decrypt, DecryptionSession, FloodingParams, SnsKeyShare, SquashedCiphertext,
+    ThresholdError,
 };
 use kms_algebra::prss::Prss;
 use kms_engine::Plaintext;
@@ -28,14 +34,15 @@ pub async fn decrypt_round(
     key: &SnsKeyShare,
     prss: &Prss<u128, 4>,
     fp: &FloodingParams,
-    session: &[u8],
+    session: &DecryptionSession,
     ct: &SquashedCiphertext,
     deadline: Duration,
 ) -> Result<RoundOutcome, ThresholdError> {
     let mine = encode_partials(&partial_decrypt(key, prss, fp, session, ct)?);
-    broadcast(net, session, &mine).await;
-    let mut got = gather(net, session, deadline).await;
-    if let Some(slot) = got.get_mut(net.me() - 1) {
+    let sid = session.id();
+    broadcast(net, &sid, &mine).await;
+    let mut got = gather(net, &sid, deadline).await;
+    if let Some(slot) = got.get_mut(net.me().wrapping_sub(1)) {
         *slot = Some(mine);
     }
     let received: Vec<Option<Vec<crate::Share>>> = got
