@@ -542,3 +542,44 @@ proptest! {
         }
     }
 }
+
+/// Hole 9: secret wrappers are not `Copy` (compile-time: the call below is ambiguous, so does
+/// not compile, for a `Copy` type), print no value, and zeroize.
+#[test]
+fn secrets_are_not_copy_print_nothing_and_zeroize() {
+    use kms_algebra::prss::{deal_keys, PrssKey};
+    use zeroize::Zeroize;
+    trait AmbiguousIfCopy<A> {
+        fn check() {}
+    }
+    impl<T: ?Sized> AmbiguousIfCopy<()> for T {}
+    impl<T: Copy> AmbiguousIfCopy<u8> for T {}
+    <SecretShare<u64, 4> as AmbiguousIfCopy<_>>::check();
+    <PrssKey as AmbiguousIfCopy<_>>::check();
+
+    let mut rng = Rng::seed_from_u64(11);
+    let mut shares = share::<u64, 4>(0x1234_5678, 1, 4, &mut rng).unwrap();
+    let s = &mut shares[2];
+    let v = *s.value();
+    assert_ne!(v, GR64::ZERO);
+    let printed = format!("{s:?}");
+    for c in v.coefs {
+        assert!(!printed.contains(&c.to_string()), "{printed}");
+        assert!(!printed.contains(&format!("{c:x}")), "{printed}");
+    }
+    assert!(printed.contains("redacted"));
+    s.zeroize();
+    assert_eq!(*s.value(), GR64::ZERO);
+
+    let keys = deal_keys(4, 1, &mut rng);
+    let printed = format!("{keys:?}");
+    assert!(
+        printed.contains("redacted") && !printed.contains("0x"),
+        "{printed}"
+    );
+    let mut k = keys.values().next().unwrap().clone();
+    let before = k.clone();
+    k.zeroize();
+    assert_ne!(k, before);
+    assert_eq!(k, PrssKey::from_bytes([0; 32]));
+}

@@ -915,3 +915,37 @@ async fn a_delayed_message_does_not_split_the_verdict() {
     assert!(parties.iter().all(|p| p.new_key.is_some() && !p.kept_old));
     assert!(holds_key(&secret, &parties));
 }
+
+/// The verdict digest the chain compares (`ReshareDone.verdict_digest`): its canonical
+/// encoding, pinned byte by byte, independent of the order the dealers are listed in.
+#[test]
+fn verdict_digest_has_the_documented_encoding() {
+    use kms_threshold::reshare_check::{decode_dealers, verdict_digest};
+    use sha3::{Digest, Sha3_256};
+    let id = RequestId::derive("reshare", b"epoch 2");
+    let mut bytes = b"kms/reshare-verdict/v1".to_vec();
+    bytes.extend_from_slice(&20u32.to_be_bytes());
+    bytes.extend_from_slice(id.as_bytes());
+    bytes.extend_from_slice(&2u32.to_be_bytes());
+    bytes.extend_from_slice(&1u32.to_be_bytes());
+    bytes.extend_from_slice(&3u32.to_be_bytes());
+    let want: [u8; 32] = Sha3_256::digest(&bytes).into();
+    assert_eq!(verdict_digest(&id, &[1, 3]), want);
+    assert_eq!(verdict_digest(&id, &[3, 1, 3]), want);
+    assert_ne!(verdict_digest(&id, &[1, 2]), want);
+    assert_ne!(
+        verdict_digest(&RequestId::derive("reshare", b"epoch 3"), &[1, 3]),
+        want
+    );
+    // The wire form round-trips; non-canonical forms are refused.
+    assert_eq!(
+        decode_dealers(&encode_dealers(&[3, 1]), 4),
+        Some(vec![1, 3])
+    );
+    let mut unsorted = 2u32.to_be_bytes().to_vec();
+    unsorted.extend_from_slice(&3u32.to_be_bytes());
+    unsorted.extend_from_slice(&1u32.to_be_bytes());
+    assert_eq!(decode_dealers(&unsorted, 4), None);
+    assert_eq!(decode_dealers(&encode_dealers(&[1, 5]), 4), None); // no dealer 5
+    assert_eq!(decode_dealers(&[0, 0, 0, 1, 0, 0], 4), None); // truncated
+}
