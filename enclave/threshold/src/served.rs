@@ -25,6 +25,15 @@ pub trait ServedStore: Send + Sync {
     fn store(&self, key: &[u8], value: &[u8]) -> Result<(), String>;
 }
 
+impl<T: ServedStore + ?Sized> ServedStore for std::sync::Arc<T> {
+    fn load(&self, key: &[u8]) -> Result<Option<Vec<u8>>, String> {
+        (**self).load(key)
+    }
+    fn store(&self, key: &[u8], value: &[u8]) -> Result<(), String> {
+        (**self).store(key, value)
+    }
+}
+
 /// In-memory [`ServedStore`] (tests, developer mode): not durable.
 #[derive(Default, Debug)]
 pub struct MemoryServedStore {
@@ -166,5 +175,65 @@ impl ServedLog {
         self.store
             .store(&Self::key(key_id, request_id), &rec)
             .map_err(ThresholdError::Storage)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::sync::Arc;
+
+    struct Failing;
+    impl ServedStore for Failing {
+        fn load(&self, _: &[u8]) -> Result<Option<Vec<u8>>, String> {
+            Ok(None)
+        }
+        fn store(&self, _: &[u8], _: &[u8]) -> Result<(), String> {
+            Err("disk full".into())
+        }
+    }
+
+    /// The log lives in the store: a restarted party (a new log over the same store) still
+    /// refuses other content, re-serves an unfinished request with the same content, and
+    /// returns a finished one's result. A store that cannot record refuses to serve.
+    #[test]
+    fn the_log_survives_a_restart_and_refuses_other_content() {
+        let store = Arc::new(MemoryServedStore::default());
+        let (key, req) = (RequestId::derive("k", b""), RequestId::derive("r", b""));
+        let ct = |b: u8| vec![(FheType::Uint8, [b; 32])];
+        let a = request_content_digest("public", &key, &req, &ct(1), &[]);
+        let b = request_content_digest("public", &key, &req, &ct(2), &[]);
+        assert_ne!(a, b);
+        assert_ne!(a, request_content_digest("user", &key, &req, &ct(1), &[]));
+        assert_ne!(
+            a,
+            request_content_digest("public", &key, &req, &ct(1), &[7])
+        );
+        let log = ServedLog::new(store.clone());
+        assert_eq!(log.begin(&key, &req, &a), Ok(Served::Serve));
+        // Restart before finishing.
+        let log = ServedLog::new(store.clone());
+        assert_eq!(
+            log.begin(&key, &req, &b),
+            Err(ThresholdError::RequestReplayed {
+                key_id: key,
+                request_id: req
+            })
+        );
+        assert_eq!(log.begin(&key, &req, &a), Ok(Served::Serve));
+        log.finish(&key, &req, &a, b"result").unwrap();
+        let log = ServedLog::new(store);
+        assert_eq!(
+            log.begin(&key, &req, &a),
+            Ok(Served::Done(b"result".to_vec()))
+        );
+        assert!(log.begin(&key, &req, &b).is_err());
+        // Another key, same request ID: its own record.
+        let other_key = RequestId::derive("k2", b"");
+        assert_eq!(log.begin(&other_key, &req, &b), Ok(Served::Serve));
+        assert!(matches!(
+            ServedLog::new(Failing).begin(&key, &req, &a),
+            Err(ThresholdError::Storage(_))
+        ));
     }
 }
