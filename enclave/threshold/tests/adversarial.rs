@@ -645,12 +645,19 @@ struct NewParty {
     agreed: Result<AgreedVerdict, ThresholdError>,
     judged: Vec<usize>,
     kept_old: bool,
+    /// Whether its consistency check of the new sharing passed.
+    check_ok: bool,
     new_key: Option<SnsKeyShare>,
 }
 
 /// A 4 → 7 resharing with check, agreement, consistency check and commit. New party j ≤ 4 is
 /// also old party j (its old share is what commit may erase).
-async fn reshare(corrupt: Corrupt7, delay_echoes_to_1: bool) -> (Vec<u128>, Vec<NewParty>) {
+/// `agreement: false` is the old flow: each party combines the dealer set it judged itself.
+async fn reshare(
+    corrupt: Corrupt7,
+    delay_echoes_to_1: bool,
+    agreement: bool,
+) -> (Vec<u128>, Vec<NewParty>) {
     let key_id = RequestId::derive("reshare key", b"");
     let reshare_id = RequestId::derive("reshare", format!("{corrupt:?}").as_bytes());
     let (secret, old) = old_shares(key_id);
@@ -762,6 +769,19 @@ async fn reshare(corrupt: Corrupt7, delay_echoes_to_1: bool) -> (Vec<u128>, Vec<
         agreed.push(t.await.unwrap());
     }
     net.clear_filter();
+    if !agreement {
+        agreed = honest_parties
+            .iter()
+            .map(|&j| {
+                let dealers = judged.get(j - 1).cloned().unwrap_or_else(|| vec![1, 2]);
+                Ok(AgreedVerdict {
+                    digest: kms_threshold::reshare_check::verdict_digest(&reshare_id, &dealers),
+                    dealers,
+                    grade: Grade::Committed,
+                })
+            })
+            .collect();
+    }
     // Every party that agreed combines the agreed dealers and checks the new sharing.
     let mut tasks = Vec::new();
     for (&j, a) in honest_parties.iter().zip(&agreed) {
@@ -814,6 +834,7 @@ async fn reshare(corrupt: Corrupt7, delay_echoes_to_1: bool) -> (Vec<u128>, Vec<
     let mut result = Vec::new();
     for ((&j, a), (new_key, check)) in honest_parties.iter().zip(agreed).zip(checked) {
         let my_old = if j <= OLD_N { old[j - 1].take() } else { None };
+        let check_ok = matches!(check, Some(Ok(_)));
         let (kept_old, new_key) = match (&a, new_key, check, completed) {
             (Ok(a), Some(k), Some(Ok(c)), Some(done)) => {
                 match commit_reshare(my_old, k, a, &c, &done) {
@@ -827,6 +848,7 @@ async fn reshare(corrupt: Corrupt7, delay_echoes_to_1: bool) -> (Vec<u128>, Vec<
             agreed: a,
             judged: judged.get(j - 1).cloned().unwrap_or_default(),
             kept_old,
+            check_ok,
             new_key,
         });
     }
@@ -850,12 +872,12 @@ fn holds_key(secret: &[u128], parties: &[NewParty]) -> bool {
 /// old shares are erased, and the new shares hold the key.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn resharing_without_faults_commits_everywhere() {
-    let (secret, parties) = reshare(Corrupt7::Honest, false).await;
+    let (secret, parties) = reshare(Corrupt7::Honest, false, true).await;
     for p in &parties {
         let a = p.agreed.as_ref().unwrap();
         assert_eq!(a.grade, Grade::Committed);
         assert_eq!(a.dealers, parties[0].agreed.as_ref().unwrap().dealers);
-        assert!(!p.kept_old && p.new_key.is_some());
+        assert!(p.check_ok && !p.kept_old && p.new_key.is_some());
     }
     assert!(holds_key(&secret, &parties));
 }
@@ -867,7 +889,7 @@ async fn resharing_without_faults_commits_everywhere() {
 /// new shares of the key.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_lying_new_party_cannot_split_the_verdict() {
-    let (secret, parties) = reshare(Corrupt7::LiesAboutDealer1, false).await;
+    let (_, parties) = reshare(Corrupt7::LiesAboutDealer1, false, true).await;
     // The hole: honest judgments differ.
     assert_ne!(parties[0].judged, parties[2].judged);
     assert_eq!(parties[0].judged, parties[1].judged);
@@ -887,15 +909,13 @@ async fn a_lying_new_party_cannot_split_the_verdict() {
         .iter()
         .all(|a| a.grade == Grade::Adopted && a.dealers == [1, 2]));
     assert_eq!(erased, 0);
-    if erased > 0 {
-        // Only if every honest party adopted the set and the new shares hold the key.
-        assert_eq!(agreed.len(), parties.len());
-        assert!(holds_key(&secret, &parties));
-    } else {
-        // Abort: every old party kept its share.
-        for p in &parties[..OLD_N] {
-            assert!(p.kept_old);
-        }
+    assert!(
+        parties.iter().all(|p| p.check_ok),
+        "one adopted set is consistent"
+    );
+    // Every old party kept its share.
+    for p in &parties[..OLD_N] {
+        assert!(p.kept_old);
     }
 }
 
@@ -904,7 +924,7 @@ async fn a_lying_new_party_cannot_split_the_verdict() {
 /// same set, erases too. One verdict everywhere.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_delayed_message_does_not_split_the_verdict() {
-    let (secret, parties) = reshare(Corrupt7::Honest, true).await;
+    let (secret, parties) = reshare(Corrupt7::Honest, true, true).await;
     let a1 = parties[0].agreed.as_ref().unwrap();
     assert_eq!(a1.grade, Grade::Adopted);
     for p in &parties[1..] {
@@ -948,4 +968,21 @@ fn verdict_digest_has_the_documented_encoding() {
     assert_eq!(decode_dealers(&unsorted, 4), None);
     assert_eq!(decode_dealers(&encode_dealers(&[1, 5]), 4), None); // no dealer 5
     assert_eq!(decode_dealers(&[0, 0, 0, 1, 0, 0], 4), None); // truncated
+}
+
+/// Hole 10 on the old flow (no agreement): parties 1 and 2 combine {2, 3}, parties 3..6 combine
+/// {1, 2}; their new shares lie on no common polynomial. The consistency check catches it, so
+/// nobody reports, the chain does not complete and every old share is kept (the old code
+/// erased them and lost the key).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_consistency_check_catches_a_split_dealer_set() {
+    let (_, parties) = reshare(Corrupt7::LiesAboutDealer1, false, false).await;
+    assert_ne!(parties[0].judged, parties[2].judged);
+    for p in &parties {
+        assert!(!p.check_ok, "a split sharing checked consistent");
+        assert!(p.new_key.is_none());
+    }
+    for p in &parties[..OLD_N] {
+        assert!(p.kept_old);
+    }
 }
