@@ -986,3 +986,42 @@ async fn the_consistency_check_catches_a_split_dealer_set() {
         assert!(p.kept_old);
     }
 }
+
+/// Round logic: a round opens as soon as 2t + 1 agreeing shares are in (a silent party no longer
+/// costs the whole deadline), but waits when what arrived disagrees: n = 4, t = 1, party 4
+/// silent, deadline 20 s: done in well under it; then party 4 sends a wrong share first and
+/// party 3's share is held back by its host for 1 s: the round waits for it (no early opening
+/// on own + 2 + 4's wrong share), corrects party 4, and names it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_round_opens_on_2t_plus_1_agreeing_shares_and_waits_on_disagreement() {
+    let w = world(4, 1);
+    let net = InProcessNetwork::new(4);
+    let s = w.session(b"early");
+    let t0 = std::time::Instant::now();
+    let outs = run_honest(&w, &net, &[1, 2, 3], &s, Duration::from_secs(20)).await;
+    assert!(t0.elapsed() < Duration::from_secs(5), "{:?}", t0.elapsed());
+    for o in outs {
+        let o = o.unwrap();
+        assert_eq!(o.plaintext.as_u128(), Some(u128::from(VALUE)));
+        assert_eq!(o.absent, vec![4]);
+    }
+    let net = InProcessNetwork::new(4);
+    let s = w.session(b"wait");
+    net.set_filter(|from, to, _, _| {
+        if from == 3 && to == 1 {
+            Delivery::Delay(Duration::from_secs(1))
+        } else {
+            Delivery::Deliver
+        }
+    });
+    net.party(4)
+        .send(1, &s.id(), w.shifted(4, &s, 1))
+        .await
+        .unwrap();
+    let t0 = std::time::Instant::now();
+    let outs = run_honest(&w, &net, &[1, 2, 3], &s, Duration::from_secs(20)).await;
+    assert!(t0.elapsed() >= Duration::from_secs(1));
+    let o = outs[0].as_ref().unwrap();
+    assert_eq!(o.plaintext.as_u128(), Some(u128::from(VALUE)));
+    assert_eq!(o.cheaters, vec![4]);
+}
