@@ -222,15 +222,15 @@ fn threshold_decrypts_every_type_like_tfhe() {
     use kms_algebra::prss::{deal_keys, Prss};
     use kms_signcryption::ClientKeyPair;
     use kms_threshold::{
-        combine, deal_insecure, partial_decrypt, squash, user_combine, user_share, FloodingParams,
-        Share, UserShareResponse,
+        combine, deal_insecure, partial_decrypt, squash, user_combine, user_share,
+        DecryptionSession, FloodingParams, Share, UserShareResponse,
     };
     let rng = &mut rand_core::OsRng;
     let key_id = RequestId::derive("threshold", b"all types");
     let ks = generate_key_set(ParamSetName::TestInsecure, &key_id, &mut |_| {});
     tfhe::set_server_key(ks.server_key.decompress());
     let (n, t) = (4, 1);
-    let keys = deal_insecure(&ks.client_key, n, t, rng).unwrap();
+    let keys = deal_insecure(&ks.client_key, key_id, n, t, rng).unwrap();
     let prss_keys = deal_keys(n, t, rng);
     let prss: Vec<Prss<u128, 4>> = (1..=n)
         .map(|p| Prss::new(p, n, t, &prss_keys).unwrap())
@@ -245,10 +245,16 @@ fn threshold_decrypts_every_type_like_tfhe() {
         .map(|c| squash(c, ParamSetName::TestInsecure).unwrap())
         .collect();
     for (i, (sq, want)) in squashed.iter().zip(&truth).enumerate() {
-        let sid = format!("all-types/{i}");
+        let sid = DecryptionSession {
+            kind: DecryptionSession::PUBLIC,
+            key_id,
+            request_id: RequestId::derive("all-types", &[i as u8]),
+            index: i,
+            ciphertext_digest: cts[i].digest(),
+        };
         let received: Vec<Option<Vec<Share>>> = (0..n)
             .map(|p| {
-                let honest = partial_decrypt(&keys[p], &prss[p], &fp, sid.as_bytes(), sq).unwrap();
+                let honest = partial_decrypt(&keys[p], &prss[p], &fp, &sid, sq).unwrap();
                 Some(if p == 1 {
                     honest.iter().map(|_| Share::random(rng)).collect()
                 } else {
@@ -297,10 +303,9 @@ fn threshold_decrypts_every_type_like_tfhe() {
         })
         .collect();
     let meta: Vec<(FheType, [u8; 32])> = cts.iter().map(|c| (c.fhe_type, c.digest())).collect();
-    let (pts, _cheaters, rejected) =
-        user_combine(&client, &domain, &request, &key_id, &meta, &responses, &fp).unwrap();
-    assert_eq!(rejected, vec![2]);
-    for ((p, want), c) in pts.iter().zip(&truth).zip(&cts) {
+    let out = user_combine(&client, &domain, &request, &key_id, &meta, &responses, &fp).unwrap();
+    assert_eq!(out.rejected, vec![2]);
+    for ((p, want), c) in out.plaintexts.iter().zip(&truth).zip(&cts) {
         assert_eq!(&p.word, want, "{}", c.fhe_type);
     }
 }

@@ -153,7 +153,7 @@ async fn light_client_gated_threshold_decryption_completes_on_chain() {
     let first = net.chain.light_block(1).unwrap();
     let header = net.chain.light_block(h_req + 1).unwrap();
     let (n, t) = (4, 1);
-    let shares = deal_insecure(&ks.client_key, n, t, &mut rand_core::OsRng).unwrap();
+    let shares = deal_insecure(&ks.client_key, key_id, n, t, &mut rand_core::OsRng).unwrap();
     let prss_keys = deal_keys(n, t, &mut rand_core::OsRng);
     let network = InProcessNetwork::new(n);
     let mut tasks = Vec::new();
@@ -175,6 +175,7 @@ async fn light_client_gated_threshold_decryption_completes_on_chain() {
             params: ParamSetName::TestInsecure,
             signer,
             domain: domain.clone(),
+            served: kms_threshold::ServedLog::in_memory(),
         };
         let (first, header, value, ops, gv, cts) = (
             first.clone(),

@@ -71,32 +71,45 @@ impl<const D: usize> Gf2d<D> {
     }
 }
 
-/// Solves `A x = b` over GF(2^D) (A is `rows × cols`); returns one solution (free variables 0)
-/// or `None` if inconsistent.
+/// Solves `A x = b` over GF(2^D) (A is `rows × cols`, every row of length `cols`); returns one
+/// solution (free variables 0) or `None` if inconsistent or malformed.
 pub(crate) fn solve<const D: usize>(
     mut a: Vec<Vec<Gf2d<D>>>,
     mut b: Vec<Gf2d<D>>,
     cols: usize,
 ) -> Option<Vec<Gf2d<D>>> {
     let rows = a.len();
+    if b.len() != rows || a.iter().any(|row| row.len() != cols) {
+        return None;
+    }
+    let at = |a: &[Vec<Gf2d<D>>], i: usize, c: usize| -> Gf2d<D> {
+        a.get(i)
+            .and_then(|row| row.get(c))
+            .copied()
+            .unwrap_or(Gf2d::ZERO)
+    };
     let mut pivots = Vec::new();
     let mut r = 0;
     for c in 0..cols {
-        let Some(p) = (r..rows).find(|&i| !a[i][c].is_zero()) else {
+        if r == rows {
+            break;
+        }
+        let Some(p) = (r..rows).find(|&i| !at(&a, i, c).is_zero()) else {
             continue;
         };
         a.swap(r, p);
         b.swap(r, p);
-        let inv = a[r][c].inv()?;
-        for x in a[r].iter_mut() {
-            *x = x.mul(inv);
-        }
-        b[r] = b[r].mul(inv);
-        let pivot_row = a[r].clone();
-        let pivot_b = b[r];
+        let inv = at(&a, r, c).inv()?;
+        let pivot_row: Vec<Gf2d<D>> = a.get(r)?.iter().map(|x| x.mul(inv)).collect();
+        let pivot_b = b.get(r)?.mul(inv);
         for (i, (row, bi)) in a.iter_mut().zip(b.iter_mut()).enumerate() {
-            if i != r && !row[c].is_zero() {
-                let f = row[c];
+            if i == r {
+                row.clone_from(&pivot_row);
+                *bi = pivot_b;
+                continue;
+            }
+            let f = row.get(c).copied().unwrap_or(Gf2d::ZERO);
+            if !f.is_zero() {
                 for (x, p) in row.iter_mut().zip(&pivot_row) {
                     *x = x.add(p.mul(f));
                 }
@@ -105,16 +118,13 @@ pub(crate) fn solve<const D: usize>(
         }
         pivots.push(c);
         r += 1;
-        if r == rows {
-            break;
-        }
     }
-    if b[r..].iter().any(|v| !v.is_zero()) {
+    if b.iter().skip(r).any(|v| !v.is_zero()) {
         return None;
     }
     let mut x = vec![Gf2d::ZERO; cols];
-    for (i, &c) in pivots.iter().enumerate() {
-        x[c] = b[i];
+    for (&c, bi) in pivots.iter().zip(&b) {
+        *x.get_mut(c)? = *bi;
     }
     Some(x)
 }
@@ -124,8 +134,8 @@ pub(crate) fn eval<const D: usize>(p: &[Gf2d<D>], x: Gf2d<D>) -> Gf2d<D> {
     p.iter().rev().fold(Gf2d::ZERO, |acc, c| acc.mul(x).add(*c))
 }
 
-/// Exact division `num / den` (den monic-ish, leading coefficient non-zero); `None` if there
-/// is a remainder.
+/// Exact division `num / den` (den's leading coefficient non-zero after trimming); `None` if
+/// there is a remainder or `den` is zero.
 pub(crate) fn div_exact<const D: usize>(num: &[Gf2d<D>], den: &[Gf2d<D>]) -> Option<Vec<Gf2d<D>>> {
     let mut den = den.to_vec();
     while den.last().is_some_and(|c| c.is_zero()) {
@@ -142,10 +152,11 @@ pub(crate) fn div_exact<const D: usize>(num: &[Gf2d<D>], den: &[Gf2d<D>]) -> Opt
     }
     let mut q = vec![Gf2d::ZERO; rem.len() - dl + 1];
     for i in (0..q.len()).rev() {
-        let c = rem[i + dl - 1].mul(lead_inv);
-        q[i] = c;
+        let c = rem.get(i + dl - 1)?.mul(lead_inv);
+        *q.get_mut(i)? = c;
         for (j, d) in den.iter().enumerate() {
-            rem[i + j] = rem[i + j].add(c.mul(*d));
+            let r = rem.get_mut(i + j)?;
+            *r = r.add(c.mul(*d));
         }
     }
     rem.iter().all(|c| c.is_zero()).then_some(q)

@@ -16,7 +16,19 @@
 //! * [`shamir`]: sharing, Lagrange reconstruction, and [`shamir::robust_open`]: error
 //!   correction of up to `t` wrong shares when `n ≥ 3t + 1`, decoding Reed–Solomon mod 2 with
 //!   Berlekamp–Welch and lifting one bit of `Z/2^k` at a time, with the parties whose shares were
-//!   wrong identified.
+//!   wrong identified, under the **opening rule**: a value is output only if at least `2t + 1`
+//!   received shares agree with one degree-`t` polynomial (see [`shamir`] for the rule and why
+//!   it is sound; every opening in the KMS goes through it).
+//! * [`prss`]: pseudo-random secret sharing of bounded masks and of zero.
+//!
+//! Secrets ([`shamir::SecretShare`], [`prss::PrssKey`]) are not `Copy`, print no value and
+//! zeroize on drop; sharing functions take a `CryptoRngCore`.
+
+#![forbid(unsafe_code)]
+#![cfg_attr(
+    not(test),
+    deny(clippy::unwrap_used, clippy::expect_used, clippy::indexing_slicing)
+)]
 
 mod gf2d;
 pub mod prss;

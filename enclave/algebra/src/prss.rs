@@ -48,35 +48,61 @@ pub fn maximal_sets(n: usize, t: usize) -> Vec<PartySet> {
         }
     }
     let mut out = Vec::new();
-    rec(1, n, n - t, &mut Vec::new(), &mut out);
+    if t <= n {
+        rec(1, n, n - t, &mut Vec::new(), &mut out);
+    }
     out
 }
 
 /// `C(n, t)`, the number of PRSS sets.
 pub fn binomial(n: usize, t: usize) -> u128 {
+    if t > n {
+        return 0;
+    }
     (0..t).fold(1u128, |acc, i| acc * (n - i) as u128 / (i + 1) as u128)
 }
 
-/// **Insecure** trusted-dealer setup: one random key per set. For tests and developer mode.
-pub fn deal_keys(
-    n: usize,
-    t: usize,
-    rng: &mut impl rand_core::RngCore,
-) -> BTreeMap<PartySet, [u8; 32]> {
+/// The PRF key of one PRSS set: not `Copy`, `Debug` without the key, zeroized on drop.
+#[derive(Clone, PartialEq, Eq, zeroize::Zeroize, zeroize::ZeroizeOnDrop)]
+pub struct PrssKey([u8; 32]);
+
+impl PrssKey {
+    /// A key from its bytes (key setup).
+    pub fn from_bytes(bytes: [u8; 32]) -> Self {
+        Self(bytes)
+    }
+
+    /// A uniformly random key.
+    pub fn random(rng: &mut impl rand_core::CryptoRngCore) -> Self {
+        let mut k = [0u8; 32];
+        rng.fill_bytes(&mut k);
+        Self(k)
+    }
+}
+
+impl std::fmt::Debug for PrssKey {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "PrssKey(<redacted>)")
+    }
+}
+
+/// The PRSS keys, by set.
+pub type PrssKeys = BTreeMap<PartySet, PrssKey>;
+
+/// **Insecure** trusted-dealer setup: one random key per set. For tests and developer mode:
+/// only in `insecure-dev` builds.
+#[cfg(feature = "insecure-dev")]
+pub fn deal_keys(n: usize, t: usize, rng: &mut impl rand_core::CryptoRngCore) -> PrssKeys {
     maximal_sets(n, t)
         .into_iter()
-        .map(|s| {
-            let mut k = [0u8; 32];
-            rng.fill_bytes(&mut k);
-            (s, k)
-        })
+        .map(|s| (s, PrssKey::random(rng)))
         .collect()
 }
 
-fn prf<Z: Z2k>(key: &[u8; 32], sid: &[u8], counter: u64, bits: u32) -> Z {
+fn prf<Z: Z2k>(key: &PrssKey, sid: &[u8], counter: u64, bits: u32) -> Z {
     let mut h = sha3::Shake256::default();
     h.update(b"kms/prss/v1");
-    h.update(key);
+    h.update(&key.0);
     h.update(&(sid.len() as u64).to_be_bytes());
     h.update(sid);
     h.update(&counter.to_be_bytes());
@@ -84,17 +110,16 @@ fn prf<Z: Z2k>(key: &[u8; 32], sid: &[u8], counter: u64, bits: u32) -> Z {
     h.finalize_xof().read(&mut out);
     // Uniform in [−2^(bits−1), 2^(bits−1)) as a two's-complement value of Z/2^k.
     let raw = u128::from_le_bytes(out);
-    let v = if bits >= 128 {
-        raw
-    } else {
-        raw & ((1u128 << bits) - 1)
+    let (v, half) = match bits {
+        0 => (0, 0),
+        1..=127 => (raw & ((1u128 << bits) - 1), 1u128 << (bits - 1)),
+        _ => (raw, 0),
     };
-    let half = if bits >= 128 { 0 } else { 1u128 << (bits - 1) };
     Z::from_u128_trunc(v).sub(Z::from_u128_trunc(half))
 }
 
 fn prf_element<Z: Z2k, const D: usize>(
-    key: &[u8; 32],
+    key: &PrssKey,
     sid: &[u8],
     counter: u64,
     j: u64,
@@ -102,7 +127,7 @@ fn prf_element<Z: Z2k, const D: usize>(
     let mut h = sha3::Shake256::default();
     // j = 0: a random element (PRSS); j ≥ 1: the j-th coefficient of a PRZS polynomial.
     h.update(b"kms/przs/v1");
-    h.update(key);
+    h.update(&key.0);
     h.update(&(sid.len() as u64).to_be_bytes());
     h.update(sid);
     h.update(&counter.to_be_bytes());
@@ -117,14 +142,14 @@ fn prf_element<Z: Z2k, const D: usize>(
     GaloisRing { coefs }
 }
 
-/// One party's PRSS state.
+/// One party's PRSS state. Its keys zeroize on drop ([`PrssKey`]); `Debug` shows no key.
 #[derive(Clone)]
 pub struct Prss<Z: Z2k, const D: usize> {
     party: usize,
     t: usize,
     alpha: GaloisRing<Z, D>,
-    /// (key, f_A(α_party)) for each set containing the party.
-    sets: Vec<([u8; 32], GaloisRing<Z, D>)>,
+    /// (set, key, f_A(α_party)) for each set containing the party.
+    sets: Vec<(PartySet, PrssKey, GaloisRing<Z, D>)>,
 }
 
 impl<Z: Z2k, const D: usize> std::fmt::Debug for Prss<Z, D> {
@@ -135,26 +160,21 @@ impl<Z: Z2k, const D: usize> std::fmt::Debug for Prss<Z, D> {
 
 impl<Z: Z2k, const D: usize> Prss<Z, D> {
     /// Party `party`'s state from the keys of the sets it belongs to.
-    pub fn new(
-        party: usize,
-        n: usize,
-        t: usize,
-        keys: &BTreeMap<PartySet, [u8; 32]>,
-    ) -> Result<Self, RingError> {
+    pub fn new(party: usize, n: usize, t: usize, keys: &PrssKeys) -> Result<Self, RingError> {
         let alpha = GaloisRing::<Z, D>::point(party)?;
         let mut sets = Vec::new();
         for set in maximal_sets(n, t) {
             if !set.contains(&party) {
                 continue;
             }
-            let key = *keys.get(&set).ok_or(RingError::BadIndex(party))?;
+            let key = keys.get(&set).ok_or(RingError::BadIndex(party))?.clone();
             // f_A(x) = Π_{j ∉ A} (x − α_j) / (0 − α_j)
             let mut v = GaloisRing::one();
             for j in (1..=n).filter(|j| !set.contains(j)) {
                 let aj = GaloisRing::<Z, D>::point(j)?;
                 v = v.mul(&alpha.sub(&aj)).mul(&aj.neg().inv()?);
             }
-            sets.push((key, v));
+            sets.push((set, key, v));
         }
         Ok(Self {
             party,
@@ -164,9 +184,19 @@ impl<Z: Z2k, const D: usize> Prss<Z, D> {
         })
     }
 
+    /// The party (1-based).
+    pub fn party(&self) -> usize {
+        self.party
+    }
+
+    /// The PRSS sets whose keys this party holds (those it belongs to).
+    pub fn sets(&self) -> impl Iterator<Item = &PartySet> {
+        self.sets.iter().map(|(s, _, _)| s)
+    }
+
     /// This party's share of a random value bounded by `C(n, t)·2^(bits−1)` in absolute value.
     pub fn mask(&self, sid: &[u8], counter: u64, bits: u32) -> GaloisRing<Z, D> {
-        self.sets.iter().fold(GaloisRing::ZERO, |acc, (k, f)| {
+        self.sets.iter().fold(GaloisRing::ZERO, |acc, (_, k, f)| {
             acc.add(&f.scale(prf::<Z>(k, sid, counter, bits)))
         })
     }
@@ -174,14 +204,14 @@ impl<Z: Z2k, const D: usize> Prss<Z, D> {
     /// This party's share of a uniformly random ring element (degree `t`), e.g. the coefficients
     /// of a random polynomial nobody knows, or a common random seed once opened.
     pub fn random_share(&self, sid: &[u8], counter: u64) -> GaloisRing<Z, D> {
-        self.sets.iter().fold(GaloisRing::ZERO, |acc, (k, f)| {
+        self.sets.iter().fold(GaloisRing::ZERO, |acc, (_, k, f)| {
             acc.add(&f.mul(&prf_element::<Z, D>(k, sid, counter, 0)))
         })
     }
 
     /// This party's share of a pseudo-random degree-`2t` sharing of zero (PRZS).
     pub fn zero_share(&self, sid: &[u8], counter: u64) -> GaloisRing<Z, D> {
-        self.sets.iter().fold(GaloisRing::ZERO, |acc, (k, f)| {
+        self.sets.iter().fold(GaloisRing::ZERO, |acc, (_, k, f)| {
             // Σ_{j=1..t} r_j·α^j, Horner from the top: ((r_t·α + r_{t−1})·α + …)·α.
             let mut inner = GaloisRing::ZERO;
             for j in (1..=self.t as u64).rev() {
@@ -195,12 +225,7 @@ impl<Z: Z2k, const D: usize> Prss<Z, D> {
 }
 
 /// The value a PRSS mask opens to, computed from all keys (for tests).
-pub fn mask_value<Z: Z2k>(
-    keys: &BTreeMap<PartySet, [u8; 32]>,
-    sid: &[u8],
-    counter: u64,
-    bits: u32,
-) -> Z {
+pub fn mask_value<Z: Z2k>(keys: &PrssKeys, sid: &[u8], counter: u64, bits: u32) -> Z {
     keys.values()
         .fold(Z::ZERO, |acc, k| acc.add(prf::<Z>(k, sid, counter, bits)))
 }

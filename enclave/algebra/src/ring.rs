@@ -35,12 +35,8 @@ impl<Z: Z2k, const D: usize> Default for GaloisRing<Z, D> {
 
 impl<Z: Z2k, const D: usize> zeroize::Zeroize for GaloisRing<Z, D> {
     fn zeroize(&mut self) {
-        for c in self.coefs.iter_mut() {
-            // Volatile writes through zeroize are not available for generic Z; overwrite and
-            // fence so the compiler cannot drop the store.
-            *c = Z::ZERO;
-        }
-        std::sync::atomic::compiler_fence(std::sync::atomic::Ordering::SeqCst);
+        // Volatile writes (zeroize's implementation for u64/u128), which the compiler keeps.
+        self.coefs.zeroize();
     }
 }
 
@@ -58,18 +54,20 @@ impl<Z: Z2k, const D: usize> GaloisRing<Z, D> {
     /// The constant `s` (how secrets of `Z/2^k` are embedded).
     pub fn from_scalar(s: Z) -> Self {
         let mut coefs = [Z::ZERO; D];
-        coefs[0] = s;
+        if let Some(c) = coefs.first_mut() {
+            *c = s;
+        }
         Self { coefs }
     }
 
     /// The constant coefficient.
     pub fn scalar(&self) -> Z {
-        self.coefs[0]
+        self.coefs.first().copied().unwrap_or(Z::ZERO)
     }
 
     /// Whether all non-constant coefficients are zero.
     pub fn is_scalar(&self) -> bool {
-        self.coefs[1..].iter().all(|c| *c == Z::ZERO)
+        self.coefs.iter().skip(1).all(|c| *c == Z::ZERO)
     }
 
     /// The exceptional point of party `i` (1-based): coefficients are the bits of `i`.
@@ -125,26 +123,34 @@ impl<Z: Z2k, const D: usize> GaloisRing<Z, D> {
     /// Product, reduced by `X^D = -f(X)`.
     #[allow(clippy::should_implement_trait)]
     pub fn mul(&self, o: &Self) -> Self {
-        let mut prod = vec![Z::ZERO; 2 * D - 1];
+        // Schoolbook product (degree ≤ 2D − 2), then reduction from the top term down. All
+        // indices are in range by construction; `get_mut` keeps the code free of panics.
+        let mut prod = vec![Z::ZERO; 2 * D];
         for (i, a) in self.coefs.iter().enumerate() {
             for (j, b) in o.coefs.iter().enumerate() {
-                prod[i + j] = prod[i + j].add(a.mul(*b));
+                if let Some(p) = prod.get_mut(i + j) {
+                    *p = p.add(a.mul(*b));
+                }
             }
         }
         let f = reduction_poly(D);
-        for i in (D..2 * D - 1).rev() {
-            let c = prod[i];
+        for i in (D..2 * D).rev() {
+            let c = prod.get(i).copied().unwrap_or(Z::ZERO);
             if c == Z::ZERO {
                 continue;
             }
             for b in 0..D {
                 if (f >> b) & 1 == 1 {
-                    prod[i - D + b] = prod[i - D + b].sub(c);
+                    if let Some(p) = prod.get_mut(i - D + b) {
+                        *p = p.sub(c);
+                    }
                 }
             }
         }
         let mut coefs = [Z::ZERO; D];
-        coefs.copy_from_slice(&prod[..D]);
+        for (c, p) in coefs.iter_mut().zip(&prod) {
+            *c = *p;
+        }
         Self { coefs }
     }
 

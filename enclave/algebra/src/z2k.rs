@@ -3,7 +3,7 @@
 use std::fmt::Debug;
 
 /// `Z/2^k` for k = 64 (`u64`) or k = 128 (`u128`).
-pub trait Z2k: Copy + Eq + Default + Debug + Send + Sync + 'static {
+pub trait Z2k: Copy + Eq + Default + Debug + Send + Sync + zeroize::Zeroize + 'static {
     /// k.
     const BITS: u32;
     /// 0.

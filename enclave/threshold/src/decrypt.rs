@@ -2,9 +2,9 @@
 
 use crate::{Share, SnsKeyShare};
 use kms_algebra::prss::{binomial, Prss};
-use kms_algebra::shamir::robust_open;
+use kms_algebra::shamir::{robust_open, ShamirError};
 use kms_engine::{deserialize_checked, ParamSetExt, Plaintext};
-use kms_types::{FheType, ParamSetName, TypedCiphertext};
+use kms_types::{FheType, ParamSetName, RequestId, TypedCiphertext};
 use tfhe::conformance::ParameterSetConformant;
 use tfhe::prelude::*;
 
@@ -72,14 +72,65 @@ pub enum ThresholdError {
     /// The ciphertext is malformed or of another type.
     #[error("ciphertext: {0}")]
     Ciphertext(String),
-    /// Opening failed (too many wrong or missing shares).
-    #[error("opening block {block}: {reason}")]
+    /// Opening refused (the opening rule: fewer than 2t + 1 received shares agree); the source
+    /// names the missing parties and those whose shares were wrong.
+    #[error("opening block {block}: {source}")]
     Open {
         /// Block index.
         block: usize,
-        /// Why.
-        reason: String,
+        /// Why (typically [`ShamirError::InsufficientAgreement`]).
+        source: ShamirError,
     },
+    /// The opened value is not in `Z/2^128` (only possible with corrupt shares beyond the
+    /// bound).
+    #[error("opening block {block}: opened value is not in Z/2^128")]
+    NotScalar {
+        /// Block index.
+        block: usize,
+    },
+    /// The key share is for another key than the request's.
+    #[error("key share is for key {share_key}, the request is for key {request_key}")]
+    WrongKey {
+        /// The key the share belongs to.
+        share_key: RequestId,
+        /// The key the request names.
+        request_key: RequestId,
+    },
+    /// The request ID was already served with other content (ciphertexts, client key): serving
+    /// it again would open a second value under the same flooding masks.
+    #[error("request {request_id} on key {key_id} was already served with other content")]
+    RequestReplayed {
+        /// The key.
+        key_id: RequestId,
+        /// The request.
+        request_id: RequestId,
+    },
+    /// The served log's storage failed (nothing was served).
+    #[error("served log: {0}")]
+    Storage(String),
+    /// User decryption: the envelopes available do not yet give 2t + 1 agreeing shares for a
+    /// ciphertext. More envelopes (from the parties not named as bad) may complete it.
+    #[error(
+        "ciphertext {ciphertext}: need more shares ({agreeing} agree, {need} needed; missing \
+         {missing:?}, rejected envelopes {rejected:?}, wrong shares {cheaters:?})"
+    )]
+    NeedMoreShares {
+        /// Ciphertext index in the request.
+        ciphertext: usize,
+        /// Parties with no envelope.
+        missing: Vec<usize>,
+        /// Parties whose envelope did not parse or verify (counted as silent).
+        rejected: Vec<usize>,
+        /// Parties whose shares were found wrong.
+        cheaters: Vec<usize>,
+        /// Largest agreement found.
+        agreeing: usize,
+        /// Agreement required (2t + 1).
+        need: usize,
+    },
+    /// Resharing stopped before the new shares were adopted; the old shares are kept.
+    #[error("resharing aborted: {0}")]
+    ReshareAborted(String),
 }
 
 /// Noise-flooding parameters for `n` parties, threshold `t`.
@@ -93,6 +144,8 @@ pub struct FloodingParams {
     pub cleartext_space: u64,
     /// Message modulus of the original blocks.
     pub message_modulus: u64,
+    /// Number of parties.
+    pub n: usize,
     /// Threshold.
     pub t: usize,
 }
@@ -127,6 +180,7 @@ impl FloodingParams {
             delta_log2,
             cleartext_space: space,
             message_modulus,
+            n,
             t,
         })
     }
@@ -193,14 +247,46 @@ impl BlockLayout {
     }
 }
 
-/// The session ID of ciphertext `index` of a request: PRSS masks are never reused across
-/// requests, kinds or ciphertexts.
-pub fn session_id(kind: &str, request_id: &kms_types::RequestId, index: usize) -> Vec<u8> {
-    let mut s = Vec::with_capacity(kind.len() + 28);
-    s.extend_from_slice(kind.as_bytes());
-    s.extend_from_slice(request_id.as_bytes());
-    s.extend_from_slice(&(index as u64).to_be_bytes());
-    s
+/// What a flooding mask is bound to: the PRSS session of ciphertext `index` of a request.
+///
+/// Every mask is derived from `(kind, key ID, request ID, ciphertext index, ciphertext digest)`
+/// and the block index (the PRSS counter), so two openings never share a mask unless all of
+/// these are equal, i.e. the same ciphertext of the same request on the same key, whose
+/// partial decryptions are then identical (deterministic squashing and masks) and reveal
+/// nothing new. A request ID re-sent with other ciphertexts gets other masks (and is refused by
+/// [`crate::ServedLog`] anyway).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct DecryptionSession {
+    /// Protocol kind (public or user decryption), a fixed domain-separation string.
+    pub kind: &'static str,
+    /// The key the request names (checked against the key share's).
+    pub key_id: RequestId,
+    /// The request.
+    pub request_id: RequestId,
+    /// Index of the ciphertext in the request.
+    pub index: usize,
+    /// SHA3-256 of the ciphertext ([`TypedCiphertext::digest`]).
+    pub ciphertext_digest: [u8; 32],
+}
+
+impl DecryptionSession {
+    /// Session kind of public decryption.
+    pub const PUBLIC: &'static str = "kms/public-decrypt/v2";
+    /// Session kind of user decryption.
+    pub const USER: &'static str = "kms/user-decrypt-share/v2";
+
+    /// The session bytes (PRSS session ID and transport session): `u64 len(kind) ‖ kind ‖
+    /// key ID ‖ request ID ‖ u64 index ‖ ciphertext digest` (big-endian lengths and index).
+    pub fn id(&self) -> Vec<u8> {
+        let mut s = Vec::with_capacity(self.kind.len() + 8 + 20 + 20 + 8 + 32);
+        s.extend_from_slice(&(self.kind.len() as u64).to_be_bytes());
+        s.extend_from_slice(self.kind.as_bytes());
+        s.extend_from_slice(self.key_id.as_bytes());
+        s.extend_from_slice(self.request_id.as_bytes());
+        s.extend_from_slice(&(self.index as u64).to_be_bytes());
+        s.extend_from_slice(&self.ciphertext_digest);
+        s
+    }
 }
 
 /// A noise-squashed ciphertext: 128-bit LWE blocks and how to recompose them.
@@ -311,14 +397,23 @@ pub fn squash(
     })
 }
 
-/// A party's flooded partial decryption of each block: `b − Σ a_j·[s_j] + [r]`.
+/// A party's flooded partial decryption of each block: `b − Σ a_j·[s_j] + [r]`, the mask `[r]`
+/// of block `k` being the PRSS mask of session `session.id()`, counter `k`. Refuses a key share
+/// of another key than the session's.
 pub fn partial_decrypt(
     key: &SnsKeyShare,
     prss: &Prss<u128, 4>,
     fp: &FloodingParams,
-    session: &[u8],
+    session: &DecryptionSession,
     ct: &SquashedCiphertext,
 ) -> Result<Vec<Share>, ThresholdError> {
+    if key.key_id != session.key_id {
+        return Err(ThresholdError::WrongKey {
+            share_key: key.key_id,
+            request_key: session.key_id,
+        });
+    }
+    let session = session.id();
     ct.blocks
         .iter()
         .enumerate()
@@ -334,14 +429,22 @@ pub fn partial_decrypt(
             for (a, s) in mask.iter().zip(&key.key) {
                 acc = acc.sub(&s.scale(*a));
             }
-            Ok(acc.add(&prss.mask(session, k as u64, fp.mask_bits)))
+            Ok(acc.add(&prss.mask(&session, k as u64, fp.mask_bits)))
         })
         .collect()
 }
 
+/// Sets bit `bit` of a 256-bit little-endian limb array (no-op beyond 256 bits).
+fn set_bit(limbs: &mut [u64; 4], bit: u32) {
+    if let Some(l) = limbs.get_mut((bit / 64) as usize) {
+        *l |= 1 << (bit % 64);
+    }
+}
+
 /// Combines the partial decryptions received from all parties (`received[i]` from party
-/// `i + 1`; `None` if silent or malformed): robust opening per block, rounding, recomposition.
-/// Returns the plaintext and the parties whose shares were wrong.
+/// `i + 1`; `None` if silent or malformed): robust opening per block under the opening rule
+/// (at least 2t + 1 agreeing shares, else [`ThresholdError::Open`] naming the missing parties),
+/// rounding, recomposition. Returns the plaintext and the parties whose shares were wrong.
 pub fn combine(
     received: &[Option<Vec<Share>>],
     fp: &FloodingParams,
@@ -355,18 +458,14 @@ pub fn combine(
             .iter()
             .map(|r| {
                 r.as_ref()
-                    .and_then(|v| (v.len() == ct.blocks).then(|| v[k]))
+                    .filter(|v| v.len() == ct.blocks)
+                    .and_then(|v| v.get(k).copied())
             })
             .collect();
-        let opened = robust_open(&shares, fp.t).map_err(|e| ThresholdError::Open {
-            block: k,
-            reason: e.to_string(),
-        })?;
+        let opened = robust_open(&shares, fp.t)
+            .map_err(|source| ThresholdError::Open { block: k, source })?;
         if !opened.value.is_scalar() {
-            return Err(ThresholdError::Open {
-                block: k,
-                reason: "opened value is not in Z/2^128".into(),
-            });
+            return Err(ThresholdError::NotScalar { block: k });
         }
         for c in opened.cheaters {
             if !cheaters.contains(&c) {
@@ -382,23 +481,26 @@ pub fn combine(
                 break;
             }
             if (m >> j) & 1 == 1 {
-                limbs[(bit / 64) as usize] |= 1 << (bit % 64);
+                set_bit(&mut limbs, bit);
             }
             bit += 1;
         }
     }
     let negative = ct.fhe_type.is_signed() && ct.value_bits > 0 && {
         let top = ct.value_bits - 1;
-        (limbs[(top / 64) as usize] >> (top % 64)) & 1 == 1
+        limbs
+            .get((top / 64) as usize)
+            .is_some_and(|l| (l >> (top % 64)) & 1 == 1)
     };
     if negative {
         for b in ct.value_bits..256 {
-            limbs[(b / 64) as usize] |= 1 << (b % 64);
+            set_bit(&mut limbs, b);
         }
     }
+    // Big-endian word: limb 3 first.
     let mut word = [0u8; 32];
-    for (i, l) in limbs.iter().enumerate() {
-        word[32 - 8 * (i + 1)..32 - 8 * i].copy_from_slice(&l.to_be_bytes());
+    for (chunk, l) in word.chunks_exact_mut(8).zip(limbs.iter().rev()) {
+        chunk.copy_from_slice(&l.to_be_bytes());
     }
     cheaters.sort_unstable();
     Ok((

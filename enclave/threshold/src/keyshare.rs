@@ -1,12 +1,20 @@
 //! Shares of the noise-squashing secret key.
+//!
+//! Key shares are secrets: not `Copy` (nor `Clone`), `Debug` without coefficients, zeroized on
+//! drop. Each carries the ID of the key it is a share of; decryption refuses a request naming
+//! another key ([`ThresholdError::WrongKey`]).
 
 use crate::{Share, ThresholdError};
+#[cfg(feature = "insecure-dev")]
 use kms_algebra::shamir::share;
+use kms_types::RequestId;
 use tfhe::ClientKey;
 use zeroize::Zeroize;
 
 /// One party's share of the noise-squashing LWE secret key.
 pub struct SnsKeyShare {
+    /// The key (its key-generation request ID).
+    pub key_id: RequestId,
     /// Party index (1-based).
     pub party: usize,
     /// Number of parties.
@@ -25,7 +33,8 @@ impl std::fmt::Debug for SnsKeyShare {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         write!(
             f,
-            "SnsKeyShare(party {}/{}, t {}, {} coefficients)",
+            "SnsKeyShare(key {}, party {}/{}, t {}, {} coefficients)",
+            self.key_id,
             self.party,
             self.n,
             self.t,
@@ -36,25 +45,26 @@ impl std::fmt::Debug for SnsKeyShare {
 
 impl Drop for SnsKeyShare {
     fn drop(&mut self) {
-        for s in self.key.iter_mut() {
-            s.zeroize();
-        }
+        self.key.zeroize();
     }
 }
 
-/// Shares every coefficient: `out[p]` holds party `p + 1`'s shares, in order.
+impl zeroize::ZeroizeOnDrop for SnsKeyShare {}
+
+/// Shares every coefficient: `out[p]` holds party `p + 1`'s shares, in order (the dealers').
+#[cfg(feature = "insecure-dev")]
 fn share_all<Z: kms_algebra::Z2k>(
     coefs: &[Z],
     n: usize,
     t: usize,
-    rng: &mut impl rand_core::RngCore,
+    rng: &mut impl rand_core::CryptoRngCore,
 ) -> Result<Vec<Vec<kms_algebra::GaloisRing<Z, 4>>>, ThresholdError> {
     let mut per_party: Vec<Vec<_>> = (0..n).map(|_| Vec::with_capacity(coefs.len())).collect();
     for &c in coefs {
         let shares =
             share::<Z, 4>(c, t, n, rng).map_err(|e| ThresholdError::Params(e.to_string()))?;
-        for (p, s) in shares.into_iter().enumerate() {
-            per_party[p].push(s);
+        for (dst, s) in per_party.iter_mut().zip(&shares) {
+            dst.push(*s.value());
         }
     }
     Ok(per_party)
@@ -62,12 +72,14 @@ fn share_all<Z: kms_algebra::Z2k>(
 
 /// **Insecure trusted dealer**: splits the noise-squashing key of a centrally generated key set
 /// into `n` shares with threshold `t`. Whoever runs it sees the whole key. For tests and
-/// developer mode only, until the DKG issue lands.
+/// developer mode only, until the DKG issue lands: only in `insecure-dev` builds.
+#[cfg(feature = "insecure-dev")]
 pub fn deal_insecure(
     ck: &ClientKey,
+    key_id: RequestId,
     n: usize,
     t: usize,
-    rng: &mut impl rand_core::RngCore,
+    rng: &mut impl rand_core::CryptoRngCore,
 ) -> Result<Vec<SnsKeyShare>, ThresholdError> {
     if n < 3 * t + 1 {
         return Err(ThresholdError::Params(format!(
@@ -83,6 +95,7 @@ pub fn deal_insecure(
         .into_iter()
         .enumerate()
         .map(|(i, key)| SnsKeyShare {
+            key_id,
             party: i + 1,
             n,
             t,
@@ -102,6 +115,8 @@ pub type Share64 = kms_algebra::GR64;
 /// MPC (bootstrapping-key generation, key refresh) consumes; decryption uses the 128-bit
 /// noise-squashing key ([`SnsKeyShare`]).
 pub struct ComputeKeyShares {
+    /// The key (its key-generation request ID).
+    pub key_id: RequestId,
     /// Party index (1-based).
     pub party: usize,
     /// Number of parties.
@@ -118,7 +133,8 @@ impl std::fmt::Debug for ComputeKeyShares {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         write!(
             f,
-            "ComputeKeyShares(party {}/{}, t {}, {} LWE + {} GLWE coefficients)",
+            "ComputeKeyShares(key {}, party {}/{}, t {}, {} LWE + {} GLWE coefficients)",
+            self.key_id,
             self.party,
             self.n,
             self.t,
@@ -130,11 +146,12 @@ impl std::fmt::Debug for ComputeKeyShares {
 
 impl Drop for ComputeKeyShares {
     fn drop(&mut self) {
-        for s in self.lwe.iter_mut().chain(self.glwe.iter_mut()) {
-            s.zeroize();
-        }
+        self.lwe.zeroize();
+        self.glwe.zeroize();
     }
 }
+
+impl zeroize::ZeroizeOnDrop for ComputeKeyShares {}
 
 /// The computation keys of a tfhe client key: (small LWE key, GLWE key) coefficients. Only the
 /// standard atomic pattern (KS-PBS, the default parameters) is supported.
@@ -152,12 +169,15 @@ pub fn compute_key_coefficients(ck: &ClientKey) -> Result<(Vec<u64>, Vec<u64>), 
     }
 }
 
-/// **Insecure trusted dealer** of the computation keys (see [`deal_insecure`]).
+/// **Insecure trusted dealer** of the computation keys (see [`deal_insecure`]); only in
+/// `insecure-dev` builds.
+#[cfg(feature = "insecure-dev")]
 pub fn deal_compute_keys_insecure(
     ck: &ClientKey,
+    key_id: RequestId,
     n: usize,
     t: usize,
-    rng: &mut impl rand_core::RngCore,
+    rng: &mut impl rand_core::CryptoRngCore,
 ) -> Result<Vec<ComputeKeyShares>, ThresholdError> {
     if n < 3 * t + 1 {
         return Err(ThresholdError::Params(format!(
@@ -174,6 +194,7 @@ pub fn deal_compute_keys_insecure(
         .zip(glwe_shares?)
         .enumerate()
         .map(|(i, (lwe, glwe))| ComputeKeyShares {
+            key_id,
             party: i + 1,
             n,
             t,

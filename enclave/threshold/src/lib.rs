@@ -14,29 +14,49 @@
 //! the squashing noise `e_sns`, so the opened value reveals nothing about `s` beyond `m` up to
 //! statistical distance `2^−stat`. The parameter constraint, checked in code
 //! ([`FloodingParams::new`]), is `2·C(n,t)·2^stat·B_sns < Δ/2`, with `2^f = 2^stat·B_sns`.
+//!
+//! Adversarial soundness (issue 9):
+//! * every opening follows `kms_algebra`'s opening rule (`2t + 1` agreeing shares or a typed
+//!   refusal naming the missing parties), in public decryption, the user-decryption client,
+//!   the resharing check and its consistency check;
+//! * every flooding mask is bound to (kind, key ID, request ID, ciphertext index and digest,
+//!   block) ([`DecryptionSession`]); key shares carry their key ID, checked against the
+//!   request; [`ServedLog`] serves a request ID with one content only;
+//! * key shares, sub-shares and PRSS keys are not `Copy`, print no values, zeroize on drop;
+//! * resharing verdicts are agreed on ([`reshare_agree`]) and old shares erased only after
+//!   the new sharing checked consistent.
+
+#![forbid(unsafe_code)]
+#![cfg_attr(
+    not(test),
+    deny(clippy::unwrap_used, clippy::expect_used, clippy::indexing_slicing)
+)]
 
 mod decrypt;
 mod keyshare;
 mod party;
 mod protocol;
 mod reshare;
+pub mod reshare_agree;
 pub mod reshare_check;
+mod served;
 mod user;
 mod wire;
 
 pub use decrypt::{
-    combine, partial_decrypt, session_id, sns_noise_bound_log2, sns_noise_std_log2, squash,
-    BlockLayout, FloodingParams, SquashedCiphertext, ThresholdError, B_SNS_LOG2, NOISE_BOUND_KAPPA,
-    STAT_SECURITY,
+    combine, partial_decrypt, sns_noise_bound_log2, sns_noise_std_log2, squash, BlockLayout,
+    DecryptionSession, FloodingParams, SquashedCiphertext, ThresholdError, B_SNS_LOG2,
+    NOISE_BOUND_KAPPA, STAT_SECURITY,
 };
-pub use keyshare::{
-    compute_key_coefficients, deal_compute_keys_insecure, deal_insecure, ComputeKeyShares, Share64,
-    SnsKeyShare,
-};
+pub use keyshare::{compute_key_coefficients, ComputeKeyShares, Share64, SnsKeyShare};
+/// The insecure dealers exist only in `insecure-dev` builds (tests, developer mode).
+#[cfg(feature = "insecure-dev")]
+pub use keyshare::{deal_compute_keys_insecure, deal_insecure};
 pub use party::{PartyDecryption, ThresholdParty};
 pub use protocol::{decrypt_round, RoundOutcome};
-pub use reshare::{reshare_compute_in, reshare_compute_out, reshare_in, reshare_out};
-pub use user::{user_combine, user_share, UserShareResponse};
+pub use reshare::{reshare_compute_in, reshare_compute_out, reshare_in, reshare_out, SubShares};
+pub use served::{request_content_digest, MemoryServedStore, Served, ServedLog, ServedStore};
+pub use user::{user_combine, user_share, UserDecryption, UserShareResponse};
 pub use wire::{decode_partials, encode_partials};
 
 /// Shares and ring used for the 128-bit (noise-squashed) domain.

@@ -3,15 +3,16 @@
 //! signature of the agreed plaintexts. Each party signs independently; a verifier (the ASC, an
 //! EVM contract) accepts a result once t + 1 parties signed the same plaintexts.
 
+use crate::served::{request_content_digest, Served};
 use crate::{
-    decrypt_round, session_id, squash, FloodingParams, SnsKeyShare, SquashedCiphertext,
-    ThresholdError,
+    decrypt_round, squash, DecryptionSession, FloodingParams, ServedLog, SnsKeyShare,
+    SquashedCiphertext, ThresholdError,
 };
 use kms_algebra::prss::Prss;
 use kms_eip712::{DomainConfig, SigningKey};
-use kms_engine::{public_decryption_struct, SignedDecryption};
+use kms_engine::{public_decryption_struct, Plaintext, SignedDecryption};
 use kms_transport::Transport;
-use kms_types::{ParamSetName, RequestId, TypedCiphertext};
+use kms_types::{FheType, ParamSetName, RequestId, TypedCiphertext};
 use std::time::Duration;
 
 /// What one party needs to take part in decryptions.
@@ -28,6 +29,30 @@ pub struct ThresholdParty {
     pub signer: SigningKey,
     /// EIP-712 domain.
     pub domain: DomainConfig,
+    /// What this party has served (a request ID is served with one content only).
+    pub served: ServedLog,
+}
+
+/// Encodes plaintexts for the served log: `(type ‖ 32-byte word)…`.
+fn encode_plaintexts(p: &[Plaintext]) -> Vec<u8> {
+    p.iter()
+        .flat_map(|p| std::iter::once(p.fhe_type.wire()).chain(p.word))
+        .collect()
+}
+
+fn decode_plaintexts(b: &[u8]) -> Option<Vec<Plaintext>> {
+    if !b.len().is_multiple_of(33) {
+        return None;
+    }
+    b.chunks_exact(33)
+        .map(|c| {
+            let (t, w) = c.split_first()?;
+            Some(Plaintext {
+                fhe_type: FheType::from_wire(i64::from(*t)).ok()?,
+                word: w.try_into().ok()?,
+            })
+        })
+        .collect()
 }
 
 /// A signed result and what the party observed about the others.
@@ -73,6 +98,11 @@ impl ThresholdParty {
 
     /// [`Self::public_decrypt`] of ciphertexts this party already squashed (no tfhe key needed,
     /// so the future may run on any thread).
+    ///
+    /// Refuses a request on another key than the party's share ([`ThresholdError::WrongKey`])
+    /// and a request ID already served with other ciphertexts
+    /// ([`ThresholdError::RequestReplayed`]); for one already served with the same ciphertexts,
+    /// returns the stored plaintexts, signed again, without any network round.
     pub async fn decrypt_squashed(
         &self,
         net: &dyn Transport,
@@ -81,11 +111,34 @@ impl ThresholdParty {
         squashed: &[(TypedCiphertext, SquashedCiphertext)],
         deadline: Duration,
     ) -> Result<PartyDecryption, ThresholdError> {
+        if self.key.key_id != key_id {
+            return Err(ThresholdError::WrongKey {
+                share_key: self.key.key_id,
+                request_key: key_id,
+            });
+        }
+        let refs: Vec<(FheType, [u8; 32])> = squashed
+            .iter()
+            .map(|(c, _)| (c.fhe_type, c.digest()))
+            .collect();
+        let content =
+            request_content_digest(DecryptionSession::PUBLIC, &key_id, &request_id, &refs, &[]);
+        if let Served::Done(stored) = self.served.begin(&key_id, &request_id, &content)? {
+            let plaintexts = decode_plaintexts(&stored)
+                .ok_or_else(|| ThresholdError::Storage("bad stored plaintexts".into()))?;
+            return self.sign(request_id, key_id, squashed, plaintexts, vec![], vec![]);
+        }
         let mut plaintexts = Vec::with_capacity(squashed.len());
         let mut cheaters = Vec::new();
         let mut absent = Vec::new();
-        for (i, (_, sq)) in squashed.iter().enumerate() {
-            let session = session_id("public", &request_id, i);
+        for (i, (c, sq)) in squashed.iter().enumerate() {
+            let session = DecryptionSession {
+                kind: DecryptionSession::PUBLIC,
+                key_id,
+                request_id,
+                index: i,
+                ciphertext_digest: c.digest(),
+            };
             let out = decrypt_round(
                 net,
                 &self.key,
@@ -107,6 +160,24 @@ impl ThresholdParty {
         cheaters.dedup();
         absent.sort_unstable();
         absent.dedup();
+        self.served.finish(
+            &key_id,
+            &request_id,
+            &content,
+            &encode_plaintexts(&plaintexts),
+        )?;
+        self.sign(request_id, key_id, squashed, plaintexts, cheaters, absent)
+    }
+
+    fn sign(
+        &self,
+        request_id: RequestId,
+        key_id: RequestId,
+        squashed: &[(TypedCiphertext, SquashedCiphertext)],
+        plaintexts: Vec<Plaintext>,
+        cheaters: Vec<usize>,
+        absent: Vec<usize>,
+    ) -> Result<PartyDecryption, ThresholdError> {
         let digests: Vec<[u8; 32]> = squashed.iter().map(|(c, _)| c.digest()).collect();
         let value = public_decryption_struct(&request_id, &key_id, &digests, &plaintexts);
         let signature = self
@@ -129,7 +200,9 @@ impl ThresholdParty {
 
     /// This party's answer to a user decryption: its flooded shares of every ciphertext,
     /// signcrypted to the client's ML-KEM key, with its signature of the public
-    /// `UserDecryptionResponse`.
+    /// `UserDecryptionResponse`. Refuses a request ID already served with other content
+    /// (ciphertexts or client key); the same content gives the same shares again (a fresh
+    /// envelope around them).
     pub fn user_decrypt_share(
         &self,
         request_id: RequestId,
@@ -138,11 +211,29 @@ impl ThresholdParty {
         client: &kms_signcryption::ClientPublicKey,
         rng: &mut impl rand_core::CryptoRngCore,
     ) -> Result<kms_signcryption::Signcrypted, ThresholdError> {
+        if self.key.key_id != key_id {
+            return Err(ThresholdError::WrongKey {
+                share_key: self.key.key_id,
+                request_key: key_id,
+            });
+        }
+        let refs: Vec<(FheType, [u8; 32])> = squashed
+            .iter()
+            .map(|(c, _)| (c.fhe_type, c.digest()))
+            .collect();
+        let content = request_content_digest(
+            DecryptionSession::USER,
+            &key_id,
+            &request_id,
+            &refs,
+            &client.digest(),
+        );
+        self.served.begin(&key_id, &request_id, &content)?;
         let cts: Vec<([u8; 32], SquashedCiphertext)> = squashed
             .iter()
             .map(|(c, s)| (c.digest(), s.clone()))
             .collect();
-        crate::user_share(
+        let out = crate::user_share(
             &self.key,
             &self.prss,
             &self.flooding,
@@ -153,6 +244,8 @@ impl ThresholdParty {
             &cts,
             client,
             rng,
-        )
+        )?;
+        self.served.finish(&key_id, &request_id, &content, &[])?;
+        Ok(out)
     }
 }

@@ -32,14 +32,25 @@
 //! about the dealer's value beyond the masked codeword entry.
 //!
 //! Safety is unconditional: a dealer whose sub-shares are wrong or inconsistent is never used.
-//! Liveness needs `t + 1` dealers left: always the case when no new party lies (`n ≥ 3t + 1`);
-//! a new party that lies about some dealers but not others can get honest dealers excluded, and
-//! resolving that needs a complaint round (open: see the threshold issue).
+//! Every opening here follows the opening rule (`2t' + 1` agreeing check shares per dealer
+//! value, `2t + 1` agreeing dealer values per challenge).
+//!
+//! Honest new parties may still reach different verdicts: each judges from the check shares *it*
+//! received, and a malicious new party can show different check shares to different parties (or
+//! a host can delay one message). The verdicts are therefore agreed on before anyone combines
+//! ([`crate::reshare_agree`]), and each party's [`ReshareVerdict::digest`] goes on chain with
+//! `ReshareDone`, which completes only on `n' − t'` matching digests. Liveness needs `t + 1`
+//! dealers left and agreeing verdicts: a new party that lies about some dealers to some parties
+//! can make the resharing abort (old shares kept), never a wrong or split key; resolving that
+//! needs a complaint round (open: see the threshold issue).
 
+use crate::SubShares;
 use kms_algebra::prss::Prss;
 use kms_algebra::shamir::robust_open;
 use kms_algebra::{GaloisRing, Z2k};
+use kms_types::RequestId;
 use sha3::digest::{ExtendableOutput, Update, XofReader};
+use sha3::Digest;
 
 /// One new party's check shares: `[k][i − 1]` for challenge `k` and dealer `i` (`None` where the
 /// dealer sent nothing usable).
@@ -85,7 +96,7 @@ pub fn check_shares<Z: Z2k>(
     prss: &Prss<Z, 4>,
     sid: &[u8],
     seed: &GaloisRing<Z, 4>,
-    received: &[Option<Vec<GaloisRing<Z, 4>>>],
+    received: &[Option<SubShares<Z>>],
     coefs: usize,
     old_t: usize,
 ) -> Result<CheckShares<Z>, kms_algebra::RingError> {
@@ -104,6 +115,7 @@ pub fn check_shares<Z: Z2k>(
             };
             let alpha = GaloisRing::<Z, 4>::point(i + 1)?;
             let dealt = subs
+                .values()
                 .iter()
                 .zip(&r)
                 .fold(GaloisRing::ZERO, |acc, (v, w)| acc.add(&v.mul(w)));
@@ -118,7 +130,8 @@ pub fn check_shares<Z: Z2k>(
     Ok(out)
 }
 
-/// The outcome of the check, the same for every honest new party.
+/// The outcome of the check as one new party sees it. Honest parties' verdicts can differ (see
+/// the module docs): they are agreed on with [`crate::reshare_agree::agree_verdict`].
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct ReshareVerdict {
     /// Dealers whose sub-shares are used (the first `old_t + 1` honest ones), ascending.
@@ -129,6 +142,70 @@ pub struct ReshareVerdict {
     pub lying_new_parties: Vec<usize>,
 }
 
+impl ReshareVerdict {
+    /// [`verdict_digest`] of this verdict's dealer set.
+    pub fn digest(&self, reshare_id: &RequestId) -> [u8; 32] {
+        verdict_digest(reshare_id, &self.dealers)
+    }
+}
+
+/// The canonical encoding of a dealer set (what the new parties broadcast to agree, and what
+/// [`verdict_digest`] hashes): `u32 count ‖ u32 dealer…`, big-endian, dealers strictly
+/// ascending (the input is sorted and de-duplicated first).
+pub fn encode_dealers(dealers: &[usize]) -> Vec<u8> {
+    let mut d: Vec<usize> = dealers.to_vec();
+    d.sort_unstable();
+    d.dedup();
+    let mut out = Vec::with_capacity(4 + 4 * d.len());
+    out.extend_from_slice(&(d.len() as u32).to_be_bytes());
+    for x in d {
+        out.extend_from_slice(&(x as u32).to_be_bytes());
+    }
+    out
+}
+
+/// Parses [`encode_dealers`]' encoding: `None` unless canonical (strictly ascending dealers in
+/// `1..=old_n`, exactly `count` of them, `count ≤ old_n`).
+pub fn decode_dealers(b: &[u8], old_n: usize) -> Option<Vec<usize>> {
+    let (count, rest) = b.split_first_chunk::<4>()?;
+    let count = u32::from_be_bytes(*count) as usize;
+    if count > old_n || rest.len() != 4 * count {
+        return None;
+    }
+    let dealers: Vec<usize> = rest
+        .chunks_exact(4)
+        .filter_map(|c| {
+            c.try_into()
+                .ok()
+                .map(|a: [u8; 4]| u32::from_be_bytes(a) as usize)
+        })
+        .collect();
+    let canonical = dealers.len() == count
+        && dealers.iter().all(|&d| (1..=old_n).contains(&d))
+        && dealers.windows(2).all(|w| matches!(w, [a, b] if a < b));
+    canonical.then_some(dealers)
+}
+
+/// The verdict digest a new party reports on chain with `ReshareDone` (the chain completes the
+/// resharing only on `n' − t'` equal digests):
+///
+/// ```text
+/// SHA3-256( "kms/reshare-verdict/v1" ‖ u32 len(reshare_id) ‖ reshare_id ‖ encode_dealers(dealers) )
+/// ```
+///
+/// with big-endian `u32`s, `reshare_id` the 20 bytes of the resharing request's ID, and
+/// [`encode_dealers`] the canonical dealer list (count, then the dealers ascending). Only the
+/// dealer set enters: it alone determines the new shares.
+pub fn verdict_digest(reshare_id: &RequestId, dealers: &[usize]) -> [u8; 32] {
+    let mut h = sha3::Sha3_256::new();
+    Digest::update(&mut h, b"kms/reshare-verdict/v1");
+    let id = reshare_id.as_bytes();
+    Digest::update(&mut h, (id.len() as u32).to_be_bytes());
+    Digest::update(&mut h, id);
+    Digest::update(&mut h, encode_dealers(dealers));
+    h.finalize().into()
+}
+
 /// Judges the dealers from every new party's check shares (`shares[j − 1]` from new party `j`,
 /// `None` if absent).
 pub fn judge<Z: Z2k>(
@@ -137,12 +214,13 @@ pub fn judge<Z: Z2k>(
     old_t: usize,
     new_t: usize,
 ) -> Result<ReshareVerdict, String> {
-    let mut named_for: Vec<Vec<usize>> = vec![Vec::new(); old_n]; // dealer → named new parties
+    // Per dealer: new parties named for it, whether an opening failed, whether flagged.
+    let mut named_for: Vec<Vec<usize>> = vec![Vec::new(); old_n];
     let mut failed = vec![false; old_n];
     let mut flagged = vec![false; old_n];
     for k in 0..RESHARE_CHALLENGES {
         let mut y: Vec<Option<GaloisRing<Z, 4>>> = Vec::with_capacity(old_n);
-        for i in 0..old_n {
+        for (i, (named, fail)) in named_for.iter_mut().zip(failed.iter_mut()).enumerate() {
             let column: Vec<Option<GaloisRing<Z, 4>>> = shares
                 .iter()
                 .map(|s| {
@@ -154,14 +232,14 @@ pub fn judge<Z: Z2k>(
             match robust_open(&column, new_t) {
                 Ok(o) => {
                     for c in o.cheaters {
-                        if !named_for[i].contains(&c) {
-                            named_for[i].push(c);
+                        if !named.contains(&c) {
+                            named.push(c);
                         }
                     }
                     y.push(Some(o.value));
                 }
                 Err(_) => {
-                    failed[i] = true;
+                    *fail = true;
                     y.push(None);
                 }
             }
@@ -169,7 +247,9 @@ pub fn judge<Z: Z2k>(
         match robust_open(&y, old_t) {
             Ok(o) => {
                 for d in o.cheaters {
-                    flagged[d - 1] = true;
+                    if let Some(f) = flagged.get_mut(d.wrapping_sub(1)) {
+                        *f = true;
+                    }
                 }
             }
             Err(e) => return Err(format!("challenge {k}: too many bad dealers: {e}")),
@@ -189,9 +269,9 @@ pub fn judge<Z: Z2k>(
         .collect();
     let mut dealers = Vec::new();
     let mut excluded = Vec::new();
-    for i in 0..old_n {
-        let framed_or_inconsistent = named_for[i].iter().any(|j| !liars.contains(j));
-        if flagged[i] || failed[i] || framed_or_inconsistent {
+    for (i, ((named, fail), flag)) in named_for.iter().zip(&failed).zip(&flagged).enumerate() {
+        let framed_or_inconsistent = named.iter().any(|j| !liars.contains(j));
+        if *flag || *fail || framed_or_inconsistent {
             excluded.push(i + 1);
         } else {
             dealers.push(i + 1);

@@ -1,20 +1,25 @@
 //! Threshold user decryption: each party signcrypts its flooded partial decryptions to the
 //! client's ML-KEM key; the client verifies every envelope, opens robustly and decodes. No
 //! party sees the plaintext, and a party's share alone reveals nothing (flooding + threshold).
+//!
+//! The client combines from whatever envelopes it has: an envelope that does not parse or
+//! verify counts as a silent party (it never aborts the combine), and decoding succeeds as soon
+//! as `2t + 1` shares agree for every ciphertext (the opening rule). Otherwise
+//! [`ThresholdError::NeedMoreShares`] names the missing, rejected and wrong parties, and the
+//! client can call [`user_combine`] again when more envelopes arrive.
 
 use crate::wire::{decode_partials, encode_partials};
 use crate::{
-    combine, partial_decrypt, session_id, BlockLayout, FloodingParams, SnsKeyShare,
+    combine, partial_decrypt, BlockLayout, DecryptionSession, FloodingParams, SnsKeyShare,
     SquashedCiphertext, ThresholdError,
 };
 use kms_algebra::prss::Prss;
+use kms_algebra::shamir::ShamirError;
 use kms_eip712::types::UserDecryptionShare;
 use kms_eip712::{Address, DomainConfig, SigningKey};
 use kms_engine::Plaintext;
 use kms_signcryption::{open_and_verify, ClientKeyPair, ClientPublicKey, Signcrypted};
 use kms_types::{FheType, RequestId};
-
-const KIND: &str = "kms/user-decrypt-share/v1";
 
 /// One party's signcrypted share for a user decryption of `cts` (digest, squashed ciphertext).
 #[allow(clippy::too_many_arguments)]
@@ -31,8 +36,15 @@ pub fn user_share(
     rng: &mut impl rand_core::CryptoRngCore,
 ) -> Result<Signcrypted, ThresholdError> {
     let mut shares = Vec::new();
-    for (i, (_, sq)) in cts.iter().enumerate() {
-        let p = partial_decrypt(key, prss, fp, &session_id(KIND, &request_id, i), sq)?;
+    for (i, (digest, sq)) in cts.iter().enumerate() {
+        let session = DecryptionSession {
+            kind: DecryptionSession::USER,
+            key_id,
+            request_id,
+            index: i,
+            ciphertext_digest: *digest,
+        };
+        let p = partial_decrypt(key, prss, fp, &session, sq)?;
         shares.extend_from_slice(&encode_partials(&p));
     }
     let payload = UserDecryptionShare {
@@ -49,10 +61,10 @@ pub fn user_share(
         .map_err(|e| ThresholdError::Params(format!("signcryption: {e}")))
 }
 
-/// What the client received from one party (in party order, 1..=n).
+/// What the client received from one party.
 #[derive(Clone, Debug)]
 pub struct UserShareResponse {
-    /// The party's index.
+    /// The party's index (1-based).
     pub party: usize,
     /// The party's signing address (from the configuration).
     pub signer: Address,
@@ -60,11 +72,65 @@ pub struct UserShareResponse {
     pub response: Option<Signcrypted>,
 }
 
-/// The client's side: verifies every envelope (outer and inner signature by that party, bound to
-/// this request, client key, key ID, ciphertext digests and types), treats a bad one like a
-/// silent party, then opens each ciphertext robustly. Returns the plaintexts, the parties whose
-/// shares were wrong, and the parties whose envelopes were rejected.
-#[allow(clippy::type_complexity)]
+/// A combined user decryption.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct UserDecryption {
+    /// The plaintexts, in request order.
+    pub plaintexts: Vec<Plaintext>,
+    /// Parties whose shares were wrong (in at least one ciphertext).
+    pub cheaters: Vec<usize>,
+    /// Parties whose envelopes did not parse or verify (treated as silent).
+    pub rejected: Vec<usize>,
+    /// Parties with no envelope among those given.
+    pub missing: Vec<usize>,
+}
+
+/// Opens and checks one envelope: the party's shares per ciphertext, or `None` if anything is
+/// wrong with it (bad signature or encryption, another request, key, client, ciphertext list,
+/// party, or share encoding).
+#[allow(clippy::too_many_arguments)]
+fn parse_envelope(
+    keys: &ClientKeyPair,
+    domain: &DomainConfig,
+    request_id: &RequestId,
+    key_id: &RequestId,
+    cts: &[(FheType, [u8; 32])],
+    layouts: &[BlockLayout],
+    r: &UserShareResponse,
+    sc: &Signcrypted,
+) -> Option<Vec<Vec<crate::Share>>> {
+    let p: UserDecryptionShare = open_and_verify(keys, domain, request_id, &r.signer, sc).ok()?;
+    let ok = usize::try_from(p.party).ok() == Some(r.party)
+        && p.keyId.0 == *key_id.as_bytes()
+        && p.ciphertextDigests
+            .iter()
+            .map(|d| d.0)
+            .eq(cts.iter().map(|(_, d)| *d))
+        && p.fheTypes
+            .iter()
+            .copied()
+            .eq(cts.iter().map(|(t, _)| t.wire()));
+    if !ok {
+        return None;
+    }
+    let mut rest: &[u8] = p.shares.as_ref();
+    let mut out = Vec::with_capacity(layouts.len());
+    for l in layouts {
+        let (mine, tail) = rest.split_at_checked(l.blocks.checked_mul(64)?)?;
+        out.push(decode_partials(mine, l.blocks)?);
+        rest = tail;
+    }
+    rest.is_empty().then_some(out)
+}
+
+/// The client's side: verifies each envelope it has (outer and inner signature by that party,
+/// bound to this request, client key, key ID, ciphertext digests and types), treats a bad one
+/// like a silent party, then opens each ciphertext under the opening rule (`2t + 1` agreeing
+/// shares; `fp.n` parties). `responses` may hold any subset of the parties, in any order; a
+/// party's first verifying envelope counts.
+///
+/// Fails with [`ThresholdError::NeedMoreShares`] (naming missing, rejected and wrong parties)
+/// when the envelopes given do not yet decode: call again with more envelopes.
 pub fn user_combine(
     keys: &ClientKeyPair,
     domain: &DomainConfig,
@@ -73,58 +139,64 @@ pub fn user_combine(
     cts: &[(FheType, [u8; 32])],
     responses: &[UserShareResponse],
     fp: &FloodingParams,
-) -> Result<(Vec<Plaintext>, Vec<usize>, Vec<usize>), ThresholdError> {
+) -> Result<UserDecryption, ThresholdError> {
     let layouts: Vec<BlockLayout> = cts
         .iter()
         .map(|(t, _)| BlockLayout::for_type(*t, fp.message_modulus))
         .collect();
+    let n = fp.n;
     let mut rejected = Vec::new();
-    // per_party[p] = Some(shares per ciphertext)
-    let per_party: Vec<Option<Vec<Vec<crate::Share>>>> = responses
-        .iter()
-        .map(|r| {
-            let parsed = r.response.as_ref().and_then(|sc| {
-                let p: UserDecryptionShare =
-                    open_and_verify(keys, domain, request_id, &r.signer, sc).ok()?;
-                let ok = p.party as usize == r.party
-                    && p.keyId.0 == *key_id.as_bytes()
-                    && p.ciphertextDigests
-                        .iter()
-                        .map(|d| d.0)
-                        .eq(cts.iter().map(|(_, d)| *d))
-                    && p.fheTypes
-                        .iter()
-                        .copied()
-                        .eq(cts.iter().map(|(t, _)| t.wire()));
-                if !ok {
-                    return None;
-                }
-                let mut rest: &[u8] = p.shares.as_ref();
-                let mut out = Vec::with_capacity(layouts.len());
-                for l in &layouts {
-                    let len = l.blocks * 64;
-                    if rest.len() < len {
-                        return None;
-                    }
-                    out.push(decode_partials(&rest[..len], l.blocks)?);
-                    rest = &rest[len..];
-                }
-                rest.is_empty().then_some(out)
-            });
-            if parsed.is_none() && r.response.is_some() {
-                rejected.push(r.party);
-            }
-            parsed
-        })
+    // per_party[p − 1] = the shares per ciphertext of party p.
+    let mut per_party: Vec<Option<Vec<Vec<crate::Share>>>> = vec![None; n];
+    for r in responses {
+        let Some(slot) = r.party.checked_sub(1).and_then(|i| per_party.get_mut(i)) else {
+            continue; // not a party of this configuration
+        };
+        if slot.is_some() {
+            continue;
+        }
+        let Some(sc) = r.response.as_ref() else {
+            continue;
+        };
+        match parse_envelope(keys, domain, request_id, key_id, cts, &layouts, r, sc) {
+            Some(shares) => *slot = Some(shares),
+            None => rejected.push(r.party),
+        }
+    }
+    rejected.sort_unstable();
+    rejected.dedup();
+    // A party whose later envelope verified is not rejected.
+    rejected.retain(|p| per_party.get(p - 1).is_some_and(Option::is_none));
+    let missing: Vec<usize> = (1..=n)
+        .filter(|p| per_party.get(p - 1).is_some_and(Option::is_none) && !rejected.contains(p))
         .collect();
     let mut plaintexts = Vec::with_capacity(cts.len());
     let mut cheaters: Vec<usize> = Vec::new();
     for (i, l) in layouts.iter().enumerate() {
         let received: Vec<Option<Vec<crate::Share>>> = per_party
             .iter()
-            .map(|p| p.as_ref().map(|v| v[i].clone()))
+            .map(|p| p.as_ref().and_then(|v| v.get(i).cloned()))
             .collect();
-        let (pt, c) = combine(&received, fp, l)?;
+        let (pt, c) = combine(&received, fp, l).map_err(|e| match e {
+            ThresholdError::Open {
+                source:
+                    ShamirError::InsufficientAgreement {
+                        agreeing,
+                        need,
+                        cheaters: wrong,
+                        ..
+                    },
+                ..
+            } => ThresholdError::NeedMoreShares {
+                ciphertext: i,
+                missing: missing.clone(),
+                rejected: rejected.clone(),
+                cheaters: wrong,
+                agreeing,
+                need,
+            },
+            other => other,
+        })?;
         plaintexts.push(pt);
         for x in c {
             if !cheaters.contains(&x) {
@@ -133,5 +205,10 @@ pub fn user_combine(
         }
     }
     cheaters.sort_unstable();
-    Ok((plaintexts, cheaters, rejected))
+    Ok(UserDecryption {
+        plaintexts,
+        cheaters,
+        rejected,
+        missing,
+    })
 }

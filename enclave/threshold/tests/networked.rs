@@ -3,7 +3,9 @@
 
 use kms_algebra::prss::{deal_keys, Prss};
 use kms_engine::serialize_public;
-use kms_threshold::{deal_insecure, decrypt_round, squash, FloodingParams, SquashedCiphertext};
+use kms_threshold::{
+    deal_insecure, decrypt_round, squash, DecryptionSession, FloodingParams, SquashedCiphertext,
+};
 use kms_transport::grpc::GrpcParty;
 use kms_transport::{InProcessNetwork, Transport};
 use kms_types::{FheType, ParamSetName, RequestId, TypedCiphertext};
@@ -13,6 +15,7 @@ use std::time::Duration;
 use tfhe::prelude::*;
 
 struct Setup {
+    key_id: RequestId,
     keys: Vec<Arc<kms_threshold::SnsKeyShare>>,
     prss: Vec<Arc<Prss<u128, 4>>>,
     fp: FloodingParams,
@@ -30,10 +33,11 @@ fn setup(n: usize, t: usize) -> Setup {
         bytes: serialize_public(&tfhe::FheUint64::encrypt(want, &ks.client_key)).unwrap(),
     };
     let sq = squash(&ct, ParamSetName::TestInsecure).unwrap();
-    let keys = deal_insecure(&ks.client_key, n, t, &mut OsRng).unwrap();
+    let keys = deal_insecure(&ks.client_key, id, n, t, &mut OsRng).unwrap();
     let fp = FloodingParams::new(n, t, keys[0].message_modulus, keys[0].carry_modulus).unwrap();
     let pk = deal_keys(n, t, &mut OsRng);
     Setup {
+        key_id: id,
         keys: keys.into_iter().map(Arc::new).collect(),
         prss: (1..=n)
             .map(|p| Arc::new(Prss::new(p, n, t, &pk).unwrap()))
@@ -44,11 +48,22 @@ fn setup(n: usize, t: usize) -> Setup {
     }
 }
 
+/// The decryption session of request `tag` on the setup's key.
+fn session(s: &Setup, tag: &[u8]) -> DecryptionSession {
+    DecryptionSession {
+        kind: DecryptionSession::PUBLIC,
+        key_id: s.key_id,
+        request_id: RequestId::derive("networked/request", tag),
+        index: 0,
+        ciphertext_digest: kms_types::sha3_256(tag),
+    }
+}
+
 /// Runs a decryption round for each of `transports` (parties 1, 2, … in order), concurrently.
 async fn rounds(
     s: &Setup,
     transports: Vec<Arc<dyn Transport>>,
-    session: &[u8],
+    session: &DecryptionSession,
     deadline: Duration,
 ) -> Vec<kms_threshold::RoundOutcome> {
     let mut tasks = Vec::new();
@@ -57,7 +72,7 @@ async fn rounds(
             s.keys[i].clone(),
             s.prss[i].clone(),
             s.sq.clone(),
-            session.to_vec(),
+            session.clone(),
             s.fp,
         );
         tasks.push(tokio::spawn(async move {
@@ -75,11 +90,14 @@ async fn rounds(
 async fn in_process_round_tolerates_a_silent_and_a_garbage_party() {
     let s = setup(7, 2);
     let net = InProcessNetwork::new(7);
-    let session = b"req-1/public/0".to_vec();
+    let session = session(&s, b"req-1");
     // Party 6 sends garbage to everyone; party 7 never speaks.
     let garbage = net.party(6);
     for to in 1..=5 {
-        garbage.send(to, &session, vec![1, 2, 3]).await.unwrap();
+        garbage
+            .send(to, &session.id(), vec![1, 2, 3])
+            .await
+            .unwrap();
     }
     for out in rounds(
         &s,
@@ -113,7 +131,7 @@ async fn grpc_round_with_an_unreachable_party() {
         })
         .collect();
     drop(listeners);
-    let session = b"req-2/public/0".to_vec();
+    let session = session(&s, b"req-2");
     for out in rounds(
         &s,
         parties[..3]
@@ -191,10 +209,13 @@ async fn attested_tls_round_with_an_impersonator() {
             ))
         })
         .collect();
-    let session = b"req-3/public/0".to_vec();
+    let session = session(&s, b"req-3");
     // The impostor tries to pass a wrong share off as party 1's.
     for to in 2..=3 {
-        assert!(parties[3].send(to, &session, vec![0; 64]).await.is_err());
+        assert!(parties[3]
+            .send(to, &session.id(), vec![0; 64])
+            .await
+            .is_err());
     }
     for out in rounds(
         &s,

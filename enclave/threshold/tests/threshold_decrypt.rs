@@ -3,12 +3,12 @@
 
 use kms_algebra::prss::{deal_keys, Prss};
 use kms_eip712::{DomainConfig, SigningKey};
-use kms_engine::{config_for, serialize_public, Plaintext};
+use kms_engine::{serialize_public, Plaintext};
 use kms_signcryption::ClientKeyPair;
 use kms_threshold::{
     combine, deal_insecure, decode_partials, encode_partials, partial_decrypt, squash,
-    user_combine, user_share, BlockLayout, FloodingParams, Share, SnsKeyShare, SquashedCiphertext,
-    UserShareResponse, B_SNS_LOG2,
+    user_combine, user_share, BlockLayout, DecryptionSession, FloodingParams, Share, SnsKeyShare,
+    SquashedCiphertext, SubShares, UserShareResponse, B_SNS_LOG2,
 };
 use kms_threshold::{sns_noise_bound_log2, sns_noise_std_log2};
 use kms_types::{FheType, ParamSetName, RequestId, TypedCiphertext};
@@ -22,8 +22,24 @@ struct Parties {
     fp: FloodingParams,
 }
 
+/// The key ID the test shares carry.
+fn test_key() -> RequestId {
+    RequestId::derive("threshold-test", b"key")
+}
+
+/// A public-decryption session for tag `tag` on the test key.
+fn session(tag: &[u8]) -> DecryptionSession {
+    DecryptionSession {
+        kind: DecryptionSession::PUBLIC,
+        key_id: test_key(),
+        request_id: RequestId::derive("threshold-test/request", tag),
+        index: 0,
+        ciphertext_digest: kms_types::sha3_256(tag),
+    }
+}
+
 fn setup(ck: &ClientKey, n: usize, t: usize) -> Parties {
-    let keys = deal_insecure(ck, n, t, &mut OsRng).unwrap();
+    let keys = deal_insecure(ck, test_key(), n, t, &mut OsRng).unwrap();
     let prss_keys = deal_keys(n, t, &mut OsRng);
     let prss = (1..=n)
         .map(|p| Prss::new(p, n, t, &prss_keys).unwrap())
@@ -48,13 +64,14 @@ fn run(
     p: &Parties,
     ct: &SquashedCiphertext,
     faults: &[(usize, Fault)],
-    session: &[u8],
+    tag: &[u8],
 ) -> Vec<(Plaintext, Vec<usize>)> {
     let n = p.keys.len();
+    let session = session(tag);
     let mut wire: Vec<Option<Vec<u8>>> = (0..n)
         .map(|i| {
             Some(encode_partials(
-                &partial_decrypt(&p.keys[i], &p.prss[i], &p.fp, session, ct).unwrap(),
+                &partial_decrypt(&p.keys[i], &p.prss[i], &p.fp, &session, ct).unwrap(),
             ))
         })
         .collect();
@@ -100,7 +117,7 @@ fn user_run(
     let signers: Vec<SigningKey> = (0..n).map(|_| SigningKey::random(&mut OsRng)).collect();
     let client = ClientKeyPair::generate(&mut OsRng);
     let request = RequestId::derive("user-decrypt-test", &[n as u8]);
-    let key_id = RequestId::derive("key", b"");
+    let key_id = test_key();
     let with_digests: Vec<([u8; 32], SquashedCiphertext)> =
         cts.iter().map(|(c, s)| (c.digest(), s.clone())).collect();
     let responses: Vec<UserShareResponse> = (0..n)
@@ -148,16 +165,25 @@ fn user_run(
         .collect();
     let meta: Vec<(FheType, [u8; 32])> =
         cts.iter().map(|(c, _)| (c.fhe_type, c.digest())).collect();
-    let (pts, cheaters, rejected) = user_combine(
+    let out = user_combine(
         &client, &domain, &request, &key_id, &meta, &responses, &p.fp,
     )
     .unwrap();
     // Another client key cannot open anything: every envelope is rejected, so nothing opens.
     let stranger = ClientKeyPair::generate(&mut OsRng);
-    assert!(
-        user_combine(&stranger, &domain, &request, &key_id, &meta, &responses, &p.fp,).is_err()
-    );
-    (pts.iter().map(|p| p.word).collect(), cheaters, rejected)
+    match user_combine(
+        &stranger, &domain, &request, &key_id, &meta, &responses, &p.fp,
+    ) {
+        Err(kms_threshold::ThresholdError::NeedMoreShares { rejected, .. }) => {
+            assert_eq!(rejected, (1..=n).collect::<Vec<_>>())
+        }
+        other => panic!("a stranger's key opened something: {other:?}"),
+    }
+    (
+        out.plaintexts.iter().map(|p| p.word).collect(),
+        out.cheaters,
+        out.rejected,
+    )
 }
 
 fn tfhe_word(ck: &ClientKey, ct: &TypedCiphertext) -> [u8; 32] {
@@ -371,8 +397,7 @@ fn parameter_constraints_are_checked() {
     assert!(FloodingParams::new(16, 5, 4, 4).is_err());
     assert!(FloodingParams::new(40, 13, 4, 4).is_err());
     let (ck, _) = keys(ParamSetName::TestInsecure);
-    assert!(deal_insecure(&ck, 3, 1, &mut OsRng).is_err()); // n < 3t + 1
-    let _ = config_for(ParamSetName::TestInsecure);
+    assert!(deal_insecure(&ck, test_key(), 3, 1, &mut OsRng).is_err()); // n < 3t + 1
 }
 
 #[test]
@@ -393,18 +418,18 @@ fn resharing_refreshes_and_moves_to_seven_parties() {
     let want = tfhe_word(&ck, &ct);
 
     // 4 → 4 (proactive refresh), combining the sub-shares of old parties 2 and 3.
-    let outs: Vec<Vec<Vec<Share>>> = old
+    let outs: Vec<Vec<SubShares<u128>>> = old
         .keys
         .iter()
         .map(|k| reshare_out(k, 4, 1, &mut OsRng).unwrap())
         .collect();
     let refreshed: Vec<SnsKeyShare> = (1..=4)
         .map(|j| {
-            let recv: Vec<(usize, Vec<Share>)> = [2usize, 3]
+            let recv: Vec<(usize, SubShares<u128>)> = [2usize, 3]
                 .iter()
                 .map(|&i| (i, outs[i - 1][j - 1].clone()))
                 .collect();
-            reshare_in(j, 4, 1, 1, &recv, mm, cm).unwrap()
+            reshare_in(j, test_key(), 4, 1, 1, &recv, mm, cm).unwrap()
         })
         .collect();
     for (c, &coef) in truth.iter().enumerate().take(32) {
@@ -435,16 +460,16 @@ fn resharing_refreshes_and_moves_to_seven_parties() {
     }
 
     // 4 → 7 with t' = 2.
-    let outs: Vec<Vec<Vec<Share>>> = old
+    let outs: Vec<Vec<SubShares<u128>>> = old
         .keys
         .iter()
         .map(|k| reshare_out(k, 7, 2, &mut OsRng).unwrap())
         .collect();
     let seven: Vec<SnsKeyShare> = (1..=7)
         .map(|j| {
-            let recv: Vec<(usize, Vec<Share>)> =
+            let recv: Vec<(usize, SubShares<u128>)> =
                 (1..=4).map(|i| (i, outs[i - 1][j - 1].clone())).collect();
-            reshare_in(j, 7, 2, 1, &recv, mm, cm).unwrap()
+            reshare_in(j, test_key(), 7, 2, 1, &recv, mm, cm).unwrap()
         })
         .collect();
     let prss_keys = deal_keys(7, 2, &mut OsRng);
@@ -479,7 +504,7 @@ fn compute_key_shares_hold_the_tfhe_keys_and_reshare() {
     assert!(!lwe.is_empty() && !glwe.is_empty());
     // Binary keys on these parameters: shares are of 0/1 values, but never themselves 0/1 only.
     assert!(lwe.iter().chain(&glwe).all(|&c| c <= 1));
-    let shares = deal_compute_keys_insecure(&ck, 4, 1, &mut OsRng).unwrap();
+    let shares = deal_compute_keys_insecure(&ck, test_key(), 4, 1, &mut OsRng).unwrap();
     assert_eq!(shares[2].lwe.len(), lwe.len());
     assert_eq!(shares[2].glwe.len(), glwe.len());
     // Robust opening of every coefficient, with party 3 sending garbage, gives tfhe's key.
@@ -510,17 +535,17 @@ fn compute_key_shares_hold_the_tfhe_keys_and_reshare() {
     assert!(shares[0].glwe.iter().any(|s| !s.is_scalar()));
 
     // Reshare 4 → 7 (t' = 2) from dealers 1, 2, 4.
-    let outs: Vec<Vec<Vec<Share64>>> = shares
+    let outs: Vec<Vec<SubShares<u64>>> = shares
         .iter()
         .map(|s| reshare_compute_out(s, 7, 2, &mut OsRng).unwrap())
         .collect();
     let seven: Vec<ComputeKeyShares> = (1..=7)
         .map(|j| {
-            let recv: Vec<(usize, Vec<Share64>)> = [1usize, 2, 4]
+            let recv: Vec<(usize, SubShares<u64>)> = [1usize, 2, 4]
                 .iter()
                 .map(|&i| (i, outs[i - 1][j - 1].clone()))
                 .collect();
-            reshare_compute_in(j, 7, 2, 1, lwe.len(), &recv).unwrap()
+            reshare_compute_in(j, test_key(), 7, 2, 1, lwe.len(), &recv).unwrap()
         })
         .collect();
     for (c, &want) in lwe.iter().enumerate() {
@@ -581,7 +606,7 @@ fn verified_reshare(
     let (mm, cm) = (old.keys[0].message_modulus, old.keys[0].carry_modulus);
     let coefs = old.keys[0].key.len();
     // Dealing.
-    let mut outs: Vec<Vec<Vec<Share>>> = old
+    let mut outs: Vec<Vec<SubShares<u128>>> = old
         .keys
         .iter()
         .map(|k| reshare_out(k, new_n, new_t, &mut OsRng).unwrap())
@@ -594,11 +619,12 @@ fn verified_reshare(
                     kms_algebra::shamir::share::<u128, 4>(1 << 100, new_t, new_n, &mut OsRng)
                         .unwrap();
                 for (j, dj) in delta.iter().enumerate() {
-                    outs[d - 1][j][5] = outs[d - 1][j][5].add(dj);
+                    let v = outs[d - 1][j].values_mut();
+                    v[5] = v[5].add(dj.value());
                 }
             }
             ReshareFault::Inconsistent(d) => {
-                outs[d - 1][6][9] = Share::random(&mut OsRng);
+                outs[d - 1][6].values_mut()[9] = Share::random(&mut OsRng);
             }
             ReshareFault::LyingChecker(_) => {}
         }
@@ -614,7 +640,7 @@ fn verified_reshare(
     // Check shares.
     let checks: Vec<Option<Vec<Vec<Option<Share>>>>> = (1..=new_n)
         .map(|j| {
-            let received: Vec<Option<Vec<Share>>> =
+            let received: Vec<Option<SubShares<u128>>> =
                 (0..old_n).map(|i| Some(outs[i][j - 1].clone())).collect();
             let mut m = check_shares(&prss[j - 1], sid, &seed, &received, coefs, old_t).unwrap();
             if faults.contains(&ReshareFault::LyingChecker(j)) {
@@ -631,11 +657,11 @@ fn verified_reshare(
     let dealers = force_dealers.unwrap_or_else(|| verdict.dealers.clone());
     let new_keys = (1..=new_n)
         .map(|j| {
-            let recv: Vec<(usize, Vec<Share>)> = dealers
+            let recv: Vec<(usize, SubShares<u128>)> = dealers
                 .iter()
                 .map(|&i| (i, outs[i - 1][j - 1].clone()))
                 .collect();
-            reshare_in(j, new_n, new_t, old_t, &recv, mm, cm).unwrap()
+            reshare_in(j, test_key(), new_n, new_t, old_t, &recv, mm, cm).unwrap()
         })
         .collect();
     (verdict, new_keys)

@@ -54,7 +54,7 @@ impl Party for Receiver {
         }
         // Without TLS (developer mode) the claimed sender is trusted.
         match self.inbox.deliver(from, &m.session, m.payload) {
-            crate::Delivery::TooLarge => Err(Status::resource_exhausted(
+            crate::Received::TooLarge => Err(Status::resource_exhausted(
                 "message or session larger than a party accepts",
             )),
             _ => Ok(Response::new(pb::Delivered {})),

@@ -77,7 +77,7 @@ impl SenderQueue {
 
 /// What happened to a delivered message.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Delivery {
+pub enum Received {
     /// Stored (possibly after evicting older messages of the same sender).
     Stored,
     /// A message from this sender for this session is already waiting; the first one stays.
@@ -124,7 +124,7 @@ impl Inbox {
     }
 
     /// Stores a delivered message, within the sender's quota.
-    pub fn deliver(&self, from: usize, session: &[u8], payload: Vec<u8>) -> Delivery {
+    pub fn deliver(&self, from: usize, session: &[u8], payload: Vec<u8>) -> Received {
         if payload.len() > crate::MAX_MESSAGE_BYTES
             || payload.len() > self.limits.max_bytes_per_sender
             || session.len() > MAX_SESSION_BYTES
@@ -134,15 +134,15 @@ impl Inbox {
                 bytes = payload.len(),
                 "oversized party message dropped"
             );
-            return Delivery::TooLarge;
+            return Received::TooLarge;
         }
         let outcome = {
             let mut senders = self.lock();
             let q = senders.entry(from).or_default();
             if q.taken.contains(session) {
-                Delivery::Late
+                Received::Late
             } else if q.messages.contains_key(session) {
-                Delivery::Duplicate
+                Received::Duplicate
             } else {
                 while q.messages.len() >= self.limits.max_sessions_per_sender.max(1)
                     || q.bytes + payload.len() > self.limits.max_bytes_per_sender
@@ -153,10 +153,10 @@ impl Inbox {
                 q.bytes += payload.len();
                 q.order.push_back(session.to_vec());
                 q.messages.insert(session.to_vec(), payload);
-                Delivery::Stored
+                Received::Stored
             }
         };
-        if outcome == Delivery::Stored {
+        if outcome == Received::Stored {
             self.arrived.notify_waiters();
         }
         outcome
@@ -199,9 +199,9 @@ mod tests {
     #[tokio::test]
     async fn first_message_wins_and_silence_times_out() {
         let inbox = Inbox::default();
-        assert_eq!(inbox.deliver(2, b"s", vec![1]), Delivery::Stored);
+        assert_eq!(inbox.deliver(2, b"s", vec![1]), Received::Stored);
         // A second message cannot replace the first.
-        assert_eq!(inbox.deliver(2, b"s", vec![9]), Delivery::Duplicate);
+        assert_eq!(inbox.deliver(2, b"s", vec![9]), Received::Duplicate);
         assert_eq!(
             inbox.take(2, b"s", Duration::from_millis(10)).await,
             Ok(vec![1])
@@ -233,7 +233,7 @@ mod tests {
             inbox.take(2, b"round-1", Duration::from_millis(10)).await,
             Ok(vec![1])
         );
-        assert_eq!(inbox.deliver(2, b"round-1", vec![1]), Delivery::Late);
+        assert_eq!(inbox.deliver(2, b"round-1", vec![1]), Received::Late);
         assert_eq!(inbox.pending_bytes(2), 0);
     }
 
@@ -244,7 +244,7 @@ mod tests {
             max_bytes_per_sender: 1000,
         };
         let inbox = Inbox::new(limits);
-        assert_eq!(inbox.deliver(1, b"honest", vec![5; 10]), Delivery::Stored);
+        assert_eq!(inbox.deliver(1, b"honest", vec![5; 10]), Received::Stored);
         for i in 0..10_000u32 {
             inbox.deliver(4, format!("junk-{i}").as_bytes(), vec![0; 300]);
         }
@@ -270,10 +270,10 @@ mod tests {
             max_sessions_per_sender: 8,
             max_bytes_per_sender: 100,
         });
-        assert_eq!(inbox.deliver(1, b"s", vec![0; 101]), Delivery::TooLarge);
+        assert_eq!(inbox.deliver(1, b"s", vec![0; 101]), Received::TooLarge);
         assert_eq!(
             inbox.deliver(1, &[7; MAX_SESSION_BYTES + 1], vec![0]),
-            Delivery::TooLarge
+            Received::TooLarge
         );
         assert_eq!(inbox.pending_bytes(1), 0);
     }

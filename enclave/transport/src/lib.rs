@@ -16,8 +16,8 @@ mod inbox;
 mod inprocess;
 pub mod tls;
 
-pub use inbox::{Delivery, Inbox, InboxLimits, MAX_SESSION_BYTES};
-pub use inprocess::InProcessNetwork;
+pub use inbox::{Inbox, InboxLimits, Received, MAX_SESSION_BYTES};
+pub use inprocess::{Delivery, InProcessNetwork, InProcessParty, MessageFilter};
 
 use std::time::Duration;
 

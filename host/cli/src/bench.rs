@@ -201,6 +201,22 @@ fn baseline_squash_decrypt(t: FheType, bytes: &[u8], ck: &tfhe::ClientKey) -> Re
     }
 }
 
+/// The decryption session of a benchmark run: its own request ID per run, so no two runs
+/// share a flooding mask.
+fn bench_session(
+    key_id: kms_types::RequestId,
+    tag: &str,
+    ct: &TypedCiphertext,
+) -> kms_threshold::DecryptionSession {
+    kms_threshold::DecryptionSession {
+        kind: kms_threshold::DecryptionSession::PUBLIC,
+        key_id,
+        request_id: kms_types::RequestId::derive("bench", tag.as_bytes()),
+        index: 0,
+        ciphertext_digest: ct.digest(),
+    }
+}
+
 /// Threshold decryption, n = 4, t = 1, of one FheUint64: the CPU time of one party (squash,
 /// partial decryption, robust combination of the four partials; the other parties' partials are
 /// computed outside the timed region, as they run on their own machines) and the wall-clock of
@@ -215,7 +231,7 @@ fn threshold(
     use kms_algebra::prss::{deal_keys, Prss};
     use kms_threshold::{combine, deal_insecure, partial_decrypt, squash, FloodingParams};
     let (n, t) = (4, 1);
-    let keys = deal_insecure(ck, n, t, &mut rand_core::OsRng).map_err(|e| e.to_string())?;
+    let keys = deal_insecure(ck, key_id, n, t, &mut rand_core::OsRng).map_err(|e| e.to_string())?;
     let pk = deal_keys(n, t, &mut rand_core::OsRng);
     let prss: Vec<Prss<u128, 4>> = (1..=n)
         .map(|p| Prss::new(p, n, t, &pk))
@@ -229,25 +245,24 @@ fn threshold(
         fhe_type: FheType::Uint64,
         bytes: bytes.clone(),
     };
-    let _ = key_id;
     let (mut party_t, mut whole_t, mut base_t) = (Vec::new(), Vec::new(), Vec::new());
     for i in 0..runs {
         say(&format!(
             "threshold FheUint64 decryption run {}/{runs}",
             i + 1
         ));
-        let sid = format!("bench-{i}");
+        let sid = bench_session(key_id, &format!("bench-{i}"), &ct);
         // Other parties' partials (not timed: their own machines).
         let sq = squash(&ct, params).map_err(|e| e.to_string())?;
         let others: Vec<_> = (1..n)
-            .map(|p| partial_decrypt(&keys[p], &prss[p], &fp, sid.as_bytes(), &sq).map(Some))
+            .map(|p| partial_decrypt(&keys[p], &prss[p], &fp, &sid, &sq).map(Some))
             .collect::<Result<_, _>>()
             .map_err(|e| e.to_string())?;
         // Party 1.
         let (r, d) = time(|| -> Result<u128, String> {
             let sq = squash(&ct, params).map_err(|e| e.to_string())?;
-            let mine = partial_decrypt(&keys[0], &prss[0], &fp, sid.as_bytes(), &sq)
-                .map_err(|e| e.to_string())?;
+            let mine =
+                partial_decrypt(&keys[0], &prss[0], &fp, &sid, &sq).map_err(|e| e.to_string())?;
             let mut all = vec![Some(mine)];
             all.extend(others.iter().cloned());
             let (pt, _) = combine(&all, &fp, &sq.layout()).map_err(|e| e.to_string())?;
@@ -264,9 +279,7 @@ fn threshold(
                 .collect::<Result<_, _>>()
                 .map_err(|e| e.to_string())?;
             let partials: Vec<_> = (0..n)
-                .map(|p| {
-                    partial_decrypt(&keys[p], &prss[p], &fp, sid.as_bytes(), &sqs[p]).map(Some)
-                })
+                .map(|p| partial_decrypt(&keys[p], &prss[p], &fp, &sid, &sqs[p]).map(Some))
                 .collect::<Result<_, _>>()
                 .map_err(|e| e.to_string())?;
             for sq in &sqs {
@@ -306,10 +319,10 @@ fn threshold(
         sqs.iter()
             .enumerate()
             .map(|(i, sq)| {
-                let sid = format!("batch-{i}");
+                let sid = bench_session(key_id, &format!("batch-{i}"), &batch[i]);
                 (1..n)
                     .map(|p| {
-                        partial_decrypt(&keys[p], &prss[p], &fp, sid.as_bytes(), sq)
+                        partial_decrypt(&keys[p], &prss[p], &fp, &sid, sq)
                             .map(Some)
                             .map_err(|e| e.to_string())
                     })
@@ -321,9 +334,9 @@ fn threshold(
     let (ok, mpc_d) = time(|| -> Result<bool, String> {
         let mut all_ok = true;
         for (i, sq) in sqs.iter().enumerate() {
-            let sid = format!("batch-{i}");
-            let mine = partial_decrypt(&keys[0], &prss[0], &fp, sid.as_bytes(), sq)
-                .map_err(|e| e.to_string())?;
+            let sid = bench_session(key_id, &format!("batch-{i}"), &batch[i]);
+            let mine =
+                partial_decrypt(&keys[0], &prss[0], &fp, &sid, sq).map_err(|e| e.to_string())?;
             let mut all = vec![Some(mine)];
             all.extend(others[i].iter().cloned());
             let (pt, _) = combine(&all, &fp, &sq.layout()).map_err(|e| e.to_string())?;

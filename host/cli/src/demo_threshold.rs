@@ -274,7 +274,8 @@ pub async fn run(
     ));
 
     // The parties: insecure dealer (DKG stand-in), PRSS, attested TLS mesh.
-    let shares = deal_insecure(inputs.client_key, N, T, rng).map_err(|e| fail("deal")(&e))?;
+    let shares =
+        deal_insecure(inputs.client_key, key_id, N, T, rng).map_err(|e| fail("deal")(&e))?;
     let prss_keys = deal_keys(N, T, rng);
     let root = MockRootCa::generate(now_unix()).map_err(|e| fail("mock NSM")(&e))?;
     let (listeners, endpoints) = GrpcParty::bind_local(N)
@@ -310,6 +311,7 @@ pub async fn run(
             params: inputs.params,
             signer,
             domain: domain.clone(),
+            served: kms_threshold::ServedLog::in_memory(),
         }));
         transports.push(Arc::new(GrpcParty::start_tls(
             party,
@@ -494,15 +496,28 @@ pub async fn run(
                 .value,
         )
         .ok();
+        // An envelope that does not parse counts as a silent party (it never aborts the
+        // combine): user_combine decodes from the others.
         let response = match resp.map(|r| r.fulfillment) {
             Some(Fulfillment::UserDecryption {
                 envelope,
                 signature,
-            }) => Some(Signcrypted {
-                envelope: Envelope::from_bytes(envelope).map_err(|e| fail("envelope")(&e))?,
-                response_signature: Signature::from_slice(&signature)
-                    .map_err(|e| fail("envelope")(&e))?,
-            }),
+            }) => match (
+                Envelope::from_bytes(envelope),
+                Signature::from_slice(&signature),
+            ) {
+                (Ok(envelope), Ok(response_signature)) => Some(Signcrypted {
+                    envelope,
+                    response_signature,
+                }),
+                _ => {
+                    say(&format!(
+                        "  party {}'s envelope does not parse: counted as silent",
+                        party.index
+                    ));
+                    None
+                }
+            },
             _ => None,
         };
         responses.push(UserShareResponse {
@@ -513,7 +528,11 @@ pub async fn run(
     }
     let meta: Vec<_> = cts.iter().map(|c| (c.fhe_type, c.digest())).collect();
     let flooding = parties[0].flooding;
-    let (user_pts, _cheaters, rejected) = user_combine(
+    let kms_threshold::UserDecryption {
+        plaintexts: user_pts,
+        rejected,
+        ..
+    } = user_combine(
         &client_keys,
         &domain,
         &user_id,
