@@ -201,26 +201,77 @@ fn baseline_squash_decrypt(t: FheType, bytes: &[u8], ck: &tfhe::ClientKey) -> Re
     }
 }
 
-/// The decryption session of a benchmark run: its own request ID per run, so no two runs
-/// share a flooding mask.
-fn bench_session(
+/// The four parties' key shares and PRSS states of the threshold benchmarks.
+struct Parties {
+    keys: Vec<std::sync::Arc<kms_threshold::SnsKeyShare>>,
+    prss: Vec<std::sync::Arc<kms_algebra::prss::Prss<u128, 4>>>,
+    fp: kms_threshold::FloodingParams,
+    params: ParamSetName,
     key_id: kms_types::RequestId,
-    tag: &str,
-    ct: &TypedCiphertext,
-) -> kms_threshold::DecryptionSession {
-    kms_threshold::DecryptionSession {
-        kind: kms_threshold::DecryptionSession::PUBLIC,
-        key_id,
-        request_id: kms_types::RequestId::derive("bench", tag.as_bytes()),
-        index: 0,
-        ciphertext_digest: ct.digest(),
+}
+
+impl Parties {
+    /// One threshold public decryption of `cts` by all n parties, each a task on one
+    /// single-threaded runtime over the in-process transport (so the timed region is the total
+    /// work of every party, not parallelism across parties): per ciphertext, each party squashes
+    /// it, computes its flooded partial decryption, broadcasts it and opens robustly once 2t + 1
+    /// shares agree. Returns every party's plaintexts.
+    fn decrypt_all(&self, run: &str, cts: &[TypedCiphertext]) -> Result<Vec<Vec<u128>>, String> {
+        use kms_threshold::{decrypt_round, squash, DecryptionSession};
+        let n = self.keys.len();
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_time()
+            .build()
+            .map_err(|e| e.to_string())?;
+        let net = kms_transport::InProcessNetwork::new(n);
+        let request_id = kms_types::RequestId::derive("kms/bench", run.as_bytes());
+        rt.block_on(async {
+            let mut tasks = Vec::new();
+            for p in 0..n {
+                let (key, prss) = (self.keys[p].clone(), self.prss[p].clone());
+                let (fp, params, key_id) = (self.fp, self.params, self.key_id);
+                let (transport, cts) = (net.party(p + 1), cts.to_vec());
+                tasks.push(tokio::spawn(async move {
+                    let mut out = Vec::with_capacity(cts.len());
+                    for (index, ct) in cts.iter().enumerate() {
+                        let sq = squash(ct, params).map_err(|e| e.to_string())?;
+                        let session = DecryptionSession {
+                            kind: DecryptionSession::PUBLIC,
+                            key_id,
+                            request_id,
+                            index,
+                            ciphertext_digest: ct.digest(),
+                        };
+                        let r = decrypt_round(
+                            &transport,
+                            &key,
+                            &prss,
+                            &fp,
+                            &session,
+                            &sq,
+                            Duration::from_secs(600),
+                        )
+                        .await
+                        .map_err(|e| e.to_string())?;
+                        out.push(r.plaintext.as_u128().ok_or("value out of range")?);
+                    }
+                    Ok::<_, String>(out)
+                }));
+            }
+            let mut all = Vec::new();
+            for t in tasks {
+                all.push(t.await.map_err(|e| e.to_string())??);
+            }
+            Ok(all)
+        })
     }
 }
 
-/// Threshold decryption, n = 4, t = 1, of one FheUint64: the CPU time of one party (squash,
-/// partial decryption, robust combination of the four partials; the other parties' partials are
-/// computed outside the timed region, as they run on their own machines) and the wall-clock of
-/// the whole run in one process, each against squash_noise + decrypt.
+/// Threshold public decryption, n = 4, t = 1, all four parties in this process (see
+/// [`Parties::decrypt_all`] for the timed region), against tfhe-rs deserializing, squashing and
+/// decrypting the same ciphertexts n times (the same squashing work every party does, the same
+/// single process): the ratio is the cost of the MPC and the transport on top of squashing.
+/// One FheUint64, then a batch of `BATCH` FheUint8 (median of the runs, per ciphertext).
 fn threshold(
     ck: &tfhe::ClientKey,
     params: ParamSetName,
@@ -229,152 +280,78 @@ fn threshold(
     say: &mut impl FnMut(&str),
 ) -> Result<Vec<Comparison>, String> {
     use kms_algebra::prss::{deal_keys, Prss};
-    use kms_threshold::{combine, deal_insecure, partial_decrypt, squash, FloodingParams};
+    use kms_threshold::{deal_insecure, FloodingParams};
+    use std::sync::Arc;
+    const BATCH: usize = 16;
     let (n, t) = (4, 1);
     let keys = deal_insecure(ck, key_id, n, t, &mut rand_core::OsRng).map_err(|e| e.to_string())?;
-    let pk = deal_keys(n, t, &mut rand_core::OsRng);
-    let prss: Vec<Prss<u128, 4>> = (1..=n)
-        .map(|p| Prss::new(p, n, t, &pk))
-        .collect::<Result<_, _>>()
-        .map_err(|e| e.to_string())?;
-    let fp = FloodingParams::new(n, t, keys[0].message_modulus, keys[0].carry_modulus)
-        .map_err(|e| e.to_string())?;
-    let bytes = serialize_public(&FheUint64::encrypt(0x0123_4567_89ab_cdefu64, ck))
-        .map_err(|e| e.to_string())?;
-    let ct = TypedCiphertext {
-        fhe_type: FheType::Uint64,
-        bytes: bytes.clone(),
-    };
-    let (mut party_t, mut whole_t, mut base_t) = (Vec::new(), Vec::new(), Vec::new());
-    for i in 0..runs {
-        say(&format!(
-            "threshold FheUint64 decryption run {}/{runs}",
-            i + 1
-        ));
-        let sid = bench_session(key_id, &format!("bench-{i}"), &ct);
-        // Other parties' partials (not timed: their own machines).
-        let sq = squash(&ct, params).map_err(|e| e.to_string())?;
-        let others: Vec<_> = (1..n)
-            .map(|p| partial_decrypt(&keys[p], &prss[p], &fp, &sid, &sq).map(Some))
-            .collect::<Result<_, _>>()
+    let fp =
+        FloodingParams::for_param_set(params, n, t, keys[0].message_modulus, keys[0].carry_modulus)
             .map_err(|e| e.to_string())?;
-        // Party 1.
-        let (r, d) = time(|| -> Result<u128, String> {
-            let sq = squash(&ct, params).map_err(|e| e.to_string())?;
-            let mine =
-                partial_decrypt(&keys[0], &prss[0], &fp, &sid, &sq).map_err(|e| e.to_string())?;
-            let mut all = vec![Some(mine)];
-            all.extend(others.iter().cloned());
-            let (pt, _) = combine(&all, &fp, &sq.layout()).map_err(|e| e.to_string())?;
-            pt.as_u128().ok_or_else(|| "value out of range".to_string())
-        });
-        if r? != 0x0123_4567_89ab_cdef {
-            return Err("threshold decryption gave a wrong value".into());
+    let pk = deal_keys(n, t, &mut rand_core::OsRng);
+    let parties = Parties {
+        prss: (1..=n)
+            .map(|p| Prss::new(p, n, t, &pk).map(Arc::new))
+            .collect::<Result<_, _>>()
+            .map_err(|e| e.to_string())?,
+        keys: keys.into_iter().map(Arc::new).collect(),
+        fp,
+        params,
+        key_id,
+    };
+    let encrypt = |v: u64, t: FheType| -> Result<TypedCiphertext, String> {
+        let bytes = match t {
+            FheType::Uint8 => serialize_public(&FheUint8::encrypt(v as u8, ck)),
+            _ => serialize_public(&FheUint64::encrypt(v, ck)),
         }
-        party_t.push(d);
-        // Whole run in one process (4 squashes, 4 partials, 4 combinations).
-        let (r, d) = time(|| -> Result<(), String> {
-            let sqs: Vec<_> = (0..n)
-                .map(|_| squash(&ct, params))
-                .collect::<Result<_, _>>()
-                .map_err(|e| e.to_string())?;
-            let partials: Vec<_> = (0..n)
-                .map(|p| partial_decrypt(&keys[p], &prss[p], &fp, &sid, &sqs[p]).map(Some))
-                .collect::<Result<_, _>>()
-                .map_err(|e| e.to_string())?;
-            for sq in &sqs {
-                combine(&partials, &fp, &sq.layout()).map_err(|e| e.to_string())?;
+        .map_err(|e| e.to_string())?;
+        Ok(TypedCiphertext { fhe_type: t, bytes })
+    };
+    let baseline = |cts: &[TypedCiphertext]| -> Result<(), String> {
+        for _ in 0..n {
+            for c in cts {
+                baseline_squash_decrypt(c.fhe_type, &c.bytes, ck)?;
             }
-            Ok(())
-        });
-        r?;
-        whole_t.push(d);
-        let (r, d) = time(|| baseline_squash_decrypt(FheType::Uint64, &bytes, ck));
-        r?;
-        base_t.push(d);
-    }
-    let base = median(base_t);
-
-    // Batch of 64 FheUint8: squash time vs MPC time (partials of 4 parties + one combination),
-    // per ciphertext, for one party's view.
-    say("threshold batch of 64 × FheUint8");
-    let batch: Vec<TypedCiphertext> = (0..64u8)
-        .map(|v| {
-            serialize_public(&FheUint8::encrypt(v, ck))
-                .map(|bytes| TypedCiphertext {
-                    fhe_type: FheType::Uint8,
-                    bytes,
-                })
-                .map_err(|e| e.to_string())
-        })
-        .collect::<Result<_, _>>()?;
-    let (sqs, squash_d) = time(|| {
-        batch
-            .iter()
-            .map(|c| squash(c, params))
-            .collect::<Result<Vec<_>, _>>()
-    });
-    let sqs = sqs.map_err(|e| e.to_string())?;
-    let (others, _) = time(|| -> Result<Vec<Vec<_>>, String> {
-        sqs.iter()
-            .enumerate()
-            .map(|(i, sq)| {
-                let sid = bench_session(key_id, &format!("batch-{i}"), &batch[i]);
-                (1..n)
-                    .map(|p| {
-                        partial_decrypt(&keys[p], &prss[p], &fp, &sid, sq)
-                            .map(Some)
-                            .map_err(|e| e.to_string())
-                    })
-                    .collect()
-            })
-            .collect()
-    });
-    let others = others?;
-    let (ok, mpc_d) = time(|| -> Result<bool, String> {
-        let mut all_ok = true;
-        for (i, sq) in sqs.iter().enumerate() {
-            let sid = bench_session(key_id, &format!("batch-{i}"), &batch[i]);
-            let mine =
-                partial_decrypt(&keys[0], &prss[0], &fp, &sid, sq).map_err(|e| e.to_string())?;
-            let mut all = vec![Some(mine)];
-            all.extend(others[i].iter().cloned());
-            let (pt, _) = combine(&all, &fp, &sq.layout()).map_err(|e| e.to_string())?;
-            all_ok &= pt.as_u128() == Some(i as u128);
         }
-        Ok(all_ok)
-    });
-    if !ok? {
-        return Err("threshold batch decryption gave a wrong value".into());
+        Ok(())
+    };
+    let mut out = Vec::new();
+    let one = vec![encrypt(0x0123_4567_89ab_cdef, FheType::Uint64)?];
+    let batch: Vec<TypedCiphertext> = (0..BATCH as u64)
+        .map(|v| encrypt(v * 13 % 256, FheType::Uint8))
+        .collect::<Result<_, _>>()?;
+    for (name, cts, per) in [
+        ("threshold public decryption n=4, 1 × FheUint64", &one, 1.0),
+        (
+            "threshold public decryption n=4, batch 16 × FheUint8, per ciphertext",
+            &batch,
+            BATCH as f64,
+        ),
+    ] {
+        let want: Vec<u128> = cts
+            .iter()
+            .map(|c| baseline_decrypt(c.fhe_type, &c.bytes, ck))
+            .collect::<Result<_, _>>()?;
+        let (mut kms_t, mut base_t) = (Vec::new(), Vec::new());
+        for i in 0..runs {
+            say(&format!("{name}: run {}/{runs}", i + 1));
+            let (r, d) = time(|| parties.decrypt_all(&format!("{name}/{i}"), cts));
+            if r?.iter().any(|got| *got != want) {
+                return Err("threshold decryption gave a wrong value".into());
+            }
+            kms_t.push(d);
+            let (r, d) = time(|| baseline(cts));
+            r?;
+            base_t.push(d);
+        }
+        out.push(Comparison {
+            name: name.into(),
+            kms_s: median(kms_t) / per,
+            baseline_s: median(base_t) / per,
+            baseline: format!("{n} × (deserialize + squash_noise + decrypt)"),
+            ratio: 0.0,
+            runs,
+        });
     }
-    let per = |d: std::time::Duration| d.as_secs_f64() / 64.0;
-    Ok(vec![
-        Comparison {
-            name: "batch 64×FheUint8, MPC part per ciphertext".into(),
-            kms_s: per(mpc_d),
-            baseline_s: per(squash_d),
-            baseline: format!(
-                "squash_noise per ciphertext; batch throughput {:.2}/s",
-                64.0 / (squash_d + mpc_d).as_secs_f64()
-            ),
-            ratio: 0.0,
-            runs: 1,
-        },
-        Comparison {
-            name: "threshold decryption n=4, one party (FheUint64)".into(),
-            kms_s: median(party_t),
-            baseline_s: base,
-            baseline: "deserialize + squash_noise + decrypt".into(),
-            ratio: 0.0,
-            runs,
-        },
-        Comparison {
-            name: "threshold decryption n=4, whole run in 1 process".into(),
-            kms_s: median(whole_t),
-            baseline_s: base,
-            baseline: "deserialize + squash_noise + decrypt".into(),
-            ratio: 0.0,
-            runs,
-        },
-    ])
+    Ok(out)
 }
