@@ -325,4 +325,65 @@ mod tests {
             b"2"
         ));
     }
+
+    /// Hole 13: old versions are pruned (nodes, roots, value versions), the kept ones still
+    /// prove against their roots, and memory stops growing with the number of blocks.
+    #[test]
+    fn old_versions_are_pruned_and_kept_ones_still_prove() {
+        let keep = 3;
+        let mut pruned = MerkleStore::with_retention(keep);
+        let mut full = MerkleStore::with_retention(u64::MAX);
+        let mut roots = Vec::new();
+        for v in 0..50u64 {
+            let w = ws(&[
+                ("hot", Some(&v.to_string())),
+                (&format!("cold-{}", v % 5), Some("x")),
+            ]);
+            roots.push(pruned.commit(v, &w).unwrap());
+            assert_eq!(full.commit(v, &w).unwrap(), roots[v as usize]);
+        }
+        assert_eq!(pruned.oldest_version(), Some(50 - keep));
+        assert!(matches!(
+            pruned.get(b"hot", 46),
+            Err(StoreError::Unknown(46))
+        ));
+        assert!(matches!(
+            pruned.get_with_proof(b"hot", 0),
+            Err(StoreError::Unknown(0))
+        ));
+        let spec = proof_spec();
+        for v in 50 - keep..50 {
+            let (val, p) = pruned.get_with_proof(b"hot", v).unwrap();
+            assert_eq!(val, Some(v.to_string().into_bytes()));
+            assert!(ics23::verify_membership::<HostFunctionsManager>(
+                &p,
+                &spec,
+                &roots[v as usize].to_vec(),
+                b"hot",
+                v.to_string().as_bytes()
+            ));
+            // A key last written long ago is still readable and provable.
+            let (val, p) = pruned.get_with_proof(b"cold-0", v).unwrap();
+            assert_eq!(val, Some(b"x".to_vec()));
+            assert!(ics23::verify_membership::<HostFunctionsManager>(
+                &p,
+                &spec,
+                &roots[v as usize].to_vec(),
+                b"cold-0",
+                b"x"
+            ));
+        }
+        assert!(pruned.node_count() * 4 < full.node_count());
+        assert!(pruned.value_version_count() * 4 < full.value_version_count());
+        // Pruning keeps memory flat: 50 more versions add nothing beyond the window.
+        let nodes_at_50 = pruned.node_count();
+        for v in 50..100u64 {
+            let w = ws(&[
+                ("hot", Some(&v.to_string())),
+                (&format!("cold-{}", v % 5), Some("x")),
+            ]);
+            pruned.commit(v, &w).unwrap();
+        }
+        assert!(pruned.node_count() <= nodes_at_50 + 2);
+    }
 }

@@ -1031,3 +1031,78 @@ fn hole5_two_parties_with_one_identity_key_are_refused() {
     );
     assert_eq!(net.one(tx), 13);
 }
+
+/// `tx_search` pages the matches and proves only the page; a search by hash reports the copy
+/// that counted (before, it listed the failed replay too, and `tx` reported the replay).
+#[test]
+fn hole14_tx_search_pages_and_reports_the_successful_copy() {
+    use kms_devnet::{Node, PersistentChain};
+    use sha2::Digest;
+    let dir = tempfile::tempdir().unwrap();
+    let mut setup = DevSetup::new(CHAIN, 4, 1, 1, Time::now());
+    let genesis = setup.genesis.clone();
+    let node = Node::new(PersistentChain::open_or_create(dir.path(), || genesis).unwrap());
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_time()
+        .build()
+        .unwrap();
+    let call = |method: &str, params: serde_json::Value| {
+        rt.block_on(kms_devnet::rpc::dispatch(&node, method, params))
+            .unwrap()
+    };
+    let mut w = Wallet::random();
+    let mut hashes = Vec::new();
+    for _ in 0..5 {
+        let tx = w.tx(CHAIN, Msg::Faucet { amount: 10_000 });
+        hashes.push(hex::encode(sha2::Sha256::digest(&tx)));
+        assert_eq!(node.with(|c| c.chain_mut().submit(tx)).code, 0);
+        node.produce_block().unwrap();
+    }
+    // A replay of the first transaction lands in a block (a proposer may include it) and fails.
+    let first = node.with(|c| c.chain().block(1).unwrap().block.data()[0].clone());
+    let h_replay = node.with(|c| {
+        let chain = c.chain_mut();
+        chain.produce_block_with(Time::now(), vec![first])
+    });
+    assert_eq!(
+        node.with(|c| c.chain().tx_results(h_replay).unwrap()[0].code),
+        4
+    );
+
+    let query = format!("faucet.to='{}'", hex::encode(w.address()));
+    let r = call(
+        "tx_search",
+        serde_json::json!({"query": query, "page": "2", "per_page": "2", "prove": true}),
+    );
+    assert_eq!(r["total_count"], "5");
+    let txs = r["txs"].as_array().unwrap();
+    assert_eq!(txs.len(), 2);
+    assert_eq!(txs[0]["height"], "3");
+    assert_eq!(txs[1]["height"], "4");
+    assert!(txs.iter().all(|t| !t["proof"].is_null()));
+    let r = call(
+        "tx_search",
+        serde_json::json!({"query": query, "page": "3", "per_page": "2", "order_by": "desc"}),
+    );
+    let txs = r["txs"].as_array().unwrap();
+    assert_eq!(txs.len(), 1);
+    assert_eq!(txs[0]["height"], "1");
+    // By hash: one result, the successful copy at height 1, not the replay.
+    let r = call(
+        "tx_search",
+        serde_json::json!({"query": format!("tx.hash='{}'", hashes[0])}),
+    );
+    assert_eq!(r["total_count"], "1");
+    assert_eq!(r["txs"][0]["height"], "1");
+    assert_eq!(r["txs"][0]["tx_result"]["code"], 0);
+    let h0: [u8; 32] = hex::decode(&hashes[0]).unwrap().try_into().unwrap();
+    assert_eq!(node.with(|c| c.chain().find_tx(&h0)).unwrap().height, 1);
+    // By height: only that block is scanned.
+    let r = call(
+        "tx_search",
+        serde_json::json!({"query": format!("tx.height={h_replay}")}),
+    );
+    assert_eq!(r["total_count"], "1");
+    assert_eq!(r["txs"][0]["tx_result"]["code"], 4);
+    let _ = &mut setup;
+}

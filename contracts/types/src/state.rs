@@ -311,3 +311,65 @@ pub mod keys {
         format!("asc/keyapps/{key_id}").into_bytes()
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn config() -> Config {
+        Config {
+            parties: (1..=4u8)
+                .map(|i| Party {
+                    index: u32::from(i),
+                    signer: [i; 20],
+                    endpoint: String::new(),
+                    attestation_policy: String::new(),
+                    identity_key_digest: Party::identity_digest_of_spki(&[i]),
+                })
+                .collect(),
+            threshold: 1,
+            fees: FeeSchedule {
+                keygen: 0,
+                crs_gen: 0,
+                public_decrypt_per_ct: 0,
+                user_decrypt_per_ct: 0,
+                reshare: 0,
+                faucet_max: 0,
+                tx_base: 0,
+                per_state_byte: 0,
+            },
+            admins: vec![[9; 20]],
+            eip712_domain: DomainConfig::default(),
+            max_ciphertexts_per_request: 1,
+            max_acl_entries_per_app: 1,
+            developer_chain: false,
+        }
+    }
+
+    #[test]
+    fn identity_keys_must_be_distinct() {
+        let mut c = config();
+        assert_eq!(c.validate(), Ok(()));
+        c.parties[3].identity_key_digest = c.parties[1].identity_key_digest;
+        assert!(matches!(
+            c.validate(),
+            Err(ConfigError::DuplicateIdentity(_))
+        ));
+    }
+
+    #[test]
+    fn identity_digest_is_sha256_of_the_spki() {
+        // SHA-256("abc"), FIPS 180-2 test vector.
+        assert_eq!(
+            hex::encode(Party::identity_digest_of_spki(b"abc")),
+            "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad"
+        );
+    }
+
+    #[test]
+    fn acl_bound_must_be_positive() {
+        let mut c = config();
+        c.max_acl_entries_per_app = 0;
+        assert_eq!(c.validate(), Err(ConfigError::AclLimit));
+    }
+}
