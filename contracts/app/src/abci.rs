@@ -174,7 +174,9 @@ impl Application for KmsApp {
                         window: exec::NONCE_WINDOW,
                     });
                 }
-                Ok(())
+                // The sender must be able to pay for its failure (block space is not free).
+                exec::check_can_pay_base_fee(&ctx, &tx, &acct)
+
             });
         match result {
             Ok(()) => ResponseCheckTx::default(),

@@ -84,6 +84,26 @@ pub fn execute(ctx: &mut Ctx<'_>, tx: VerifiedTx) -> Result<(), TxError> {
     Ok(())
 }
 
+/// CheckTx's fee screen: the sender's balance covers the base fee, unless it is exempt (an
+/// admin, a party answering a request) or asks the faucet (bounded per call, developer chains).
+pub fn check_can_pay_base_fee(
+    ctx: &Ctx<'_>,
+    tx: &VerifiedTx,
+    acct: &kms_chain_types::state::Account,
+) -> Result<(), TxError> {
+    if matches!(tx.body.msg, Msg::Faucet { .. }) || fee_exempt(ctx, &tx.sender, &tx.body.msg)? {
+        return Ok(());
+    }
+    let base = config::load(ctx)?.fees.tx_base;
+    if acct.balance < base {
+        return Err(TxError::InsufficientFunds {
+            need: base,
+            have: acct.balance,
+        });
+    }
+    Ok(())
+}
+
 /// The trace a failed transaction leaves: if it carried the sender's next nonce, the nonce is
 /// consumed and the base fee is paid (as much of it as the balance covers). A transaction with
 /// another nonce changes nothing (it returns the nonce error).

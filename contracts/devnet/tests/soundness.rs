@@ -540,7 +540,7 @@ fn hole11_a_reindexed_party_cannot_vote_twice_and_removed_keys_do_not_count() {
 #[test]
 fn hole12_a_failed_transfer_cannot_be_resurrected() {
     let mut net = Net::new();
-    let mut sender = Wallet::random();
+    let mut sender = funded(&mut net, 100);
     let payee = Wallet::random();
     let transfer = sender.tx(
         CHAIN,
@@ -550,7 +550,8 @@ fn hole12_a_failed_transfer_cannot_be_resurrected() {
         },
     );
     assert_eq!(net.one(transfer.clone()), 5, "insufficient funds");
-    // The sender is funded later (its next transaction uses nonce 1: 0 was consumed).
+    // The sender is funded later (its next transaction uses the next nonce: the transfer's was
+    // consumed).
     assert_eq!(net.one(sender.tx(CHAIN, Msg::Faucet { amount: 10_000 })), 0);
     // The payee rebroadcasts the failed transfer: CheckTx refuses it (code 4)...
     assert_eq!(net.m.chain.submit(transfer.clone()).code, 4);
@@ -559,6 +560,36 @@ fn hole12_a_failed_transfer_cannot_be_resurrected() {
     let h = net.m.chain.produce_block_with(now, vec![transfer]);
     assert_eq!(net.m.chain.tx_results(h).unwrap()[0].code, 4);
     assert_eq!(net.balance(&payee.address()), 0);
+}
+
+/// CheckTx refuses a transaction whose sender cannot pay the base fee of its failure.
+#[test]
+fn hole12_checktx_refuses_senders_that_cannot_pay_for_failure() {
+    let mut net = Net::new();
+    let broke = Wallet::random();
+    let t = broke.tx_with_nonce(
+        CHAIN,
+        0,
+        Msg::Transfer {
+            to: [1; 20],
+            amount: 1,
+        },
+    );
+    assert_eq!(net.m.chain.submit(t).code, 5);
+    // Parties answering and admins are exempt; so is the (bounded) faucet.
+    let f = broke.tx_with_nonce(CHAIN, 0, Msg::Faucet { amount: 10 });
+    assert_eq!(net.m.chain.submit(f).code, 0);
+    let unknown = net.setup.parties[0].tx_with_nonce(
+        CHAIN,
+        0,
+        Msg::Fulfill {
+            request_id: RequestId::derive("x", b""),
+            fulfillment: Fulfillment::ReshareDone {
+                verdict_digest: [0; 32],
+            },
+        },
+    );
+    assert_eq!(net.m.chain.submit(unknown).code, 0);
 }
 
 #[test]
@@ -593,14 +624,25 @@ fn hole13_an_unfunded_application_admin_cannot_write_acl_entries_for_free() {
     net.register_app("app", poor.address());
     let addrs: Vec<[u8; 20]> = (0..16u8).map(|i| [i; 20]).collect();
     let handles: Vec<[u8; 32]> = (0..16u8).map(|i| [i; 32]).collect();
+    // With nothing, it cannot even have its transaction included (CheckTx, code 5).
+    let tx = poor.tx_with_nonce(
+        CHAIN,
+        0,
+        Msg::AclGrant {
+            app_id: "app".into(),
+            handles: handles.clone(),
+            addresses: addrs.clone(),
+        },
+    );
+    assert_eq!(net.m.chain.submit(tx).code, 5);
+    // With a little, the grant fails on execution: 256 entries cost more.
+    assert_eq!(net.one(poor.tx(CHAIN, Msg::Faucet { amount: 1_000 })), 0);
     let tx = grant(&mut poor, "app", &handles, &addrs);
-    assert_eq!(net.one(tx), 5, "256 entries cost more than a zero balance");
+    assert_eq!(net.one(tx), 5, "256 entries cost more than 1 000 tokens");
     assert!(net.get(keys::acl("app", &handles[0], &addrs[0])).is_empty());
     // Funded, it pays per byte.
-    assert_eq!(
-        net.one(poor.tx(CHAIN, Msg::Faucet { amount: 1_000_000 })),
-        0
-    );
+    let tx = poor.tx(CHAIN, Msg::Faucet { amount: 1_000_000 });
+    assert_eq!(net.one(tx), 0);
     let before = net.balance(&poor.address());
     assert_eq!(net.one(grant(&mut poor, "app", &handles, &addrs)), 0);
     let paid = before - net.balance(&poor.address());
