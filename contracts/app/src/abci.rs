@@ -176,7 +176,6 @@ impl Application for KmsApp {
                 }
                 // The sender must be able to pay for its failure (block space is not free).
                 exec::check_can_pay_base_fee(&ctx, &tx, &acct)
-
             });
         match result {
             Ok(()) => ResponseCheckTx::default(),

@@ -326,6 +326,20 @@ pub async fn dispatch(node: &Node, method: &str, params: Value) -> Result<Value,
         "broadcast_tx_commit" => {
             let req: endpoint::broadcast::tx_commit::Request = parse(params)?;
             let hash: [u8; 32] = Sha256::digest(&req.tx).into();
+            // A retry of a transaction already included: report the copy that counted rather
+            // than the retry's CheckTx refusal (stale nonce).
+            if let Some(loc) = node.with(|c| c.chain().find_tx(&hash)) {
+                return node.with(|c| {
+                    let r = tx_response(c.chain(), loc, false)?;
+                    Ok(json!({
+                        "check_tx": {"code": 0, "data": "", "log": "already included", "info": "",
+                            "gas_wanted": "0", "gas_used": "0", "events": [], "codespace": ""},
+                        "tx_result": to_json(&r.tx_result)?,
+                        "hash": hex::encode_upper(hash),
+                        "height": loc.height.to_string(),
+                    }))
+                });
+            }
             let check = node.with(|c| c.chain_mut().submit(req.tx));
             let check_json = json!({
                 "code": check.code, "data": base64(&check.data), "log": check.log,

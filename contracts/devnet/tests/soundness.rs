@@ -1139,6 +1139,13 @@ fn hole14_tx_search_pages_and_reports_the_successful_copy() {
     assert_eq!(r["txs"][0]["tx_result"]["code"], 0);
     let h0: [u8; 32] = hex::decode(&hashes[0]).unwrap().try_into().unwrap();
     assert_eq!(node.with(|c| c.chain().find_tx(&h0)).unwrap().height, 1);
+    // A client retrying broadcast_tx_commit is told the outcome of the copy that counted.
+    let r = call(
+        "broadcast_tx_commit",
+        serde_json::json!({"tx": base64_of(&node.with(|c| c.chain().block(1).unwrap().block.data()[0].clone()))}),
+    );
+    assert_eq!(r["height"], "1");
+    assert_eq!(r["tx_result"]["code"], 0);
     // By height: only that block is scanned.
     let r = call(
         "tx_search",
@@ -1147,4 +1154,14 @@ fn hole14_tx_search_pages_and_reports_the_successful_copy() {
     assert_eq!(r["total_count"], "1");
     assert_eq!(r["txs"][0]["tx_result"]["code"], 4);
     let _ = &mut setup;
+}
+
+fn base64_of(b: &[u8]) -> String {
+    #[derive(serde::Serialize)]
+    struct W<'a>(#[serde(with = "tendermint::serializers::bytes::base64string")] &'a [u8]);
+    serde_json::to_value(W(b))
+        .unwrap()
+        .as_str()
+        .unwrap()
+        .to_string()
 }
