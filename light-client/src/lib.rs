@@ -15,6 +15,12 @@
 //!
 //! Each way of failing has its own [`Error`] variant.
 
+#![forbid(unsafe_code)]
+#![cfg_attr(
+    not(test),
+    deny(clippy::unwrap_used, clippy::expect_used, clippy::indexing_slicing)
+)]
+
 pub mod approval;
 mod error;
 mod header;

@@ -35,12 +35,13 @@ fn split_point(n: u64) -> u64 {
 
 /// The Merkle root of a list of items, as CometBFT's `merkle.HashFromByteSlices` computes it.
 pub fn merkle_root<T: AsRef<[u8]>>(items: &[T]) -> [u8; 32] {
-    match items.len() {
-        0 => Sha256::digest([]).into(),
-        1 => leaf_hash(items[0].as_ref()),
-        n => {
-            let k = split_point(n as u64) as usize;
-            inner_hash(&merkle_root(&items[..k]), &merkle_root(&items[k..]))
+    match items {
+        [] => Sha256::digest([]).into(),
+        [one] => leaf_hash(one.as_ref()),
+        _ => {
+            let k = split_point(items.len() as u64) as usize;
+            let (left, right) = items.split_at(k.min(items.len()));
+            inner_hash(&merkle_root(left), &merkle_root(right))
         }
     }
 }
@@ -60,13 +61,14 @@ pub fn aunts<T: AsRef<[u8]>>(items: &[T], index: usize) -> Vec<[u8; 32]> {
         return Vec::new();
     }
     let k = split_point(items.len() as u64) as usize;
+    let (left, right) = items.split_at(k.min(items.len()));
     if index < k {
-        let mut a = aunts(&items[..k], index);
-        a.push(merkle_root(&items[k..]));
+        let mut a = aunts(left, index);
+        a.push(merkle_root(right));
         a
     } else {
-        let mut a = aunts(&items[k..], index - k);
-        a.push(merkle_root(&items[..k]));
+        let mut a = aunts(right, index - k);
+        a.push(merkle_root(left));
         a
     }
 }

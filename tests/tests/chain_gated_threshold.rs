@@ -55,10 +55,12 @@ async fn light_client_gated_threshold_decryption_completes_on_chain() {
         vec![
             setup.admin.tx(CHAIN, Msg::Faucet { amount: 100_000 }),
             client.tx(CHAIN, Msg::Faucet { amount: 100_000 }),
-            client.tx(
+            // Applications are registered by governance; the client administers this one's ACL.
+            setup.admin.tx(
                 CHAIN,
                 Msg::CreateApplication {
                     app_id: "dapp".into(),
+                    admin: client.address(),
                 },
             ),
         ],

@@ -55,12 +55,18 @@ fn error_result(e: &TxError) -> ExecTxResult {
 }
 
 impl KmsApp {
-    /// An application before `InitChain`.
+    /// An application before `InitChain`, keeping the store's default number of versions.
     pub fn new() -> Self {
+        Self::with_retention(crate::store::DEFAULT_KEEP_VERSIONS)
+    }
+
+    /// An application before `InitChain` whose store keeps the last `keep_versions` versions
+    /// (queries and proofs at older heights are refused).
+    pub fn with_retention(keep_versions: u64) -> Self {
         Self {
             state: Arc::new(Mutex::new(State {
                 chain_id: String::new(),
-                store: MerkleStore::new(),
+                store: MerkleStore::with_retention(keep_versions),
                 last_height: 0,
                 last_app_hash: Vec::new(),
             })),
@@ -154,14 +160,22 @@ impl Application for KmsApp {
                 let empty = WriteSet::new();
                 let ctx = Ctx::new(&s.store, &empty, s.last_height as u64 + 1);
                 let acct = crate::tokens::account(&ctx, &tx.sender)?;
-                // Later nonces may wait in the mempool behind earlier ones.
+                // Later nonces may wait in the mempool behind earlier ones, within a window.
                 if tx.body.nonce < acct.nonce {
                     return Err(TxError::BadNonce {
                         expected: acct.nonce,
                         got: tx.body.nonce,
                     });
                 }
-                Ok(())
+                if tx.body.nonce - acct.nonce > exec::NONCE_WINDOW {
+                    return Err(TxError::NonceTooFarAhead {
+                        expected: acct.nonce,
+                        got: tx.body.nonce,
+                        window: exec::NONCE_WINDOW,
+                    });
+                }
+                // The sender must be able to pay for its failure (block space is not free).
+                exec::check_can_pay_base_fee(&ctx, &tx, &acct)
             });
         match result {
             Ok(()) => ResponseCheckTx::default(),
@@ -188,11 +202,21 @@ impl Application for KmsApp {
         let mut tx_results = Vec::with_capacity(request.txs.len());
         for raw in &request.txs {
             let outcome = decode_tx(raw, &s.chain_id)
-                .map_err(TxError::from)
+                .map_err(|e| (TxError::from(e), None))
                 .and_then(|tx| {
                     let mut ctx = Ctx::new(&s.store, &block, height);
-                    exec::execute(&mut ctx, tx)?;
-                    Ok(ctx.finish())
+                    match exec::execute(&mut ctx, tx.clone()) {
+                        Ok(()) => Ok(ctx.finish()),
+                        Err(e) => {
+                            // The failed message leaves no trace, but an included transaction
+                            // with the right nonce consumes it and pays the base fee.
+                            let mut fail = Ctx::new(&s.store, &block, height);
+                            let trace = exec::charge_failure(&mut fail, &tx)
+                                .ok()
+                                .map(|()| fail.finish().0);
+                            Err((e, trace))
+                        }
+                    }
                 });
             match outcome {
                 Ok((writes, events)) => {
@@ -202,8 +226,11 @@ impl Application for KmsApp {
                         ..Default::default()
                     });
                 }
-                Err(e) => {
-                    tracing::info!(height, code = e.code(), "transaction rejected: {e}");
+                Err((e, trace)) => {
+                    tracing::info!(height, code = e.code(), "transaction failed: {e}");
+                    if let Some(writes) = trace {
+                        block.extend(writes);
+                    }
                     tx_results.push(error_result(&e));
                 }
             }

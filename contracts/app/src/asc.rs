@@ -1,13 +1,16 @@
 //! The application smart contract: the single entry point for KMS requests and the collector of
 //! the parties' responses.
 //!
-//! A request is validated (format, sizes, fee, the key it names), checked by the application's
-//! ISC, assigned the request ID the KMS derives from its canonical encoding, stored, and
-//! announced with a `kms_request` event. Parties answer with `Fulfill` transactions signed by
-//! their registered key and carrying their EIP-712 signature of the result; a request completes
-//! when t + 1 parties agree on the result (public decryption, keygen, CRS), when every party has
-//! sent its share (user decryption), or when n − t parties finished (resharing). On completion the
-//! escrowed fee is paid to the responding parties.
+//! A request is validated (format, sizes, fee, the key it names and whether the application may
+//! use it), checked by the application's ISC, assigned the request ID the KMS derives from its
+//! canonical encoding, stored with the party set and threshold it was created under (frozen: a
+//! later config change does not move its votes), and announced with a `kms_request` event.
+//! Parties answer with `Fulfill` transactions signed by their registered key and carrying their
+//! EIP-712 signature of the result; responses are recorded by signer key, and only keys of the
+//! frozen set that are still registered count. A request completes when t + 1 parties agree on
+//! the result (public decryption, keygen, CRS), when 2t + 1 parties have sent their shares (user
+//! decryption; later shares are still recorded), or when n − t parties report the same resharing
+//! verdict. On completion the escrowed fee is paid to the signers that answered.
 
 use crate::config;
 use crate::ctx::Ctx;
@@ -15,17 +18,43 @@ use crate::error::TxError;
 use crate::isc;
 use crate::tokens;
 use kms_chain_types::codec;
-use kms_chain_types::state::{keys, Config, RequestRecord, RequestStatus, ResponseRecord};
+use kms_chain_types::state::{keys, Config, KeyApps, RequestRecord, RequestStatus, ResponseRecord};
 use kms_chain_types::tx::{Fulfillment, KmsRequest, MaterialItem};
 use kms_chain_types::Address;
 use kms_eip712::types::{PublicDecryptionResult, PublicMaterial, UserDecryptionResponse};
 use kms_eip712::{recover_signer, Signature};
-use kms_types::{sha3_256, RequestId};
+use kms_types::{sha3_256, CiphertextRef, FheType, ParamSetName, RequestId};
 
 /// Longest label of a keygen, CRS or reshare request.
 pub const MAX_LABEL: usize = 128;
-/// Largest user-decryption envelope forwarded through the chain.
-pub const MAX_ENVELOPE: usize = 64 * 1024;
+/// Smallest user-decryption envelope: version, ML-KEM-512 ciphertext, nonce, GCM tag.
+pub const MIN_ENVELOPE: usize = 1 + 768 + 12 + 16;
+/// Bytes of a party's flooded partial decryption of one squashed block.
+pub const SHARE_BYTES_PER_BLOCK: usize = 64;
+
+/// Most squashed blocks a ciphertext of `t` can have, whatever the parameters: a boolean is one
+/// block; an integer has `bits / log2(message_modulus)` original blocks, packed two per squashed
+/// block, and the message modulus is at least 2.
+pub fn max_squashed_blocks(t: FheType) -> usize {
+    match t {
+        FheType::Bool => 1,
+        other => (other.bits() as usize).div_ceil(2),
+    }
+}
+
+/// Largest envelope a party's answer to a user decryption of `cts` can be (README "User
+/// decryption envelope"): the header, the AES-GCM tag, the 65-byte inner signature, and the ABI
+/// encoding of `UserDecryptionShare` (an outer offset, eight head words, three length words, one
+/// word per digest and per type, and 64 bytes per squashed block padded to a word).
+pub fn max_envelope(cts: &[CiphertextRef]) -> usize {
+    let k = cts.len();
+    let share_bytes: usize = cts
+        .iter()
+        .map(|c| max_squashed_blocks(c.fhe_type) * SHARE_BYTES_PER_BLOCK)
+        .sum();
+    let abi = 32 + 8 * 32 + 3 * 32 + 2 * 32 * k + share_bytes.div_ceil(32) * 32;
+    MIN_ENVELOPE + abi + 65
+}
 /// Most material items in one keygen/CRS response.
 pub const MAX_MATERIAL_ITEMS: usize = 16;
 
@@ -81,6 +110,55 @@ fn require_key(ctx: &Ctx<'_>, key_id: &RequestId) -> Result<(), TxError> {
     }
 }
 
+/// The applications allowed to use a key set.
+pub fn key_apps(ctx: &Ctx<'_>, key_id: &RequestId) -> Result<KeyApps, TxError> {
+    Ok(ctx.get(&keys::key_apps(key_id))?.unwrap_or(KeyApps {
+        key_id: *key_id,
+        apps: Vec::new(),
+    }))
+}
+
+/// The key must be a completed keygen that `app_id` may use.
+fn require_key_for_app(ctx: &Ctx<'_>, key_id: &RequestId, app_id: &str) -> Result<(), TxError> {
+    require_key(ctx, key_id)?;
+    if key_apps(ctx, key_id)?.apps.iter().any(|a| a == app_id) {
+        Ok(())
+    } else {
+        Err(TxError::KeyNotAllowed(format!(
+            "application {app_id} may not use key set {key_id}"
+        )))
+    }
+}
+
+/// Most applications bound to one key set.
+pub const MAX_APPS_PER_KEY: usize = 256;
+
+/// Allows (`allow = true`) or disallows an application to use a key set (governance).
+pub fn set_key_app(
+    ctx: &mut Ctx<'_>,
+    key_id: &RequestId,
+    app_id: &str,
+    allow: bool,
+) -> Result<(), TxError> {
+    isc::application(ctx, app_id)?;
+    let mut ka = key_apps(ctx, key_id)?;
+    if allow {
+        require_key(ctx, key_id)?;
+        if !ka.apps.iter().any(|a| a == app_id) {
+            if ka.apps.len() >= MAX_APPS_PER_KEY {
+                return Err(TxError::AppStateLimit(format!(
+                    "key set {key_id} is bound to {MAX_APPS_PER_KEY} applications"
+                )));
+            }
+            ka.apps.push(app_id.to_string());
+        }
+    } else {
+        ka.apps.retain(|a| a != app_id);
+    }
+    ctx.put(keys::key_apps(key_id), &ka);
+    Ok(())
+}
+
 /// Validates, authorizes, charges and stores a request.
 pub fn submit(
     ctx: &mut Ctx<'_>,
@@ -94,10 +172,12 @@ pub fn submit(
         KmsRequest::KeyGen(r) => {
             require_admin(&cfg, sender, "key generation")?;
             check_label(&r.label)?;
+            check_params(&cfg, r.params)?;
         }
         KmsRequest::CrsGen(r) => {
             require_admin(&cfg, sender, "CRS generation")?;
             check_label(&r.label)?;
+            check_params(&cfg, r.params)?;
             if !(1..=4096).contains(&r.max_num_bits) {
                 return Err(TxError::Malformed(
                     "max_num_bits must be in 1..=4096".into(),
@@ -111,12 +191,12 @@ pub fn submit(
         }
         KmsRequest::PublicDecrypt(r) => {
             check_cts(&cfg, r.ciphertexts.len())?;
-            require_key(ctx, &r.key_id)?;
+            require_key_for_app(ctx, &r.key_id, app_id)?;
             isc::isc_for(&app).check_decrypt(ctx, &app, sender, &r.ciphertexts)?;
         }
         KmsRequest::UserDecrypt(r) => {
             check_cts(&cfg, r.ciphertexts.len())?;
-            require_key(ctx, &r.key_id)?;
+            require_key_for_app(ctx, &r.key_id, app_id)?;
             isc::isc_for(&app).check_decrypt(ctx, &app, sender, &r.ciphertexts)?;
         }
     }
@@ -135,6 +215,8 @@ pub fn submit(
         fee,
         height: ctx.height,
         status: RequestStatus::Pending,
+        parties: cfg.parties.iter().map(|p| p.signer).collect(),
+        threshold: cfg.threshold,
         responded: Vec::new(),
     };
     ctx.put(keys::request(&id), &record);
@@ -148,6 +230,17 @@ pub fn submit(
         ],
     );
     Ok(id)
+}
+
+/// Test (insecure) parameters only on a developer chain.
+fn check_params(cfg: &Config, params: ParamSetName) -> Result<(), TxError> {
+    if params == ParamSetName::TestInsecure && !cfg.developer_chain {
+        return Err(TxError::InsecureParams(format!(
+            "parameters {} are only accepted on a developer chain",
+            params.as_str()
+        )));
+    }
+    Ok(())
 }
 
 fn check_cts(cfg: &Config, n: usize) -> Result<(), TxError> {
@@ -221,9 +314,11 @@ fn verify_fulfillment(
                 signature,
             },
         ) => {
-            if envelope.is_empty() || envelope.len() > MAX_ENVELOPE {
+            let max = max_envelope(&r.ciphertexts);
+            if envelope.len() < MIN_ENVELOPE || envelope.len() > max {
                 return Err(TxError::Malformed(format!(
-                    "envelope must be 1..={MAX_ENVELOPE} bytes"
+                    "envelope of {} bytes; this request's envelopes are {MIN_ENVELOPE}..={max} bytes",
+                    envelope.len()
                 )));
             }
             let value =
@@ -254,7 +349,9 @@ fn verify_fulfillment(
             }
             Ok(sha3_256(&codec::encode(&agreed)))
         }
-        (KmsRequest::Reshare { .. }, Fulfillment::ReshareDone) => Ok([0; 32]),
+        (KmsRequest::Reshare { .. }, Fulfillment::ReshareDone { verdict_digest }) => {
+            Ok(*verdict_digest)
+        }
         (req, _) => Err(TxError::Malformed(format!(
             "response type does not match a {} request",
             req.kind()
@@ -262,17 +359,17 @@ fn verify_fulfillment(
     }
 }
 
-/// The responders and the digest of their list.
-fn responders(record: &RequestRecord) -> ([u8; 32], Vec<u32>) {
-    let list: Vec<u8> = record
-        .responded
-        .iter()
-        .flat_map(|i| i.to_be_bytes())
-        .collect();
-    (sha3_256(&list), record.responded.clone())
+/// The digest of a list of signers.
+fn signers_digest(signers: &[Address]) -> [u8; 32] {
+    let list: Vec<u8> = signers.iter().flat_map(|a| a.iter().copied()).collect();
+    sha3_256(&list)
 }
 
 /// Records a party's response and completes the request when enough responses exist.
+///
+/// Votes are keyed by signer: the sender must be in the party set frozen into the request and
+/// still be a registered party; each signer answers once. Only responses of signers still
+/// registered count towards completion.
 pub fn fulfill(
     ctx: &mut Ctx<'_>,
     sender: &Address,
@@ -280,63 +377,92 @@ pub fn fulfill(
     fulfillment: Fulfillment,
 ) -> Result<(), TxError> {
     let cfg = config::load(ctx)?;
-    let party = cfg
-        .party_by_signer(sender)
-        .ok_or_else(|| TxError::NotParty(hex::encode(sender)))?
-        .clone();
+    if cfg.party_by_signer(sender).is_none() {
+        return Err(TxError::NotParty(hex::encode(sender)));
+    }
     let mut record = load_request(ctx, &request_id)?;
-    if let RequestStatus::Completed { .. } = record.status {
+    let index = record.party_index(sender).ok_or_else(|| {
+        TxError::ResponseRejected(format!(
+            "{} is not in the party set request {request_id} was created under",
+            hex::encode(sender)
+        ))
+    })?;
+    let completed = matches!(record.status, RequestStatus::Completed { .. });
+    // A completed user decryption still records late shares (the client may need more when some
+    // are bad); they do not change the completion.
+    let late_share_ok = matches!(record.request, KmsRequest::UserDecrypt(_));
+    if completed && !late_share_ok {
         return Err(TxError::ResponseRejected(format!(
             "request {request_id} is complete"
         )));
     }
-    if record.responded.contains(&party.index) {
+    if record.responded.contains(sender) {
         return Err(TxError::ResponseRejected(format!(
-            "party {} already responded to {request_id}",
-            party.index
+            "signer {} already responded to {request_id}",
+            hex::encode(sender)
         )));
     }
-    let digest = verify_fulfillment(&cfg, &record, &party.signer, &fulfillment)?;
+    let digest = verify_fulfillment(&cfg, &record, sender, &fulfillment)?;
     ctx.put(
-        keys::response(&request_id, party.index),
+        keys::response(&request_id, sender),
         &ResponseRecord {
             request_id,
-            party: party.index,
+            party: index,
+            signer: *sender,
             fulfillment,
             result_digest: digest,
             height: ctx.height,
         },
     );
-    let pos = record.responded.partition_point(|&i| i < party.index);
-    record.responded.insert(pos, party.index);
+    record.responded.push(*sender);
     ctx.emit(
         "kms_response",
         &[
             ("request_id", request_id.to_string()),
-            ("party", party.index.to_string()),
+            ("party", index.to_string()),
+            ("signer", hex::encode(sender)),
         ],
     );
+    if completed {
+        ctx.put(keys::request(&request_id), &record);
+        return Ok(());
+    }
 
-    let n = cfg.parties.len();
-    let t = cfg.threshold as usize;
+    // Frozen n and t; only votes of signers still registered count.
+    let n = record.parties.len();
+    let t = record.threshold as usize;
+    let live: Vec<Address> = record
+        .responded
+        .iter()
+        .filter(|a| cfg.party_by_signer(a).is_some())
+        .copied()
+        .collect();
+    let matching = |ctx: &Ctx<'_>| -> Result<Vec<Address>, TxError> {
+        let mut out = Vec::new();
+        for a in &live {
+            let r: ResponseRecord = ctx
+                .get(&keys::response(&request_id, a))?
+                .ok_or_else(|| TxError::Internal(format!("response {} missing", hex::encode(a))))?;
+            if r.result_digest == digest {
+                out.push(*a);
+            }
+        }
+        Ok(out)
+    };
     let completion = match &record.request {
         KmsRequest::PublicDecrypt(_) | KmsRequest::KeyGen(_) | KmsRequest::CrsGen(_) => {
             // t + 1 identical results: at least one honest party vouches for it.
-            let mut matching = Vec::new();
-            for &i in &record.responded {
-                let r: ResponseRecord = ctx
-                    .get(&keys::response(&request_id, i))?
-                    .ok_or_else(|| TxError::Internal(format!("response {i} missing")))?;
-                if r.result_digest == digest {
-                    matching.push(i);
-                }
-            }
-            (matching.len() > t).then_some((digest, matching))
+            let m = matching(ctx)?;
+            (m.len() > t).then_some((digest, m))
         }
-        // Shares differ per party: the result is who responded.
-        KmsRequest::UserDecrypt(_) => (record.responded.len() == n).then(|| responders(&record)),
+        // Shares differ per party: 2t + 1 shares let the client decode robustly.
+        KmsRequest::UserDecrypt(_) => {
+            (live.len() > 2 * t).then(|| (signers_digest(&live), live.clone()))
+        }
+        // n − t identical verdicts: the honest parties agree on one new sharing.
         KmsRequest::Reshare { .. } => {
-            (record.responded.len() >= n - t).then(|| responders(&record))
+            let m = matching(ctx)?;
+            (m.len() >= n.saturating_sub(t)).then_some((digest, m))
         }
     };
     if let Some((result_digest, payees)) = completion {
@@ -344,11 +470,15 @@ pub fn fulfill(
             height: ctx.height,
             result_digest,
         };
-        let addrs: Vec<Address> = payees
-            .iter()
-            .filter_map(|i| cfg.parties.get(*i as usize - 1).map(|p| p.signer))
-            .collect();
-        tokens::pay_out(ctx, record.fee, &addrs)?;
+        tokens::pay_out(ctx, record.fee, &payees)?;
+        if let KmsRequest::KeyGen(_) = record.request {
+            // The requesting application may use the new key set.
+            let mut ka = key_apps(ctx, &request_id)?;
+            if !ka.apps.contains(&record.app_id) {
+                ka.apps.push(record.app_id.clone());
+            }
+            ctx.put(keys::key_apps(&request_id), &ka);
+        }
         ctx.emit(
             "kms_complete",
             &[

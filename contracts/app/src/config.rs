@@ -41,6 +41,22 @@ pub fn update(ctx: &mut Ctx<'_>, sender: &Address, change: ConfigUpdate) -> Resu
             cfg.admins.retain(|x| x != &a);
             "admins"
         }
+        ConfigUpdate::AllowKeyForApp { key_id, app_id } => {
+            crate::asc::set_key_app(ctx, &key_id, &app_id, true)?;
+            ctx.emit(
+                "key_app_allowed",
+                &[("key_id", key_id.to_string()), ("app_id", app_id)],
+            );
+            return Ok(());
+        }
+        ConfigUpdate::DisallowKeyForApp { key_id, app_id } => {
+            crate::asc::set_key_app(ctx, &key_id, &app_id, false)?;
+            ctx.emit(
+                "key_app_disallowed",
+                &[("key_id", key_id.to_string()), ("app_id", app_id)],
+            );
+            return Ok(());
+        }
     };
     cfg.validate()
         .map_err(|e| TxError::Invalid(format!("config: {e}")))?;

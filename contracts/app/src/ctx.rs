@@ -90,6 +90,15 @@ impl<'a> Ctx<'a> {
         });
     }
 
+    /// Bytes this transaction writes so far (key + value of every non-deleting write): what
+    /// state fees are charged on.
+    pub fn written_bytes(&self) -> u64 {
+        self.writes
+            .iter()
+            .filter_map(|(k, v)| v.as_ref().map(|v| (k.len() + v.len()) as u64))
+            .sum()
+    }
+
     /// The writes and events, once the transaction succeeded.
     pub fn finish(self) -> (WriteSet, Vec<Event>) {
         (self.writes, self.events)

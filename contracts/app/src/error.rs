@@ -54,6 +54,37 @@ pub enum TxError {
     /// Semantically invalid (e.g. an invalid config, an application that exists).
     #[error("invalid: {0}")]
     Invalid(String),
+    /// Only the config contract's governance (admins) may register an application.
+    #[error("unauthorized application registration: {0}")]
+    AppCreationUnauthorized(String),
+    /// The ciphertext handle belongs to another application.
+    #[error("handle owned by another application: {0}")]
+    HandleOwnedByOtherApp(String),
+    /// The application may not use this key set.
+    #[error("key not allowed for application: {0}")]
+    KeyNotAllowed(String),
+    /// The nonce is further ahead of the account's next nonce than the mempool window allows.
+    #[error("nonce {got} is more than {window} ahead of the next nonce {expected}")]
+    NonceTooFarAhead {
+        /// The account's next nonce.
+        expected: u64,
+        /// The transaction's.
+        got: u64,
+        /// The allowed window.
+        window: u64,
+    },
+    /// The node's mempool is full (globally, in bytes, or for this account).
+    #[error("mempool full: {0}")]
+    MempoolFull(String),
+    /// The same transaction is already pending.
+    #[error("transaction already in the mempool")]
+    AlreadyInMempool,
+    /// The application reached its state bound.
+    #[error("application state limit: {0}")]
+    AppStateLimit(String),
+    /// Keygen with insecure test parameters on a chain that is not a developer chain.
+    #[error("insecure parameters refused: {0}")]
+    InsecureParams(String),
     /// The state is inconsistent (a bug, never caused by input).
     #[error("internal error: {0}")]
     Internal(String),
@@ -76,6 +107,14 @@ impl TxError {
             Self::NotFound(_) => 11,
             Self::ResponseRejected(_) => 12,
             Self::Invalid(_) => 13,
+            Self::AppCreationUnauthorized(_) => 14,
+            Self::HandleOwnedByOtherApp(_) => 15,
+            Self::KeyNotAllowed(_) => 16,
+            Self::NonceTooFarAhead { .. } => 17,
+            Self::MempoolFull(_) => 18,
+            Self::AlreadyInMempool => 19,
+            Self::AppStateLimit(_) => 20,
+            Self::InsecureParams(_) => 21,
             Self::Internal(_) => 99,
         }
     }

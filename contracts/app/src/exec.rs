@@ -1,23 +1,52 @@
-//! Dispatch of one verified transaction to the contracts.
+//! Dispatch of one verified transaction to the contracts, with nonces and fees.
+//!
+//! As on Cosmos chains, every transaction included in a block with the sender's next nonce
+//! consumes that nonce and pays the base fee, even when its message fails: a failed transaction
+//! can never be replayed later, when it would succeed. A successful transaction also pays per
+//! byte it writes to state (config admins, and parties answering requests, whose responses the
+//! requester's fee pays for, are exempt).
 
 use crate::ctx::Ctx;
 use crate::error::TxError;
 use crate::{asc, config, isc, tokens};
 use kms_chain_types::tx::{Msg, VerifiedTx};
+use kms_chain_types::Address;
 
-/// Executes a transaction whose signature is verified: checks and bumps the nonce, then runs the
-/// message. On error the caller discards the context, so nothing (not even the nonce) changes.
-pub fn execute(ctx: &mut Ctx<'_>, tx: VerifiedTx) -> Result<(), TxError> {
-    let sender = tx.sender;
-    let mut acct = tokens::account(ctx, &sender)?;
-    if acct.nonce != tx.body.nonce {
+/// How far ahead of the account's next nonce CheckTx accepts a transaction (and how many
+/// transactions of one account the devnet mempool holds).
+pub const NONCE_WINDOW: u64 = 16;
+
+/// Checks that `nonce` is the sender's next nonce and consumes it.
+fn consume_nonce(ctx: &mut Ctx<'_>, sender: &Address, nonce: u64) -> Result<(), TxError> {
+    let mut acct = tokens::account(ctx, sender)?;
+    if acct.nonce != nonce {
         return Err(TxError::BadNonce {
             expected: acct.nonce,
-            got: tx.body.nonce,
+            got: nonce,
         });
     }
-    acct.nonce += 1;
-    tokens::store(ctx, &sender, &acct);
+    acct.nonce = acct
+        .nonce
+        .checked_add(1)
+        .ok_or_else(|| TxError::Invalid("nonce exhausted".into()))?;
+    tokens::store(ctx, sender, &acct);
+    Ok(())
+}
+
+/// Whether the sender pays no fee for this message.
+fn fee_exempt(ctx: &Ctx<'_>, sender: &Address, msg: &Msg) -> Result<bool, TxError> {
+    let cfg = config::load(ctx)?;
+    Ok(cfg.is_admin(sender)
+        || (matches!(msg, Msg::Fulfill { .. }) && cfg.party_by_signer(sender).is_some()))
+}
+
+/// Executes a transaction whose signature is verified: checks and consumes the nonce, runs the
+/// message, charges the fee. On error the caller discards the context and calls
+/// [`charge_failure`] on a fresh one.
+pub fn execute(ctx: &mut Ctx<'_>, tx: VerifiedTx) -> Result<(), TxError> {
+    let sender = tx.sender;
+    consume_nonce(ctx, &sender, tx.body.nonce)?;
+    let exempt = fee_exempt(ctx, &sender, &tx.body.msg)?;
     match tx.body.msg {
         Msg::Faucet { amount } => {
             let cfg = config::load(ctx)?;
@@ -25,7 +54,9 @@ pub fn execute(ctx: &mut Ctx<'_>, tx: VerifiedTx) -> Result<(), TxError> {
         }
         Msg::Transfer { to, amount } => tokens::transfer(ctx, &sender, &to, amount),
         Msg::UpdateConfig(change) => config::update(ctx, &sender, change),
-        Msg::CreateApplication { app_id } => isc::create_application(ctx, &sender, app_id),
+        Msg::CreateApplication { app_id, admin } => {
+            isc::create_application(ctx, &sender, app_id, admin)
+        }
         Msg::AclGrant {
             app_id,
             handles,
@@ -41,5 +72,44 @@ pub fn execute(ctx: &mut Ctx<'_>, tx: VerifiedTx) -> Result<(), TxError> {
             request_id,
             fulfillment,
         } => asc::fulfill(ctx, &sender, request_id, fulfillment),
+    }?;
+    if !exempt {
+        let fees = config::load(ctx)?.fees;
+        let fee = fees
+            .per_state_byte
+            .saturating_mul(u128::from(ctx.written_bytes()))
+            .saturating_add(fees.tx_base);
+        tokens::debit(ctx, &sender, fee)?;
     }
+    Ok(())
+}
+
+/// CheckTx's fee screen: the sender's balance covers the base fee, unless it is exempt (an
+/// admin, a party answering a request) or asks the faucet (bounded per call, developer chains).
+pub fn check_can_pay_base_fee(
+    ctx: &Ctx<'_>,
+    tx: &VerifiedTx,
+    acct: &kms_chain_types::state::Account,
+) -> Result<(), TxError> {
+    if matches!(tx.body.msg, Msg::Faucet { .. }) || fee_exempt(ctx, &tx.sender, &tx.body.msg)? {
+        return Ok(());
+    }
+    let base = config::load(ctx)?.fees.tx_base;
+    if acct.balance < base {
+        return Err(TxError::InsufficientFunds {
+            need: base,
+            have: acct.balance,
+        });
+    }
+    Ok(())
+}
+
+/// The trace a failed transaction leaves: if it carried the sender's next nonce, the nonce is
+/// consumed and the base fee is paid (as much of it as the balance covers). A transaction with
+/// another nonce changes nothing (it returns the nonce error).
+pub fn charge_failure(ctx: &mut Ctx<'_>, tx: &VerifiedTx) -> Result<(), TxError> {
+    consume_nonce(ctx, &tx.sender, tx.body.nonce)?;
+    let base = config::load(ctx)?.fees.tx_base;
+    let balance = tokens::account(ctx, &tx.sender)?.balance;
+    tokens::debit(ctx, &tx.sender, base.min(balance))
 }

@@ -5,10 +5,11 @@
 //! this chain by the application's admin. (An ISC that verifies EVM state proofs of an fhEVM
 //! chain's ACL contract implements the same trait.)
 
+use crate::config;
 use crate::ctx::Ctx;
 use crate::error::TxError;
 use kms_chain_types::state::{keys, Application, IscKind};
-use kms_chain_types::tx::valid_app_id;
+use kms_chain_types::tx::{valid_app_id, AppId};
 use kms_chain_types::Address;
 use kms_types::CiphertextRef;
 
@@ -39,6 +40,15 @@ impl Isc for AclIsc {
         ciphertexts: &[CiphertextRef],
     ) -> Result<(), TxError> {
         for ct in ciphertexts {
+            // The handle must be the application's own (defence in depth: grants already
+            // refuse other applications' handles).
+            if handle_owner(ctx, &ct.digest)?.as_deref() != Some(app.app_id.as_str()) {
+                return Err(TxError::HandleOwnedByOtherApp(format!(
+                    "handle {} is not a handle of application {}",
+                    hex::encode(ct.digest),
+                    app.app_id
+                )));
+            }
             if ctx
                 .raw(&keys::acl(&app.app_id, &ct.digest, requester))?
                 .is_none()
@@ -68,12 +78,21 @@ pub fn application(ctx: &Ctx<'_>, app_id: &str) -> Result<Application, TxError> 
         .ok_or_else(|| TxError::NotFound(format!("application {app_id:?}")))
 }
 
-/// Registers an application; the sender administers its ACL.
+/// Registers an application. Only the config contract's governance (its admins) registers
+/// applications; `admin` manages the new application's ACL.
 pub fn create_application(
     ctx: &mut Ctx<'_>,
     sender: &Address,
     app_id: String,
+    admin: Address,
 ) -> Result<(), TxError> {
+    let cfg = config::load(ctx)?;
+    if !cfg.is_admin(sender) {
+        return Err(TxError::AppCreationUnauthorized(format!(
+            "{} is not a config admin",
+            hex::encode(sender)
+        )));
+    }
     if !valid_app_id(&app_id) {
         return Err(TxError::Malformed(format!(
             "application ID {app_id:?} must be 1-64 characters [a-z0-9-]"
@@ -84,18 +103,51 @@ pub fn create_application(
     }
     let app = Application {
         app_id: app_id.clone(),
-        admin: *sender,
+        admin,
         isc: IscKind::Acl,
+        acl_entries: 0,
     };
     ctx.put(keys::application(&app_id), &app);
     ctx.emit(
         "application_created",
-        &[("app_id", app_id), ("admin", hex::encode(sender))],
+        &[("app_id", app_id), ("admin", hex::encode(admin))],
     );
     Ok(())
 }
 
-/// Grants (`grant = true`) or revokes ACL entries.
+/// The application owning `handle`, if any.
+pub fn handle_owner(ctx: &Ctx<'_>, handle: &[u8; 32]) -> Result<Option<AppId>, TxError> {
+    ctx.get(&keys::handle_owner(handle))
+}
+
+/// Fails unless `handle` is owned by `app_id` (or, when `claim`, unowned: it then becomes
+/// `app_id`'s).
+fn own_handle(
+    ctx: &mut Ctx<'_>,
+    app_id: &str,
+    handle: &[u8; 32],
+    claim: bool,
+) -> Result<(), TxError> {
+    match handle_owner(ctx, handle)? {
+        Some(owner) if owner == app_id => Ok(()),
+        Some(owner) => Err(TxError::HandleOwnedByOtherApp(format!(
+            "handle {} belongs to application {owner}, not {app_id}",
+            hex::encode(handle)
+        ))),
+        None if claim => {
+            ctx.put(keys::handle_owner(handle), &app_id.to_string());
+            Ok(())
+        }
+        None => Err(TxError::HandleOwnedByOtherApp(format!(
+            "handle {} is not registered to application {app_id}",
+            hex::encode(handle)
+        ))),
+    }
+}
+
+/// Grants (`grant = true`) or revokes ACL entries. Only handles of the application itself can be
+/// granted: an unowned handle is registered to it on first grant, a handle of another
+/// application is refused. The number of entries per application is bounded.
 pub fn set_acl(
     ctx: &mut Ctx<'_>,
     sender: &Address,
@@ -104,7 +156,7 @@ pub fn set_acl(
     addresses: &[Address],
     grant: bool,
 ) -> Result<(), TxError> {
-    let app = application(ctx, app_id)?;
+    let mut app = application(ctx, app_id)?;
     if &app.admin != sender {
         return Err(TxError::Unauthorized(format!(
             "{} is not the admin of application {app_id}",
@@ -115,23 +167,34 @@ pub fn set_acl(
         || addresses.is_empty()
         || handles.len() > MAX_ACL_BATCH
         || addresses.len() > MAX_ACL_BATCH
-        || handles.len() * addresses.len() > MAX_ACL_BATCH * 4
+        || handles.len().saturating_mul(addresses.len()) > MAX_ACL_BATCH * 4
     {
         return Err(TxError::Malformed(format!(
             "ACL change must name 1..={MAX_ACL_BATCH} handles and addresses, at most {} pairs",
             MAX_ACL_BATCH * 4
         )));
     }
+    let max_entries = config::load(ctx)?.max_acl_entries_per_app;
     for h in handles {
+        own_handle(ctx, app_id, h, grant)?;
         for a in addresses {
             let k = keys::acl(app_id, h, a);
-            if grant {
+            let present = ctx.raw(&k)?.is_some();
+            if grant && !present {
+                app.acl_entries = app.acl_entries.saturating_add(1);
+                if app.acl_entries > max_entries {
+                    return Err(TxError::AppStateLimit(format!(
+                        "application {app_id} may hold at most {max_entries} ACL entries"
+                    )));
+                }
                 ctx.put_raw(k, vec![1]);
-            } else {
+            } else if !grant && present {
+                app.acl_entries = app.acl_entries.saturating_sub(1);
                 ctx.delete(k);
             }
         }
     }
+    ctx.put(keys::application(app_id), &app);
     ctx.emit(
         if grant { "acl_granted" } else { "acl_revoked" },
         &[

@@ -10,6 +10,12 @@
 //! State lives in [`store::MerkleStore`], a Jellyfish Merkle tree whose root is the app hash and
 //! which answers `abci_query` with ICS23 proofs. [`abci::KmsApp`] is the ABCI application.
 
+#![forbid(unsafe_code)]
+#![cfg_attr(
+    not(test),
+    deny(clippy::unwrap_used, clippy::expect_used, clippy::indexing_slicing)
+)]
+
 pub mod abci;
 pub mod asc;
 pub mod config;

@@ -2,13 +2,19 @@
 //! is the app hash, and which answers reads with ICS23 proofs.
 //!
 //! Nodes and values are kept in memory; durability comes from replaying the block log (the devnet
-//! does this on restart, CometBFT would through its handshake). The tree keeps every version so
-//! queries at past heights prove against past app hashes.
+//! does this on restart, CometBFT would through its handshake). The store keeps the last
+//! `keep_versions` versions (queries and proofs at those heights prove against their app hashes;
+//! a light client proves a request against a recent header) and prunes older ones: nodes that
+//! became stale at or before the oldest kept version, older roots, and value versions no kept
+//! version can read.
 
-use jmt::storage::{HasPreimage, LeafNode, Node, NodeBatch, NodeKey, TreeReader};
+use jmt::storage::{HasPreimage, LeafNode, Node, NodeBatch, NodeKey, StaleNodeIndex, TreeReader};
 use jmt::{JellyfishMerkleTree, KeyHash, OwnedValue, RootHash, Version};
 use sha2::Sha256;
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+
+/// Versions kept by default.
+pub const DEFAULT_KEEP_VERSIONS: u64 = 10_000;
 
 /// A batch of writes: `None` deletes.
 pub type WriteSet = BTreeMap<Vec<u8>, Option<Vec<u8>>>;
@@ -83,10 +89,18 @@ impl Nodes {
 }
 
 /// The versioned store.
-#[derive(Default)]
 pub struct MerkleStore {
     inner: Nodes,
     roots: BTreeMap<Version, RootHash>,
+    stale: BTreeSet<StaleNodeIndex>,
+    written: BTreeMap<Version, Vec<KeyHash>>,
+    keep_versions: u64,
+}
+
+impl Default for MerkleStore {
+    fn default() -> Self {
+        Self::with_retention(DEFAULT_KEEP_VERSIONS)
+    }
 }
 
 fn key_hash(key: &[u8]) -> KeyHash {
@@ -94,9 +108,64 @@ fn key_hash(key: &[u8]) -> KeyHash {
 }
 
 impl MerkleStore {
-    /// An empty store with no version.
+    /// An empty store with no version, keeping [`DEFAULT_KEEP_VERSIONS`].
     pub fn new() -> Self {
         Self::default()
+    }
+
+    /// An empty store that keeps the last `keep_versions` versions (at least 1).
+    pub fn with_retention(keep_versions: u64) -> Self {
+        Self {
+            inner: Nodes::default(),
+            roots: BTreeMap::new(),
+            stale: BTreeSet::new(),
+            written: BTreeMap::new(),
+            keep_versions: keep_versions.max(1),
+        }
+    }
+
+    /// The oldest version still readable.
+    pub fn oldest_version(&self) -> Option<Version> {
+        self.roots.keys().next().copied()
+    }
+
+    /// Number of tree nodes held (for tests and metrics).
+    pub fn node_count(&self) -> usize {
+        self.inner.nodes.len()
+    }
+
+    /// Number of stored value versions (for tests and metrics).
+    pub fn value_version_count(&self) -> usize {
+        self.inner.values.values().map(BTreeMap::len).sum()
+    }
+
+    fn prune(&mut self) {
+        let Some(latest) = self.latest_version() else {
+            return;
+        };
+        let Some(oldest) = (latest + 1).checked_sub(self.keep_versions) else {
+            return;
+        };
+        while let Some(first) = self.stale.first() {
+            if first.stale_since_version > oldest {
+                break;
+            }
+            if let Some(i) = self.stale.pop_first() {
+                self.inner.nodes.remove(&i.node_key);
+            }
+        }
+        let old: Vec<Version> = self.roots.range(..oldest).map(|(v, _)| *v).collect();
+        for v in old {
+            self.roots.remove(&v);
+            for kh in self.written.remove(&v).unwrap_or_default() {
+                if let Some(m) = self.inner.values.get_mut(&kh) {
+                    // Keep the newest entry the oldest kept version reads, and later ones.
+                    if let Some(from) = m.range(..=oldest).next_back().map(|(v, _)| *v) {
+                        *m = m.split_off(&from);
+                    }
+                }
+            }
+        }
     }
 
     /// The latest committed version.
@@ -133,10 +202,14 @@ impl MerkleStore {
             .put_value_set(set, version)
             .map_err(|e| StoreError::Tree(e.to_string()))?;
         self.inner.write_node_batch(&batch.node_batch);
+        self.stale.extend(batch.stale_node_index_batch);
         for k in writes.keys() {
             self.inner.preimages.insert(key_hash(k), k.clone());
         }
+        self.written
+            .insert(version, writes.keys().map(|k| key_hash(k)).collect());
         self.roots.insert(version, root);
+        self.prune();
         Ok(root.0)
     }
 
@@ -251,5 +324,66 @@ mod tests {
             b"b",
             b"2"
         ));
+    }
+
+    /// Hole 13: old versions are pruned (nodes, roots, value versions), the kept ones still
+    /// prove against their roots, and memory stops growing with the number of blocks.
+    #[test]
+    fn old_versions_are_pruned_and_kept_ones_still_prove() {
+        let keep = 3;
+        let mut pruned = MerkleStore::with_retention(keep);
+        let mut full = MerkleStore::with_retention(u64::MAX);
+        let mut roots = Vec::new();
+        for v in 0..50u64 {
+            let w = ws(&[
+                ("hot", Some(&v.to_string())),
+                (&format!("cold-{}", v % 5), Some("x")),
+            ]);
+            roots.push(pruned.commit(v, &w).unwrap());
+            assert_eq!(full.commit(v, &w).unwrap(), roots[v as usize]);
+        }
+        assert_eq!(pruned.oldest_version(), Some(50 - keep));
+        assert!(matches!(
+            pruned.get(b"hot", 46),
+            Err(StoreError::Unknown(46))
+        ));
+        assert!(matches!(
+            pruned.get_with_proof(b"hot", 0),
+            Err(StoreError::Unknown(0))
+        ));
+        let spec = proof_spec();
+        for v in 50 - keep..50 {
+            let (val, p) = pruned.get_with_proof(b"hot", v).unwrap();
+            assert_eq!(val, Some(v.to_string().into_bytes()));
+            assert!(ics23::verify_membership::<HostFunctionsManager>(
+                &p,
+                &spec,
+                &roots[v as usize].to_vec(),
+                b"hot",
+                v.to_string().as_bytes()
+            ));
+            // A key last written long ago is still readable and provable.
+            let (val, p) = pruned.get_with_proof(b"cold-0", v).unwrap();
+            assert_eq!(val, Some(b"x".to_vec()));
+            assert!(ics23::verify_membership::<HostFunctionsManager>(
+                &p,
+                &spec,
+                &roots[v as usize].to_vec(),
+                b"cold-0",
+                b"x"
+            ));
+        }
+        assert!(pruned.node_count() * 4 < full.node_count());
+        assert!(pruned.value_version_count() * 4 < full.value_version_count());
+        // Pruning keeps memory flat: 50 more versions add nothing beyond the window.
+        let nodes_at_50 = pruned.node_count();
+        for v in 50..100u64 {
+            let w = ws(&[
+                ("hot", Some(&v.to_string())),
+                (&format!("cold-{}", v % 5), Some("x")),
+            ]);
+            pruned.commit(v, &w).unwrap();
+        }
+        assert!(pruned.node_count() <= nodes_at_50 + 2);
     }
 }

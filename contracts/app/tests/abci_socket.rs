@@ -77,10 +77,19 @@ fn abci_socket_round_trip() {
         })
         .unwrap();
     let acct: Account = kms_chain_types::codec::decode(&q.value).unwrap();
+    // The faucet transaction paid the base fee and one token per byte it wrote (its account).
+    let fees = &setup.genesis.app_config.fees;
+    let written = keys::account(&w.address()).len()
+        + kms_chain_types::codec::encode(&Account {
+            balance: 77,
+            nonce: 1,
+        })
+        .len();
+    let fee = fees.tx_base + fees.per_state_byte * written as u128;
     assert_eq!(
         acct,
         Account {
-            balance: 77,
+            balance: 77 - fee,
             nonce: 1
         }
     );

@@ -8,11 +8,13 @@
 
 use crate::hashing;
 use ed25519_consensus::SigningKey;
+use kms_chain_app::error::{TxError, CODESPACE};
 use kms_chain_app::KmsApp;
 use kms_chain_types::state::Config;
+use kms_chain_types::Address;
 use kms_light_client::tx_proof;
 use sha2::{Digest, Sha256};
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet, VecDeque};
 use tendermint::block::{self, parts, Block, Commit, CommitSig, Header, Height};
 use tendermint::{account, chain, validator, vote, AppHash, Hash, PublicKey, Signature, Time};
 use tendermint_abci::Application;
@@ -27,6 +29,37 @@ pub const BLOCK_MAX_BYTES: i64 = 22020096;
 pub const BLOCK_MAX_GAS: i64 = -1;
 /// Block protocol version of CometBFT 0.38.
 pub const BLOCK_PROTOCOL: u64 = 11;
+
+/// Bounds of the devnet mempool and blocks.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct MempoolLimits {
+    /// Most pending transactions.
+    pub max_txs: usize,
+    /// Most pending bytes.
+    pub max_bytes: usize,
+    /// Most pending transactions of one account.
+    pub max_per_account: usize,
+    /// Most transaction bytes in one block.
+    pub block_max_tx_bytes: usize,
+}
+
+impl Default for MempoolLimits {
+    fn default() -> Self {
+        Self {
+            max_txs: 5_000,
+            max_bytes: 64 << 20,
+            max_per_account: kms_chain_app::exec::NONCE_WINDOW as usize,
+            block_max_tx_bytes: 4 << 20,
+        }
+    }
+}
+
+/// A transaction waiting for a block.
+struct Pending {
+    hash: [u8; 32],
+    sender: Address,
+    tx: Vec<u8>,
+}
 
 /// A validator key of the devnet.
 #[derive(Clone)]
@@ -78,6 +111,15 @@ pub struct Genesis {
     pub app_config: Config,
 }
 
+fn refusal(e: &TxError) -> ResponseCheckTx {
+    ResponseCheckTx {
+        code: e.code(),
+        log: e.to_string(),
+        codespace: CODESPACE.to_string(),
+        ..Default::default()
+    }
+}
+
 /// Everything kept about one block.
 #[derive(Clone, Debug)]
 pub struct StoredBlock {
@@ -109,7 +151,11 @@ pub struct Chain {
     app: KmsApp,
     genesis_app_hash: Vec<u8>,
     blocks: Vec<StoredBlock>,
-    mempool: Vec<Vec<u8>>,
+    mempool: VecDeque<Pending>,
+    mempool_bytes: usize,
+    mempool_hashes: HashSet<[u8; 32]>,
+    pending_per_account: HashMap<Address, usize>,
+    limits: MempoolLimits,
     tx_index: HashMap<[u8; 32], TxLocation>,
 }
 
@@ -175,7 +221,11 @@ impl Chain {
             app,
             genesis_app_hash: init.app_hash.to_vec(),
             blocks: Vec::new(),
-            mempool: Vec::new(),
+            mempool: VecDeque::new(),
+            mempool_bytes: 0,
+            mempool_hashes: HashSet::new(),
+            pending_per_account: HashMap::new(),
+            limits: MempoolLimits::default(),
             tx_index: HashMap::new(),
             genesis,
         })
@@ -223,21 +273,103 @@ impl Chain {
         self.mempool.len()
     }
 
-    /// CheckTx, then into the mempool if accepted.
+    /// Replaces the mempool and block bounds.
+    pub fn set_limits(&mut self, limits: MempoolLimits) {
+        self.limits = limits;
+    }
+
+    /// The mempool and block bounds.
+    pub fn limits(&self) -> MempoolLimits {
+        self.limits
+    }
+
+    /// Pending bytes.
+    pub fn mempool_bytes(&self) -> usize {
+        self.mempool_bytes
+    }
+
+    /// De-duplication (by hash) and the global bounds, then CheckTx, then the per-account bound,
+    /// then into the mempool.
     pub fn submit(&mut self, tx: Vec<u8>) -> ResponseCheckTx {
+        let hash: [u8; 32] = Sha256::digest(&tx).into();
+        if self.mempool_hashes.contains(&hash) {
+            return refusal(&TxError::AlreadyInMempool);
+        }
+        if self.mempool.len() >= self.limits.max_txs
+            || self.mempool_bytes.saturating_add(tx.len()) > self.limits.max_bytes
+        {
+            return refusal(&TxError::MempoolFull(format!(
+                "{} transactions, {} bytes pending (limits {}, {})",
+                self.mempool.len(),
+                self.mempool_bytes,
+                self.limits.max_txs,
+                self.limits.max_bytes
+            )));
+        }
         let res = self.app.check_tx(RequestCheckTx {
             tx: tx.clone().into(),
             r#type: 0,
         });
-        if res.code == 0 {
-            self.mempool.push(tx);
+        if res.code != 0 {
+            return res;
         }
+        let sender = match kms_chain_types::tx::decode_tx(&tx, self.chain_id.as_str()) {
+            Ok(v) => v.sender,
+            Err(e) => return refusal(&TxError::from(e)),
+        };
+        let pending = self.pending_per_account.entry(sender).or_default();
+        if *pending >= self.limits.max_per_account {
+            return refusal(&TxError::MempoolFull(format!(
+                "account {} has {} pending transactions",
+                hex::encode(sender),
+                self.limits.max_per_account
+            )));
+        }
+        *pending += 1;
+        self.mempool_bytes += tx.len();
+        self.mempool_hashes.insert(hash);
+        self.mempool.push_back(Pending { hash, sender, tx });
         res
     }
 
-    /// Where a transaction (by SHA-256) landed.
+    /// Takes the transactions of the next block from the front of the mempool, within the block
+    /// size limit.
+    fn take_block_txs(&mut self) -> Vec<Vec<u8>> {
+        let mut txs = Vec::new();
+        let mut bytes = 0usize;
+        while let Some(p) = self.mempool.front() {
+            if bytes.saturating_add(p.tx.len()) > self.limits.block_max_tx_bytes {
+                break;
+            }
+            let Some(p) = self.mempool.pop_front() else {
+                break;
+            };
+            bytes += p.tx.len();
+            self.mempool_bytes = self.mempool_bytes.saturating_sub(p.tx.len());
+            self.mempool_hashes.remove(&p.hash);
+            if let Some(n) = self.pending_per_account.get_mut(&p.sender) {
+                *n = n.saturating_sub(1);
+                if *n == 0 {
+                    self.pending_per_account.remove(&p.sender);
+                }
+            }
+            txs.push(p.tx);
+        }
+        txs
+    }
+
+    /// Where a transaction (by SHA-256) landed: its successful copy if one succeeded, else the
+    /// first copy included.
     pub fn find_tx(&self, hash: &[u8; 32]) -> Option<TxLocation> {
         self.tx_index.get(hash).copied()
+    }
+
+    fn tx_code(&self, loc: TxLocation) -> Option<u32> {
+        self.block(loc.height)?
+            .results
+            .tx_results
+            .get(loc.index as usize)
+            .map(|r| r.code)
     }
 
     /// An ABCI query.
@@ -272,9 +404,10 @@ impl Chain {
     }
 
     /// Produces the next block from the mempool at time `now` (clamped to be after the previous
-    /// block). Returns its height.
+    /// block), with as many pending transactions as the block size limit allows. Returns its
+    /// height.
     pub fn produce_block(&mut self, now: Time) -> u64 {
-        let txs = std::mem::take(&mut self.mempool);
+        let txs = self.take_block_txs();
         self.produce_block_with(now, txs)
     }
 
@@ -336,21 +469,28 @@ impl Chain {
         });
         self.app.commit();
         let commit = self.sign_commit(height, block_id, time);
-        for (i, tx) in txs.iter().enumerate() {
-            self.tx_index.insert(
-                Sha256::digest(tx).into(),
-                TxLocation {
-                    height,
-                    index: i as u32,
-                },
-            );
-        }
         self.blocks.push(StoredBlock {
             block,
             block_id,
             commit,
             results,
         });
+        for (i, tx) in txs.iter().enumerate() {
+            let loc = TxLocation {
+                height,
+                index: i as u32,
+            };
+            let hash: [u8; 32] = Sha256::digest(tx).into();
+            // A transaction included twice is indexed at its successful copy, so a retrying
+            // client is told the outcome that counted.
+            let replace = match self.tx_index.get(&hash) {
+                None => true,
+                Some(prev) => self.tx_code(*prev) != Some(0) && self.tx_code(loc) == Some(0),
+            };
+            if replace {
+                self.tx_index.insert(hash, loc);
+            }
+        }
         height
     }
 

@@ -16,6 +16,8 @@ pub fn dev_fees() -> FeeSchedule {
         user_decrypt_per_ct: 20,
         reshare: 1_000,
         faucet_max: 1_000_000,
+        tx_base: 1,
+        per_state_byte: 1,
     }
 }
 
@@ -88,6 +90,11 @@ impl DevSetup {
                     signer: w.address(),
                     endpoint: format!("http://127.0.0.1:{}", 50100 + i),
                     attestation_policy: "{\"mode\":\"developer\"}".into(),
+                    // TODO(lead): real identity digest (SHA-256 of the party's TLS identity
+                    // SPKI); a distinct placeholder per party until the TLS side is wired.
+                    identity_key_digest: Party::identity_digest_of_spki(
+                        format!("kms-dev-identity-placeholder/{}", i + 1).as_bytes(),
+                    ),
                 })
                 .collect(),
             threshold: t,
@@ -95,6 +102,8 @@ impl DevSetup {
             admins: vec![admin.address()],
             eip712_domain: DomainConfig::default(),
             max_ciphertexts_per_request: 64,
+            max_acl_entries_per_app: 100_000,
+            developer_chain: true,
         };
         let genesis = Genesis {
             chain_id: chain_id.to_string(),

@@ -10,6 +10,8 @@
 //!
 //! Production runs the same app under a real CometBFT node; the hosts use the same RPC calls.
 
+#![forbid(unsafe_code)]
+
 pub mod chain;
 pub mod dev;
 pub mod hashing;

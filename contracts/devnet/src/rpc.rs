@@ -271,30 +271,20 @@ pub async fn dispatch(node: &Node, method: &str, params: Value) -> Result<Value,
             let conds = parse_query(&req.query)?;
             node.with(|c| {
                 let chain = c.chain();
-                let mut txs = Vec::new();
-                for h in 1..=chain.height() {
-                    let Some(b) = chain.block(h) else { continue };
-                    for (i, (tx, r)) in b.block.data().iter().zip(&b.results.tx_results).enumerate()
-                    {
-                        if conds.iter().all(|cond| cond.matches(h, tx, r)) {
-                            txs.push(tx_response(
-                                chain,
-                                crate::chain::TxLocation {
-                                    height: h,
-                                    index: i as u32,
-                                },
-                                req.prove,
-                            )?);
-                        }
-                    }
-                }
+                // Match on locations only (no proofs, no copies), then build the page alone.
+                let mut locs = matching_txs(chain, &conds);
                 if matches!(req.order_by, tendermint_rpc::Order::Descending) {
-                    txs.reverse();
+                    locs.reverse();
                 }
-                let total = txs.len() as u32;
+                let total = u32::try_from(locs.len()).unwrap_or(u32::MAX);
                 let per = req.per_page.clamp(1, 100) as usize;
                 let page = req.page.max(1) as usize;
-                let txs: Vec<_> = txs.into_iter().skip((page - 1) * per).take(per).collect();
+                let txs = locs
+                    .into_iter()
+                    .skip((page - 1).saturating_mul(per))
+                    .take(per)
+                    .map(|loc| tx_response(chain, loc, req.prove))
+                    .collect::<Result<Vec<_>, _>>()?;
                 to_json(&endpoint::tx_search::Response {
                     txs,
                     total_count: total,
@@ -336,6 +326,20 @@ pub async fn dispatch(node: &Node, method: &str, params: Value) -> Result<Value,
         "broadcast_tx_commit" => {
             let req: endpoint::broadcast::tx_commit::Request = parse(params)?;
             let hash: [u8; 32] = Sha256::digest(&req.tx).into();
+            // A retry of a transaction already included: report the copy that counted rather
+            // than the retry's CheckTx refusal (stale nonce).
+            if let Some(loc) = node.with(|c| c.chain().find_tx(&hash)) {
+                return node.with(|c| {
+                    let r = tx_response(c.chain(), loc, false)?;
+                    Ok(json!({
+                        "check_tx": {"code": 0, "data": "", "log": "already included", "info": "",
+                            "gas_wanted": "0", "gas_used": "0", "events": [], "codespace": ""},
+                        "tx_result": to_json(&r.tx_result)?,
+                        "hash": hex::encode_upper(hash),
+                        "height": loc.height.to_string(),
+                    }))
+                });
+            }
             let check = node.with(|c| c.chain_mut().submit(req.tx));
             let check_json = json!({
                 "code": check.code, "data": base64(&check.data), "log": check.log,
@@ -494,6 +498,55 @@ fn genesis(node: &Node) -> Result<Value, RpcError> {
             "app_state": serde_json::to_value(&g.app_config).map_err(RpcError::internal)?,
         }}))
     })
+}
+
+/// Locations of the transactions matching every condition, ascending. A `tx.hash` condition is
+/// answered from the index, a `tx.height` condition scans that block only.
+fn matching_txs(chain: &crate::Chain, conds: &[Cond]) -> Vec<crate::chain::TxLocation> {
+    if let Some(c) = conds.iter().find(|c| c.key == "tx.hash") {
+        let Some(hash) = hex::decode(&c.value)
+            .ok()
+            .and_then(|b| <[u8; 32]>::try_from(b).ok())
+        else {
+            return Vec::new();
+        };
+        return chain
+            .find_tx(&hash)
+            .filter(|loc| {
+                chain.block(loc.height).is_some_and(|b| {
+                    let tx = b.block.data().get(loc.index as usize);
+                    let r = b.results.tx_results.get(loc.index as usize);
+                    match (tx, r) {
+                        (Some(tx), Some(r)) => {
+                            conds.iter().all(|cond| cond.matches(loc.height, tx, r))
+                        }
+                        _ => false,
+                    }
+                })
+            })
+            .into_iter()
+            .collect();
+    }
+    let heights = match conds.iter().find(|c| c.key == "tx.height") {
+        Some(c) => match c.value.parse::<u64>() {
+            Ok(h) if h >= 1 && h <= chain.height() => h..=h,
+            _ => return Vec::new(),
+        },
+        None => 1..=chain.height(),
+    };
+    let mut locs = Vec::new();
+    for h in heights {
+        let Some(b) = chain.block(h) else { continue };
+        for (i, (tx, r)) in b.block.data().iter().zip(&b.results.tx_results).enumerate() {
+            if conds.iter().all(|cond| cond.matches(h, tx, r)) {
+                locs.push(crate::chain::TxLocation {
+                    height: h,
+                    index: i as u32,
+                });
+            }
+        }
+    }
+    locs
 }
 
 /// One condition of a `tx_search` query.

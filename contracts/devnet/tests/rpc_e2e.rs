@@ -75,10 +75,11 @@ async fn hosts_read_the_devnet_through_tendermint_rpc() {
     assert_eq!(code, 0);
     let (_, code) = commit(
         &client,
-        user.tx(
+        setup.admin.tx(
             CHAIN,
             Msg::CreateApplication {
                 app_id: "app".into(),
+                admin: user.address(),
             },
         ),
     )

@@ -8,6 +8,8 @@
 //!
 //! Pure: no I/O, no clock.
 
+#![forbid(unsafe_code)]
+
 pub mod codec;
 pub mod state;
 pub mod tx;

@@ -21,6 +21,17 @@ pub struct Party {
     /// The attestation policy other parties and clients apply to this party (JSON of
     /// `kms_attestation::Policy`, trusted PCR releases).
     pub attestation_policy: String,
+    /// SHA-256 of the DER `SubjectPublicKeyInfo` of the party's long-term (attested) TLS identity
+    /// key: a peer claiming this party's index must present this key. Distinct across parties.
+    pub identity_key_digest: [u8; 32],
+}
+
+impl Party {
+    /// The [`Party::identity_key_digest`] of a DER `SubjectPublicKeyInfo`.
+    pub fn identity_digest_of_spki(spki_der: &[u8]) -> [u8; 32] {
+        use sha2::Digest;
+        sha2::Sha256::digest(spki_der).into()
+    }
 }
 
 /// Fees, in token units.
@@ -38,6 +49,10 @@ pub struct FeeSchedule {
     pub reshare: u128,
     /// Largest amount one faucet transaction mints.
     pub faucet_max: u128,
+    /// Charged for every included transaction, even one that fails.
+    pub tx_base: u128,
+    /// Charged per byte (key + value) a successful transaction writes to state.
+    pub per_state_byte: u128,
 }
 
 /// The config contract's state.
@@ -55,6 +70,11 @@ pub struct Config {
     pub eip712_domain: DomainConfig,
     /// Most ciphertexts in one decryption request.
     pub max_ciphertexts_per_request: u32,
+    /// Most ACL entries one application may hold.
+    pub max_acl_entries_per_app: u64,
+    /// A developer chain: keygen with insecure test parameters is allowed. Never on a production
+    /// chain.
+    pub developer_chain: bool,
 }
 
 /// Why a config is invalid.
@@ -80,6 +100,12 @@ pub enum ConfigError {
     /// Limit out of range.
     #[error("max_ciphertexts_per_request must be in 1..=256")]
     Limit,
+    /// Two parties share a TLS identity key.
+    #[error("two parties share identity key digest {0}")]
+    DuplicateIdentity(String),
+    /// The per-application ACL bound is zero.
+    #[error("max_acl_entries_per_app must be at least 1")]
+    AclLimit,
 }
 
 impl Config {
@@ -96,8 +122,17 @@ impl Config {
             if p.index as usize != i + 1 {
                 return Err(ConfigError::Indices);
             }
-            if self.parties[..i].iter().any(|q| q.signer == p.signer) {
+            let earlier = self.parties.get(..i).unwrap_or_default();
+            if earlier.iter().any(|q| q.signer == p.signer) {
                 return Err(ConfigError::DuplicateSigner(hex::encode(p.signer)));
+            }
+            if earlier
+                .iter()
+                .any(|q| q.identity_key_digest == p.identity_key_digest)
+            {
+                return Err(ConfigError::DuplicateIdentity(hex::encode(
+                    p.identity_key_digest,
+                )));
             }
         }
         if self.admins.is_empty() {
@@ -105,6 +140,9 @@ impl Config {
         }
         if !(1..=256).contains(&self.max_ciphertexts_per_request) {
             return Err(ConfigError::Limit);
+        }
+        if self.max_acl_entries_per_app == 0 {
+            return Err(ConfigError::AclLimit);
         }
         Ok(())
     }
@@ -129,15 +167,26 @@ pub struct Account {
     pub nonce: u64,
 }
 
-/// An application registered with the ISC.
+/// An application registered with the ISC by the config contract's governance.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Application {
     /// Its ID.
     pub app_id: AppId,
-    /// Who manages its ACL.
+    /// Who manages its ACL (named by governance at registration).
     pub admin: Address,
     /// Which inclusion-proof contract decides for it.
     pub isc: IscKind,
+    /// How many ACL entries it holds (bounded by `Config::max_acl_entries_per_app`).
+    pub acl_entries: u64,
+}
+
+/// The applications allowed to decrypt under a key set (stored at [`keys::key_apps`]).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct KeyApps {
+    /// The key set.
+    pub key_id: RequestId,
+    /// The applications, in the order they were allowed.
+    pub apps: Vec<AppId>,
 }
 
 /// The inclusion-proof contract implementations.
@@ -156,8 +205,8 @@ pub enum RequestStatus {
     Completed {
         /// Height of the block that completed it.
         height: u64,
-        /// SHA3-256 of the agreed result (public decryption and material), or of the list of
-        /// responding parties (user decryption, resharing).
+        /// SHA3-256 of the agreed result (public decryption and material), the agreed resharing
+        /// verdict digest, or of the list of responding signers (user decryption).
         result_digest: [u8; 32],
     },
 }
@@ -179,8 +228,23 @@ pub struct RequestRecord {
     pub height: u64,
     /// Status.
     pub status: RequestStatus,
-    /// Indices of the parties that have responded, ascending.
-    pub responded: Vec<u32>,
+    /// The signers of the party set the request was created under, by index (entry i is party
+    /// i + 1): only these keys may answer, and only while they are still registered.
+    pub parties: Vec<Address>,
+    /// The threshold t the request was created under.
+    pub threshold: u32,
+    /// Signers that have responded, in the order their responses were accepted.
+    pub responded: Vec<Address>,
+}
+
+impl RequestRecord {
+    /// The 1-based index of `signer` in the request's frozen party set.
+    pub fn party_index(&self, signer: &Address) -> Option<u32> {
+        self.parties
+            .iter()
+            .position(|p| p == signer)
+            .and_then(|i| u32::try_from(i + 1).ok())
+    }
 }
 
 /// One party's stored response.
@@ -188,8 +252,10 @@ pub struct RequestRecord {
 pub struct ResponseRecord {
     /// The request.
     pub request_id: RequestId,
-    /// The party's index.
+    /// The party's index in the request's frozen party set.
     pub party: u32,
+    /// The party's signer (responses are recorded by signer).
+    pub signer: Address,
     /// What it sent.
     pub fulfillment: Fulfillment,
     /// SHA3-256 of the part that must match across parties.
@@ -230,8 +296,80 @@ pub mod keys {
         format!("asc/req/{id}").into_bytes()
     }
 
-    /// A party's response to a request.
-    pub fn response(id: &RequestId, party: u32) -> Vec<u8> {
-        format!("asc/resp/{id}/{party}").into_bytes()
+    /// A party's response to a request, by the party's signer.
+    pub fn response(id: &RequestId, signer: &Address) -> Vec<u8> {
+        format!("asc/resp/{id}/{}", hex::encode(signer)).into_bytes()
+    }
+
+    /// The application that owns a ciphertext handle (CBOR of its [`AppId`]).
+    pub fn handle_owner(handle: &[u8; 32]) -> Vec<u8> {
+        format!("isc/owner/{}", hex::encode(handle)).into_bytes()
+    }
+
+    /// The applications allowed to use a key set ([`KeyApps`]).
+    pub fn key_apps(key_id: &RequestId) -> Vec<u8> {
+        format!("asc/keyapps/{key_id}").into_bytes()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn config() -> Config {
+        Config {
+            parties: (1..=4u8)
+                .map(|i| Party {
+                    index: u32::from(i),
+                    signer: [i; 20],
+                    endpoint: String::new(),
+                    attestation_policy: String::new(),
+                    identity_key_digest: Party::identity_digest_of_spki(&[i]),
+                })
+                .collect(),
+            threshold: 1,
+            fees: FeeSchedule {
+                keygen: 0,
+                crs_gen: 0,
+                public_decrypt_per_ct: 0,
+                user_decrypt_per_ct: 0,
+                reshare: 0,
+                faucet_max: 0,
+                tx_base: 0,
+                per_state_byte: 0,
+            },
+            admins: vec![[9; 20]],
+            eip712_domain: DomainConfig::default(),
+            max_ciphertexts_per_request: 1,
+            max_acl_entries_per_app: 1,
+            developer_chain: false,
+        }
+    }
+
+    #[test]
+    fn identity_keys_must_be_distinct() {
+        let mut c = config();
+        assert_eq!(c.validate(), Ok(()));
+        c.parties[3].identity_key_digest = c.parties[1].identity_key_digest;
+        assert!(matches!(
+            c.validate(),
+            Err(ConfigError::DuplicateIdentity(_))
+        ));
+    }
+
+    #[test]
+    fn identity_digest_is_sha256_of_the_spki() {
+        // SHA-256("abc"), FIPS 180-2 test vector.
+        assert_eq!(
+            hex::encode(Party::identity_digest_of_spki(b"abc")),
+            "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad"
+        );
+    }
+
+    #[test]
+    fn acl_bound_must_be_positive() {
+        let mut c = config();
+        c.max_acl_entries_per_app = 0;
+        assert_eq!(c.validate(), Err(ConfigError::AclLimit));
     }
 }

@@ -132,8 +132,13 @@ pub enum Fulfillment {
         /// The items, in a fixed order.
         items: Vec<MaterialItem>,
     },
-    /// Resharing finished for this party.
-    ReshareDone,
+    /// Resharing finished for this party, with the digest of its verdict (which dealers it
+    /// accepted and the new sharing's consistency-check digest); the request completes on n − t
+    /// matching digests.
+    ReshareDone {
+        /// Digest of the party's resharing verdict.
+        verdict_digest: [u8; 32],
+    },
 }
 
 /// An administrative change to the config contract.
@@ -152,6 +157,20 @@ pub enum ConfigUpdate {
     AddAdmin(Address),
     /// Remove an admin (the last admin cannot be removed).
     RemoveAdmin(Address),
+    /// Allow an application to decrypt under a key set.
+    AllowKeyForApp {
+        /// The key set (a completed keygen).
+        key_id: RequestId,
+        /// The application.
+        app_id: AppId,
+    },
+    /// Withdraw an application's right to a key set.
+    DisallowKeyForApp {
+        /// The key set.
+        key_id: RequestId,
+        /// The application.
+        app_id: AppId,
+    },
 }
 
 /// What a transaction does.
@@ -171,12 +190,15 @@ pub enum Msg {
     },
     /// Change the configuration (admins only).
     UpdateConfig(ConfigUpdate),
-    /// Register an application; the sender becomes its ACL admin.
+    /// Register an application (config admins only); `admin` manages its ACL.
     CreateApplication {
         /// The new application's ID.
         app_id: AppId,
+        /// Who manages its ACL.
+        admin: Address,
     },
-    /// Allow `addresses` to decrypt `handles` (ciphertext digests) of an application.
+    /// Allow `addresses` to decrypt `handles` (ciphertext digests) of an application. A handle
+    /// not owned yet becomes the application's; a handle owned by another application is refused.
     AclGrant {
         /// Application.
         app_id: AppId,

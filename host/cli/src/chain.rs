@@ -110,6 +110,7 @@ pub fn bench_light_client(runs: usize) -> Result<Vec<Comparison>, String> {
                 chain_id,
                 Msg::CreateApplication {
                     app_id: "bench".into(),
+                    admin: admin.address(),
                 },
             ),
         ],

@@ -230,10 +230,12 @@ pub async fn run(
     let txs = vec![
         setup.admin.tx(CHAIN, Msg::Faucet { amount: 1_000_000 }),
         user.tx(CHAIN, Msg::Faucet { amount: 1_000_000 }),
-        user.tx(
+        // Applications are registered by governance; the user administers this one's ACL.
+        setup.admin.tx(
             CHAIN,
             Msg::CreateApplication {
                 app_id: "demo-dapp".into(),
+                admin: user.address(),
             },
         ),
     ];
@@ -447,7 +449,7 @@ pub async fn run(
     }
     say(&format!(
         "  threshold public decryption: every party signed; the ASC completed it on the matching results of parties {:?}",
-        rec.responded
+        responder_indices(&rec)
     ));
 
     // User decryption: each party signcrypts its shares; envelopes travel through the chain.
@@ -492,7 +494,7 @@ pub async fn run(
     for party in &cfg.parties {
         let resp: Option<ResponseRecord> = codec::decode(
             &m.chain
-                .query("store", keys::response(&user_id, party.index), 0, false)
+                .query("store", keys::response(&user_id, &party.signer), 0, false)
                 .value,
         )
         .ok();
@@ -556,9 +558,17 @@ pub async fn run(
         t: T,
         chain: CHAIN.into(),
         height: m.chain.height(),
-        public_completed_by: rec.responded,
-        user_forwarded_by: urec.responded,
+        public_completed_by: responder_indices(&rec),
+        user_forwarded_by: responder_indices(&urec),
         public: render(&results[0].signed.plaintexts),
         user: render(&user_pts),
     })
+}
+
+/// The indices (in the request's frozen party set) of the signers that responded.
+fn responder_indices(rec: &RequestRecord) -> Vec<u32> {
+    rec.responded
+        .iter()
+        .filter_map(|a| rec.party_index(a))
+        .collect()
 }
