@@ -90,8 +90,8 @@ impl DevSetup {
                     signer: w.address(),
                     endpoint: format!("http://127.0.0.1:{}", 50100 + i),
                     attestation_policy: "{\"mode\":\"developer\"}".into(),
-                    // TODO(lead): real identity digest (SHA-256 of the party's TLS identity
-                    // SPKI); a distinct placeholder per party until the TLS side is wired.
+                    // A distinct placeholder with no key behind it: parties that talk over the
+                    // attested mesh register their real keys with `with_identity_keys`.
                     identity_key_digest: Party::identity_digest_of_spki(
                         format!("kms-dev-identity-placeholder/{}", i + 1).as_bytes(),
                     ),
@@ -116,6 +116,16 @@ impl DevSetup {
             parties,
             genesis,
         }
+    }
+
+    /// Registers the parties' TLS identity keys: `digests[i]` (SHA-256 of party i + 1's
+    /// SubjectPublicKeyInfo, `kms_attested_tls::IdentityKey::digest`) becomes its
+    /// `identity_key_digest` in the genesis config.
+    pub fn with_identity_keys(mut self, digests: &[[u8; 32]]) -> Self {
+        for (party, digest) in self.genesis.app_config.parties.iter_mut().zip(digests) {
+            party.identity_key_digest = *digest;
+        }
+        self
     }
 }
 

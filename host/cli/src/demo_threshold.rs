@@ -98,6 +98,16 @@ fn expect_ok(step: &'static str, codes: &[u32]) -> Result<(), DemoError> {
     }
 }
 
+/// The config contract's current state.
+fn chain_config(m: &ManualChain) -> Result<Config, DemoError> {
+    codec::decode(
+        &m.chain
+            .query("store", keys::CONFIG.to_vec(), 0, false)
+            .value,
+    )
+    .map_err(|e| fail("config")(&e))
+}
+
 fn record(m: &ManualChain, id: &RequestId) -> Result<RequestRecord, DemoError> {
     codec::decode(&m.chain.query("store", keys::request(id), 0, false).value)
         .map_err(|e| fail("read request")(&e))
@@ -214,7 +224,14 @@ pub async fn run(
     say: &mut dyn FnMut(&str),
 ) -> Result<ThresholdReport, DemoError> {
     let rng = &mut rand_core::OsRng;
-    let mut setup = DevSetup::new(CHAIN, N, T as u32, 4, Time::now());
+    // Each party's long-term TLS identity key (sealed enclave state in production); the config
+    // contract registers its digest, and that registration is the party's identity.
+    let identity_keys = (0..N)
+        .map(|_| IdentityKey::generate())
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(|e| fail("identity keys")(&e))?;
+    let digests: Vec<[u8; 32]> = identity_keys.iter().map(IdentityKey::digest).collect();
+    let mut setup = DevSetup::new(CHAIN, N, T as u32, 4, Time::now()).with_identity_keys(&digests);
     let domain: DomainConfig = setup.genesis.app_config.eip712_domain.clone();
     let mut m = ManualChain::new(setup.genesis.clone()).map_err(|e| fail("devnet")(&e))?;
     let genesis_validators = m.chain.validators().clone();
@@ -283,11 +300,12 @@ pub async fn run(
     let (listeners, endpoints) = GrpcParty::bind_local(N)
         .await
         .map_err(|e| fail("bind")(&e))?;
-    let identity_keys = (0..N)
-        .map(|_| IdentityKey::generate())
-        .collect::<Result<Vec<_>, _>>()
-        .map_err(|e| fail("identity keys")(&e))?;
-    let registered: Vec<[u8; 32]> = identity_keys.iter().map(IdentityKey::digest).collect();
+    // Who the parties are: the identity-key digests the config contract holds, read from chain.
+    let registered: Vec<[u8; 32]> = chain_config(&m)?
+        .parties
+        .iter()
+        .map(|p| p.identity_key_digest)
+        .collect();
     let mut identity_keys = identity_keys.into_iter();
     let mut parties = Vec::new();
     let mut transports = Vec::new();
@@ -484,12 +502,7 @@ pub async fn run(
         return Err(fail("user fulfill")(&"request not completed"));
     }
     // The client reads the parties (config) and their envelopes from the chain and combines.
-    let cfg: Config = codec::decode(
-        &m.chain
-            .query("store", keys::CONFIG.to_vec(), 0, false)
-            .value,
-    )
-    .map_err(|e| fail("config")(&e))?;
+    let cfg = chain_config(&m)?;
     let mut responses = Vec::new();
     for party in &cfg.parties {
         let resp: Option<ResponseRecord> = codec::decode(
