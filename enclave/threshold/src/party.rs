@@ -96,6 +96,25 @@ impl ThresholdParty {
             .collect()
     }
 
+    /// Checks that the request is on this party's key and returns the (type, digest) of each
+    /// ciphertext, the content the served log binds the request ID to.
+    fn request_refs(
+        &self,
+        key_id: &RequestId,
+        squashed: &[(TypedCiphertext, SquashedCiphertext)],
+    ) -> Result<Vec<(FheType, [u8; 32])>, ThresholdError> {
+        if self.key.key_id != *key_id {
+            return Err(ThresholdError::WrongKey {
+                share_key: self.key.key_id,
+                request_key: *key_id,
+            });
+        }
+        Ok(squashed
+            .iter()
+            .map(|(c, _)| (c.fhe_type, c.digest()))
+            .collect())
+    }
+
     /// [`Self::public_decrypt`] of ciphertexts this party already squashed (no tfhe key needed,
     /// so the future may run on any thread).
     ///
@@ -111,16 +130,7 @@ impl ThresholdParty {
         squashed: &[(TypedCiphertext, SquashedCiphertext)],
         deadline: Duration,
     ) -> Result<PartyDecryption, ThresholdError> {
-        if self.key.key_id != key_id {
-            return Err(ThresholdError::WrongKey {
-                share_key: self.key.key_id,
-                request_key: key_id,
-            });
-        }
-        let refs: Vec<(FheType, [u8; 32])> = squashed
-            .iter()
-            .map(|(c, _)| (c.fhe_type, c.digest()))
-            .collect();
+        let refs = self.request_refs(&key_id, squashed)?;
         let content =
             request_content_digest(DecryptionSession::PUBLIC, &key_id, &request_id, &refs, &[]);
         if let Served::Done(stored) = self.served.begin(&key_id, &request_id, &content)? {
@@ -211,16 +221,7 @@ impl ThresholdParty {
         client: &kms_signcryption::ClientPublicKey,
         rng: &mut impl rand_core::CryptoRngCore,
     ) -> Result<kms_signcryption::Signcrypted, ThresholdError> {
-        if self.key.key_id != key_id {
-            return Err(ThresholdError::WrongKey {
-                share_key: self.key.key_id,
-                request_key: key_id,
-            });
-        }
-        let refs: Vec<(FheType, [u8; 32])> = squashed
-            .iter()
-            .map(|(c, _)| (c.fhe_type, c.digest()))
-            .collect();
+        let refs = self.request_refs(&key_id, squashed)?;
         let content = request_content_digest(
             DecryptionSession::USER,
             &key_id,

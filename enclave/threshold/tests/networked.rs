@@ -156,7 +156,7 @@ fn attested(
     registered: &[[u8; 32]],
 ) -> kms_transport::tls::PartyTls {
     use kms_attestation::{Policy, Release};
-    use kms_nsm::{MockNsm, MockRootCa, Nsm};
+    use kms_nsm::{MockNsm, MockRootCa};
     let pcrs = [[0x51u8; 48], [0x52; 48], [0x53; 48]];
     let now = || {
         std::time::SystemTime::now()
@@ -166,16 +166,7 @@ fn attested(
     let root = MockRootCa::from_parts(root.cert_der(), &root.key_pkcs8_der()).unwrap();
     let nsm = Arc::new(MockNsm::new(root, &format!("i-{me}"), pcrs, now).unwrap());
     let policy = Policy::production(vec![Release::from_image("kms", pcrs)], 300);
-    let mesh = kms_attested_tls::Mesh::new(
-        nsm.as_ref(),
-        me,
-        registered,
-        key,
-        nsm.trusted_root(),
-        policy,
-    )
-    .unwrap();
-    kms_transport::tls::PartyTls::attested(Arc::new(mesh), nsm)
+    kms_transport::tls::PartyTls::for_party(nsm, me, registered, key, policy).unwrap()
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -59,6 +59,23 @@ impl PartyTls {
     }
 }
 
+impl PartyTls {
+    /// Party `me` of the mesh the config contract describes (`registered[p − 1]`: party p's
+    /// identity-key digest), with its own identity `key`, attested by `nsm` and trusting peers
+    /// under `policy` and `nsm`'s root.
+    pub fn for_party(
+        nsm: Arc<dyn kms_nsm::Nsm>,
+        me: usize,
+        registered: &[[u8; 32]],
+        key: kms_attested_tls::IdentityKey,
+        policy: kms_attestation::Policy,
+    ) -> Result<Self, kms_attested_tls::ChannelError> {
+        let root = nsm.trusted_root();
+        let mesh = kms_attested_tls::Mesh::new(nsm.as_ref(), me, registered, key, root, policy)?;
+        Ok(Self::attested(Arc::new(mesh), nsm))
+    }
+}
+
 /// The party a connection authenticated, attached to each request it carries.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct PeerParty(pub usize);

@@ -4,8 +4,8 @@
 //! accepting new connections past the attestation documents' maximum age.
 
 use kms_attestation::{Policy, Release};
-use kms_attested_tls::{IdentityKey, Mesh};
-use kms_nsm::{MockNsm, MockRootCa, Nsm};
+use kms_attested_tls::IdentityKey;
+use kms_nsm::{MockNsm, MockRootCa};
 use kms_transport::grpc::GrpcParty;
 use kms_transport::tls::PartyTls;
 use kms_transport::{NetError, Transport};
@@ -45,16 +45,7 @@ fn party_tls(
 ) -> PartyTls {
     let root_copy = MockRootCa::from_parts(root.cert_der(), &root.key_pkcs8_der()).unwrap();
     let nsm = Arc::new(MockNsm::new(root_copy, &format!("i-party-{me}"), pcrs, now).unwrap());
-    let mesh = Mesh::new(
-        nsm.as_ref(),
-        me,
-        registered,
-        key,
-        nsm.trusted_root(),
-        policy,
-    )
-    .unwrap();
-    PartyTls::attested(Arc::new(mesh), nsm)
+    PartyTls::for_party(nsm, me, registered, key, policy).unwrap()
 }
 
 /// Four registered parties; `pcrs_of(p)` is the release party `p` runs.

@@ -28,7 +28,7 @@ use kms_eip712::{DomainConfig, Signature, SigningKey};
 use kms_engine::tfhe::ClientKey;
 use kms_engine::Plaintext;
 use kms_light_client::{verify_request_approved, LightClient, Options};
-use kms_nsm::{MockNsm, MockRootCa, Nsm};
+use kms_nsm::{MockNsm, MockRootCa};
 use kms_signcryption::{ClientKeyPair, Envelope, Signcrypted};
 use kms_threshold::{
     deal_insecure, user_combine, FloodingParams, PartyDecryption, ThresholdParty, UserShareResponse,
@@ -127,16 +127,7 @@ fn party_tls(
     let nsm =
         Arc::new(MockNsm::new(root, &format!("i-party-{me}"), pcrs, now_unix).map_err(|e| f(&e))?);
     let policy = Policy::production(vec![Release::from_image("kms demo", pcrs)], 300);
-    let mesh = kms_attested_tls::Mesh::new(
-        nsm.as_ref(),
-        me,
-        registered,
-        key,
-        nsm.trusted_root(),
-        policy,
-    )
-    .map_err(|e| f(&e))?;
-    Ok(PartyTls::attested(Arc::new(mesh), nsm))
+    PartyTls::for_party(nsm, me, registered, key, policy).map_err(|e| f(&e))
 }
 
 /// One party's own light client, anchored at genesis when the party starts. Its (untrusted)
