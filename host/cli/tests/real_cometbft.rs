@@ -1,0 +1,378 @@
+//! The KMS chain under real CometBFT (issue 11, first slice): four `cometbft` validator processes
+//! in consensus on loopback, each with its own `kms chain-app` process as ABCI application. A
+//! funded account's transactions are finalized by the four; a light client anchored at the
+//! genesis this test wrote verifies, by itself, headers committed by the four independent
+//! validators, the ASC's state proof and the inclusion of a transaction; a validator killed
+//! mid-run does not stop the chain (3 of 4 voting power > 2/3).
+//!
+//! `cometbft` comes from `scripts/install-cometbft` (pinned, cached outside the clone);
+//! `scripts/test` installs it when missing, or set `COMETBFT` to a binary.
+
+use kms_chain_types::state::keys;
+use kms_chain_types::tx::Msg;
+use kms_devnet::dev::{DevSetup, Wallet};
+use kms_light_client::tx_proof::verify_tx_inclusion;
+use kms_light_client::{LightBlock, LightClient, Options};
+use serde_json::Value;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+use tendermint::block::Height;
+use tendermint::Time;
+use tendermint_rpc::{Client, HttpClient, Paging};
+
+const CHAIN: &str = "kms-real-cometbft";
+const N: usize = 4;
+
+fn cometbft() -> PathBuf {
+    if let Ok(p) = std::env::var("COMETBFT") {
+        return p.into();
+    }
+    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../scripts/install-cometbft");
+    let out = Command::new(&script)
+        .output()
+        .unwrap_or_else(|e| panic!("cannot run {}: {e}", script.display()));
+    assert!(
+        out.status.success(),
+        "scripts/install-cometbft failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    PathBuf::from(String::from_utf8(out.stdout).unwrap().trim())
+}
+
+/// Child processes, killed (and reaped) on drop, also when the test fails.
+struct Processes(Vec<Option<Child>>);
+
+impl Processes {
+    fn kill(&mut self, i: usize) {
+        if let Some(mut c) = self.0[i].take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+}
+
+impl Drop for Processes {
+    fn drop(&mut self) {
+        for i in 0..self.0.len() {
+            self.kill(i);
+        }
+    }
+}
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+fn run(cmd: &mut Command) -> String {
+    let out = cmd.output().unwrap();
+    assert!(
+        out.status.success(),
+        "{cmd:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8(out.stdout).unwrap()
+}
+
+struct Node {
+    home: PathBuf,
+    rpc: u16,
+    p2p: u16,
+    abci: u16,
+    id: String,
+}
+
+fn set(config: &mut String, from: &str, to: &str) {
+    assert!(config.contains(from), "config.toml has no {from:?}");
+    *config = config.replacen(from, to, 1);
+}
+
+/// Writes the four homes: keys from `cometbft init`, one genesis with the four validators and the
+/// KMS config as `app_state`, loopback ports, each node peered with the others.
+fn write_network(bin: &Path, root: &Path, setup: &DevSetup) -> Vec<Node> {
+    let mut nodes: Vec<Node> = (0..N)
+        .map(|i| {
+            let home = root.join(format!("node{i}"));
+            run(Command::new(bin)
+                .args(["init", "--home"])
+                .arg(&home)
+                .stdout(Stdio::null()));
+            let id = run(Command::new(bin)
+                .args(["show-node-id", "--home"])
+                .arg(&home))
+            .trim()
+            .to_string();
+            Node {
+                home,
+                rpc: free_port(),
+                p2p: free_port(),
+                abci: free_port(),
+                id,
+            }
+        })
+        .collect();
+    let read =
+        |p: PathBuf| -> Value { serde_json::from_slice(&std::fs::read(p).unwrap()).unwrap() };
+    let mut genesis = read(nodes[0].home.join("config/genesis.json"));
+    let validators: Vec<Value> = nodes
+        .iter()
+        .enumerate()
+        .map(|(i, n)| {
+            let mut v = read(n.home.join("config/genesis.json"))["validators"][0].clone();
+            v["name"] = Value::String(format!("validator-{i}"));
+            v
+        })
+        .collect();
+    genesis["chain_id"] = Value::String(CHAIN.into());
+    genesis["validators"] = Value::Array(validators);
+    genesis["app_state"] = serde_json::from_slice(&kms_chain_app::KmsApp::genesis_app_state(
+        &setup.genesis.app_config,
+    ))
+    .unwrap();
+    let genesis = serde_json::to_vec_pretty(&genesis).unwrap();
+    let peers: Vec<String> = nodes
+        .iter()
+        .map(|n| format!("{}@127.0.0.1:{}", n.id, n.p2p))
+        .collect();
+    for (i, n) in nodes.iter_mut().enumerate() {
+        std::fs::write(n.home.join("config/genesis.json"), &genesis).unwrap();
+        let path = n.home.join("config/config.toml");
+        let mut c = std::fs::read_to_string(&path).unwrap();
+        set(
+            &mut c,
+            "proxy_app = \"tcp://127.0.0.1:26658\"",
+            &format!("proxy_app = \"tcp://127.0.0.1:{}\"", n.abci),
+        );
+        set(
+            &mut c,
+            "laddr = \"tcp://127.0.0.1:26657\"",
+            &format!("laddr = \"tcp://127.0.0.1:{}\"", n.rpc),
+        );
+        set(
+            &mut c,
+            "laddr = \"tcp://0.0.0.0:26656\"",
+            &format!("laddr = \"tcp://127.0.0.1:{}\"", n.p2p),
+        );
+        let others: Vec<&str> = peers
+            .iter()
+            .enumerate()
+            .filter(|(j, _)| *j != i)
+            .map(|(_, p)| p.as_str())
+            .collect();
+        set(
+            &mut c,
+            "persistent_peers = \"\"",
+            &format!("persistent_peers = \"{}\"", others.join(",")),
+        );
+        set(
+            &mut c,
+            "addr_book_strict = true",
+            "addr_book_strict = false",
+        );
+        set(
+            &mut c,
+            "allow_duplicate_ip = false",
+            "allow_duplicate_ip = true",
+        );
+        set(
+            &mut c,
+            "timeout_commit = \"1s\"",
+            "timeout_commit = \"300ms\"",
+        );
+        std::fs::write(&path, c).unwrap();
+    }
+    nodes
+}
+
+async fn height(client: &HttpClient) -> u64 {
+    client
+        .status()
+        .await
+        .map(|s| s.sync_info.latest_block_height.value())
+        .unwrap_or(0)
+}
+
+async fn wait_for_height(client: &HttpClient, h: u64, within: Duration) -> u64 {
+    let deadline = Instant::now() + within;
+    loop {
+        let now = height(client).await;
+        if now >= h {
+            return now;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "height {now} < {h} after {within:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
+
+async fn light_block(client: &HttpClient, h: u64) -> LightBlock {
+    let height = Height::try_from(h).unwrap();
+    let sh = client.commit(height).await.unwrap().signed_header;
+    let vals = client
+        .validators(height, Paging::All)
+        .await
+        .unwrap()
+        .validators;
+    let set = tendermint::validator::Set::without_proposer(vals);
+    LightBlock::new(sh, set.clone(), set, tendermint::node::Id::new([0; 20]))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn four_real_validators_finalize_kms_transactions() {
+    let bin = cometbft();
+    let version = run(Command::new(&bin).arg("version"));
+    assert!(version.trim().starts_with("0.38."), "CometBFT {version}");
+    let dir = tempfile::tempdir().unwrap();
+    let setup = DevSetup::new(CHAIN, 4, 1, 0, Time::now());
+    let nodes = write_network(&bin, dir.path(), &setup);
+
+    // Four application processes, then the four validators that drive them.
+    let mut apps = Processes(
+        nodes
+            .iter()
+            .map(|n| {
+                Some(
+                    Command::new(env!("CARGO_BIN_EXE_kms"))
+                        .args(["chain-app", "--abci", &format!("127.0.0.1:{}", n.abci)])
+                        .stdout(Stdio::null())
+                        .stderr(Stdio::null())
+                        .spawn()
+                        .unwrap(),
+                )
+            })
+            .collect(),
+    );
+    let mut validators = Processes(
+        nodes
+            .iter()
+            .map(|n| {
+                let log = std::fs::File::create(n.home.join("node.log")).unwrap();
+                Some(
+                    Command::new(&bin)
+                        .args(["start", "--home"])
+                        .arg(&n.home)
+                        .stdout(log)
+                        .stderr(Stdio::null())
+                        .spawn()
+                        .unwrap(),
+                )
+            })
+            .collect(),
+    );
+    let clients: Vec<HttpClient> = nodes
+        .iter()
+        .map(|n| HttpClient::new(format!("http://127.0.0.1:{}", n.rpc).as_str()).unwrap())
+        .collect();
+    for c in &clients {
+        wait_for_height(c, 3, Duration::from_secs(90)).await;
+    }
+
+    // A funded account's transaction, finalized by the four.
+    let mut user = Wallet::random();
+    let tx = user.tx(CHAIN, Msg::Faucet { amount: 7_000 });
+    let r = clients[1].broadcast_tx_commit(tx.clone()).await.unwrap();
+    assert!(r.check_tx.code.is_ok(), "CheckTx: {}", r.check_tx.log);
+    assert!(
+        r.tx_result.code.is_ok(),
+        "FinalizeBlock: {}",
+        r.tx_result.log
+    );
+    let h_tx = r.height.value();
+    // A replay of the same signed transaction is refused (its nonce is spent), whether CometBFT's
+    // mempool cache or the app's CheckTx says so.
+    if let Ok(replay) = clients[2].broadcast_tx_sync(tx.clone()).await {
+        assert!(replay.code.is_err(), "a replayed transaction was accepted");
+    }
+
+    // The enclave's view: a light client anchored at the genesis written above verifies, by
+    // itself, a header committed by the four validators, the tx's inclusion, and the account's
+    // state in the app hash.
+    let genesis: tendermint::Genesis<Value> =
+        serde_json::from_slice(&std::fs::read(nodes[0].home.join("config/genesis.json")).unwrap())
+            .unwrap();
+    assert_eq!(genesis.validators.len(), 4);
+    let genesis_set = tendermint::validator::Set::without_proposer(genesis.validators.clone());
+    let now = Time::now();
+    let options = Options {
+        trust_threshold: Default::default(),
+        trusting_period: Duration::from_secs(3600),
+        clock_drift: Duration::from_secs(10),
+    };
+    let (mut lc, _) = LightClient::from_genesis(
+        CHAIN,
+        1,
+        &genesis_set,
+        light_block(&clients[0], 1).await,
+        options,
+        now,
+    )
+    .unwrap();
+    wait_for_height(&clients[0], h_tx + 1, Duration::from_secs(30)).await;
+    let block_tx = light_block(&clients[3], h_tx).await;
+    let signers = block_tx
+        .signed_header
+        .commit
+        .signatures
+        .iter()
+        .filter(|s| s.is_commit())
+        .count();
+    assert!(
+        signers >= 3,
+        "commit of height {h_tx} has {signers} signatures"
+    );
+    let header_tx = lc.update(block_tx, now).unwrap();
+    let included = clients[0].tx(r.hash, true).await.unwrap();
+    assert_eq!(included.tx, tx);
+    verify_tx_inclusion(&header_tx, &included.tx, &included.proof.unwrap()).unwrap();
+    let header_next = lc
+        .update(light_block(&clients[2], h_tx + 1).await, now)
+        .unwrap();
+    let q = clients[0]
+        .abci_query(
+            Some("store".into()),
+            keys::account(&user.address()),
+            Some(Height::try_from(h_tx).unwrap()),
+            true,
+        )
+        .await
+        .unwrap();
+    let ops = q.proof.expect("a state proof");
+    kms_light_client::state_proof::verify_membership(
+        &header_next,
+        &kms_light_client::state_proof::decode_proof_ops(&ops, &keys::account(&user.address()))
+            .unwrap(),
+        &keys::account(&user.address()),
+        &q.value,
+    )
+    .unwrap();
+
+    // One validator (and its app) down: 3 of 4 still make blocks, and transactions finalize.
+    validators.kill(3);
+    apps.kill(3);
+    let before = height(&clients[0]).await;
+    wait_for_height(&clients[0], before + 3, Duration::from_secs(60)).await;
+    let r = clients[0]
+        .broadcast_tx_commit(user.tx(CHAIN, Msg::Faucet { amount: 1 }))
+        .await
+        .unwrap();
+    assert!(r.tx_result.code.is_ok(), "{}", r.tx_result.log);
+    // Every live node has the same app hash at a common height.
+    let common = r.height.value() + 1;
+    let mut hashes = Vec::new();
+    for c in &clients[..3] {
+        wait_for_height(c, common, Duration::from_secs(30)).await;
+        let b = c
+            .block(Height::try_from(common).unwrap())
+            .await
+            .unwrap()
+            .block;
+        hashes.push(b.header.app_hash);
+    }
+    assert!(hashes.windows(2).all(|w| w[0] == w[1]), "{hashes:?}");
+}
