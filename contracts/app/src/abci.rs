@@ -4,6 +4,7 @@
 use crate::ctx::Ctx;
 use crate::error::{TxError, CODESPACE};
 use crate::exec;
+use crate::persist::PersistError;
 use crate::store::{MerkleStore, WriteSet};
 use kms_chain_types::codec;
 use kms_chain_types::state::{keys, Account, Config};
@@ -31,6 +32,10 @@ struct State {
     store: MerkleStore,
     last_height: i64,
     last_app_hash: Vec<u8>,
+    /// Where committed blocks go (`None`: in memory only).
+    db: Option<crate::persist::StateDb>,
+    /// Write sets applied since the last successful persist (InitChain's and the blocks').
+    pending: Vec<(u64, WriteSet)>,
 }
 
 /// The KMS chain application. Clones share one state.
@@ -69,8 +74,50 @@ impl KmsApp {
                 store: MerkleStore::with_retention(keep_versions),
                 last_height: 0,
                 last_app_hash: Vec::new(),
+                db: None,
+                pending: Vec::new(),
             })),
         }
+    }
+
+    /// An application whose committed state lives in the redb file at `path` (created if
+    /// missing): every committed block is replayed into the Merkle store and checked against the
+    /// recorded app hash, so `Info` reports the last committed height and app hash and CometBFT's
+    /// handshake replays only the blocks the app lacks.
+    pub fn open(path: &std::path::Path, keep_versions: u64) -> Result<Self, PersistError> {
+        let db = crate::persist::StateDb::open(path)?;
+        let stored = db.load()?;
+        let mut store = MerkleStore::with_retention(keep_versions);
+        let mut last = None;
+        for (version, writes) in &stored.blocks {
+            store
+                .commit(*version, writes)
+                .map_err(|_| PersistError::Corrupt("block versions"))?;
+            last = Some(*version);
+        }
+        let (last_height, last_app_hash) = match last {
+            Some(v) => {
+                let root = store.root(v).map_err(|_| PersistError::AppHash(v))?;
+                if root.as_slice() != stored.app_hash.as_slice() {
+                    return Err(PersistError::AppHash(v));
+                }
+                (
+                    i64::try_from(v).map_err(|_| PersistError::Corrupt("height"))?,
+                    root.to_vec(),
+                )
+            }
+            None => (0, Vec::new()),
+        };
+        Ok(Self {
+            state: Arc::new(Mutex::new(State {
+                chain_id: stored.chain_id,
+                store,
+                last_height,
+                last_app_hash,
+                db: Some(db),
+                pending: Vec::new(),
+            })),
+        })
     }
 
     fn lock(&self) -> MutexGuard<'_, State> {
@@ -136,6 +183,7 @@ impl Application for KmsApp {
             );
         }
         let version = (request.initial_height.max(1) - 1) as u64;
+        s.pending.push((version, writes.clone()));
         match s.store.commit(version, &writes) {
             Ok(root) => {
                 s.last_height = version as i64;
@@ -237,6 +285,7 @@ impl Application for KmsApp {
         }
         match s.store.commit(height, &block) {
             Ok(root) => {
+                s.pending.push((height, block));
                 s.last_app_hash = root.to_vec();
                 ResponseFinalizeBlock {
                     tx_results,
@@ -260,6 +309,17 @@ impl Application for KmsApp {
         let mut s = self.lock();
         if let Some(v) = s.store.latest_version() {
             s.last_height = v as i64;
+        }
+        // On failure the blocks stay pending and go with the next commit; until then a restart
+        // reports the last persisted height and CometBFT replays the rest.
+        let s = &mut *s;
+        let persisted = match &s.db {
+            Some(db) => db.append(&s.chain_id, &s.pending, &s.last_app_hash),
+            None => Ok(()),
+        };
+        match persisted {
+            Ok(()) => s.pending.clear(),
+            Err(e) => tracing::error!("cannot persist block {}: {e}", s.last_height),
         }
         ResponseCommit { retain_height: 0 }
     }

@@ -23,6 +23,7 @@ pub mod ctx;
 pub mod error;
 pub mod exec;
 pub mod isc;
+pub mod persist;
 pub mod store;
 pub mod tokens;
 

@@ -71,10 +71,28 @@ pub async fn run_devnet(
     Ok(())
 }
 
-/// Serves the ABCI app to a real CometBFT node (blocking).
-pub fn run_abci(addr: &str) -> Result<(), String> {
+/// Serves the ABCI app to a real CometBFT node (blocking); with `data_dir`, its committed state
+/// persists in `<data_dir>/state.redb`.
+pub fn run_abci(addr: &str, data_dir: Option<&std::path::Path>) -> Result<(), String> {
+    let app = match data_dir {
+        Some(dir) => {
+            std::fs::create_dir_all(dir).map_err(|e| e.to_string())?;
+            let app = kms_chain_app::KmsApp::open(
+                &dir.join("state.redb"),
+                kms_chain_app::store::DEFAULT_KEEP_VERSIONS,
+            )
+            .map_err(|e| e.to_string())?;
+            let (height, _) = app.last_committed();
+            println!(
+                "KMS chain app: state in {}, at height {height}",
+                dir.display()
+            );
+            app
+        }
+        None => kms_chain_app::KmsApp::new(),
+    };
     let server = tendermint_abci::ServerBuilder::default()
-        .bind(addr, kms_chain_app::KmsApp::new())
+        .bind(addr, app)
         .map_err(|e| e.to_string())?;
     println!("KMS chain app: ABCI on {}", server.local_addr());
     server.listen().map_err(|e| e.to_string())

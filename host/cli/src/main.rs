@@ -244,6 +244,10 @@ enum Cmd {
         /// ABCI listen address (CometBFT's `proxy_app`).
         #[arg(long, default_value = "127.0.0.1:26658")]
         abci: String,
+        /// Keep the app's committed state in `<data-dir>/state.redb` (restarts resume from it);
+        /// without it the state is in memory and CometBFT replays the whole chain on restart.
+        #[arg(long)]
+        data_dir: Option<PathBuf>,
     },
     /// Benchmark of the enclave's light client: skipping header update (4 validators) + ICS23
     /// proof of a request, against 4 raw ed25519 verifications in the same run.
@@ -707,10 +711,12 @@ async fn run(cli: Cli) -> R<()> {
             )
             .await?;
         }
-        Cmd::ChainApp { abci } => {
-            tokio::task::spawn_blocking(move || kms_cli::chain::run_abci(&abci))
-                .await
-                .map_err(|e| e.to_string())??;
+        Cmd::ChainApp { abci, data_dir } => {
+            tokio::task::spawn_blocking(move || {
+                kms_cli::chain::run_abci(&abci, data_dir.as_deref())
+            })
+            .await
+            .map_err(|e| e.to_string())??;
         }
         Cmd::BenchChain { runs } => {
             let res = tokio::task::spawn_blocking(move || kms_cli::chain::bench_light_client(runs))
