@@ -50,6 +50,12 @@ pub fn execute(ctx: &mut Ctx<'_>, tx: VerifiedTx) -> Result<(), TxError> {
     match tx.body.msg {
         Msg::Faucet { amount } => {
             let cfg = config::load(ctx)?;
+            // A public faucet only on developer chains; elsewhere only governance mints.
+            if !cfg.developer_chain && !cfg.admins.contains(&sender) {
+                return Err(TxError::Unauthorized(
+                    "outside developer chains only admins may mint".into(),
+                ));
+            }
             tokens::faucet(ctx, &sender, amount, cfg.fees.faucet_max)
         }
         Msg::Transfer { to, amount } => tokens::transfer(ctx, &sender, &to, amount),
@@ -85,16 +91,21 @@ pub fn execute(ctx: &mut Ctx<'_>, tx: VerifiedTx) -> Result<(), TxError> {
 }
 
 /// CheckTx's fee screen: the sender's balance covers the base fee, unless it is exempt (an
-/// admin, a party answering a request) or asks the faucet (bounded per call, developer chains).
+/// admin, a party answering a request) or asks the faucet on a developer chain (the only chain
+/// with a public faucet; elsewhere only admins mint, and anyone else's faucet request is an
+/// ordinary transaction that must pay for its failure).
 pub fn check_can_pay_base_fee(
     ctx: &Ctx<'_>,
     tx: &VerifiedTx,
     acct: &kms_chain_types::state::Account,
 ) -> Result<(), TxError> {
-    if matches!(tx.body.msg, Msg::Faucet { .. }) || fee_exempt(ctx, &tx.sender, &tx.body.msg)? {
+    let cfg = config::load(ctx)?;
+    if (cfg.developer_chain && matches!(tx.body.msg, Msg::Faucet { .. }))
+        || fee_exempt(ctx, &tx.sender, &tx.body.msg)?
+    {
         return Ok(());
     }
-    let base = config::load(ctx)?.fees.tx_base;
+    let base = cfg.fees.tx_base;
     if acct.balance < base {
         return Err(TxError::InsufficientFunds {
             need: base,

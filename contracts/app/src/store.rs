@@ -203,6 +203,15 @@ impl MerkleStore {
             .map_err(|e| StoreError::Tree(e.to_string()))?;
         self.inner.write_node_batch(&batch.node_batch);
         self.stale.extend(batch.stale_node_index_batch);
+        if let (true, Some(previous)) = (writes.is_empty(), latest) {
+            // With nothing to write, jmt copies the root to the new version without marking the
+            // old root stale: mark it here, or every empty block would leak one node.
+            let root_path: jmt::storage::NibblePath = std::iter::empty().collect();
+            self.stale.insert(StaleNodeIndex {
+                stale_since_version: version,
+                node_key: NodeKey::new(previous, root_path),
+            });
+        }
         for k in writes.keys() {
             self.inner.preimages.insert(key_hash(k), k.clone());
         }
@@ -254,6 +263,26 @@ mod tests {
             .iter()
             .map(|(k, v)| (k.as_bytes().to_vec(), v.map(|v| v.as_bytes().to_vec())))
             .collect()
+    }
+
+    #[test]
+    fn empty_blocks_do_not_grow_the_store() {
+        let mut s = MerkleStore::with_retention(5);
+        s.commit(0, &ws(&[("a", Some("1")), ("b", Some("2"))]))
+            .unwrap();
+        for v in 1..=20 {
+            s.commit(v, &WriteSet::new()).unwrap();
+        }
+        let after_20 = s.node_count();
+        for v in 21..=220 {
+            s.commit(v, &WriteSet::new()).unwrap();
+        }
+        // Before: one more node per empty block (200 here).
+        assert_eq!(s.node_count(), after_20);
+        // The kept versions still prove.
+        let (v, _) = s.get_with_proof(b"a", 216).unwrap();
+        assert_eq!(v, Some(b"1".to_vec()));
+        assert!(s.get(b"a", 215).is_err(), "pruned version");
     }
 
     #[test]
