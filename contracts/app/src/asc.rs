@@ -9,8 +9,8 @@
 //! EIP-712 signature of the result; responses are recorded by signer key, and only keys of the
 //! frozen set that are still registered count. A request completes when t + 1 parties agree on
 //! the result (public decryption, keygen, CRS), when 2t + 1 parties have sent their shares (user
-//! decryption; later shares are still recorded), or when n − t parties report the same resharing
-//! verdict. On completion the escrowed fee is paid to the signers that answered.
+//! decryption; later shares are still recorded), or when all n parties report the same resharing
+//! verdict (old shares are erased on completion). On completion the escrowed fee is paid to the signers that answered.
 
 use crate::config;
 use crate::ctx::Ctx;
@@ -459,10 +459,12 @@ pub fn fulfill(
         KmsRequest::UserDecrypt(_) => {
             (live.len() > 2 * t).then(|| (signers_digest(&live), live.clone()))
         }
-        // n − t identical verdicts: the honest parties agree on one new sharing.
+        // All n identical verdicts: old shares are erased on completion, which is safe only
+        // when every party holds a share of the one new sharing (with n − t, a corrupt party and
+        // a few dropped messages could leave the key hostage to it).
         KmsRequest::Reshare { .. } => {
             let m = matching(ctx)?;
-            (m.len() >= n.saturating_sub(t)).then_some((digest, m))
+            (m.len() >= n).then_some((digest, m))
         }
     };
     if let Some((result_digest, payees)) = completion {

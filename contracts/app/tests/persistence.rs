@@ -71,11 +71,11 @@ fn committed_state_survives_restarts_and_uncommitted_blocks_replay_once() {
         let app = KmsApp::open(&path, 100).unwrap();
         assert_eq!(app.info(RequestInfo::default()).last_block_height, 0);
         app.init_chain(init);
-        assert_eq!(finalize(&app, 1, &[tx1.clone()]), want[0]);
+        assert_eq!(finalize(&app, 1, std::slice::from_ref(&tx1)), want[0]);
         app.commit();
-        assert_eq!(finalize(&app, 2, &[tx2.clone()]), want[1]);
+        assert_eq!(finalize(&app, 2, std::slice::from_ref(&tx2)), want[1]);
         app.commit();
-        assert_eq!(finalize(&app, 3, &[tx3.clone()]), want[2]);
+        assert_eq!(finalize(&app, 3, std::slice::from_ref(&tx3)), want[2]);
         // killed here: no Commit for height 3
     }
     let app = KmsApp::open(&path, 100).unwrap();
@@ -87,7 +87,7 @@ fn committed_state_survives_restarts_and_uncommitted_blocks_replay_once() {
     assert_eq!(info.last_block_app_hash.to_vec(), want[1]);
     assert_eq!(balance(&app, &w), balance_after(&reference, &w, 2));
     // CometBFT's handshake replays block 3: same hash, applied once.
-    assert_eq!(finalize(&app, 3, &[tx3.clone()]), want[2]);
+    assert_eq!(finalize(&app, 3, std::slice::from_ref(&tx3)), want[2]);
     app.commit();
     drop(app);
     let app = KmsApp::open(&path, 100).unwrap();

@@ -24,18 +24,23 @@
 //!    echoes are not enough), and if an honest party commits to `X` (`n' − t'` echoes, `≥ t' + 1`
 //!    of them honest, sent to everyone), every honest party adopts `X`. When all honest
 //!    verdicts are equal, every honest party commits.
-//! 2. **Consistency check** ([`check_new_sharing`]): the new parties open a random combination
-//!    of their new key shares, masked by a PRSS random sharing (so the opened value is uniform
-//!    and says nothing about the key), with weights from the seed opened by the resharing check
-//!    (fixed after the dealing). It passes only if at least `n' − t'` shares agree and this
-//!    party's own share is among them.
+//! 2. **Consistency check** ([`check_new_sharing`]): the new parties open 32 random combinations
+//!    of their new key shares, each masked by a PRSS random sharing (so the opened values are
+//!    uniform and say nothing about the key), with weights from the seed opened by the resharing
+//!    check (fixed after the dealing). It passes only if **all** `n'` shares are present and
+//!    agree in every opening.
 //! 3. **Report and erasure**: a party reports `ReshareDone` with its
-//!    [`crate::reshare_check::verdict_digest`] only if it *committed* and the check passed. The
-//!    chain completes the resharing on `n' − t'` matching digests: then at least
-//!    `n' − 2t' ≥ t' + 1` honest parties committed, so every honest party adopted the same set
-//!    and holds a consistent new share. [`commit_reshare`] erases the old share (dropping it
-//!    zeroizes it) only if the chain completed with this party's agreed digest and its own check
-//!    passed (whether it committed or adopted); otherwise the old share is handed back.
+//!    [`crate::reshare_check::verdict_digest`] once it holds the agreed set (committed or
+//!    adopted) and its complete consistency check passed. The
+//!    chain completes the resharing only on **all `n'`** matching digests: every new party then
+//!    committed to the same set and holds a share on the one new polynomial, so erasing the old
+//!    shares leaves a complete sharing. (Completing on `n' − t'`, as first built, let a corrupt
+//!    party and a host dropping a few messages get the old shares erased while only `t' + 1`
+//!    honest parties held correct new shares: the key would be hostage to the corrupt party.) A
+//!    corrupt party can therefore stop a resharing (liveness; a complaint round is open), never
+//!    weaken the sharing. [`commit_reshare`] erases the old share (dropping it zeroizes it) only
+//!    if the chain completed with this party's agreed digest and its own check passed;
+//!    otherwise the old share is handed back.
 
 use crate::reshare_check::{challenge_weights, decode_dealers, encode_dealers, verdict_digest};
 use crate::wire::{decode_partials, encode_partials};
@@ -49,11 +54,13 @@ use std::time::Duration;
 /// How firmly a party holds the agreed verdict.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Grade {
-    /// `n' − t'` echoes: every honest party holds the same set (at least adopted); report
-    /// `ReshareDone` (after the consistency check).
+    /// `n' − t'` echoes: every honest party holds the same set (at least adopted).
     Committed,
-    /// `t' + 1` echoes: the set is the only one any honest party can commit to; combine it and
-    /// check it, but do not report; erase the old share only once the chain completed.
+    /// `t' + 1` echoes: the set is the only one any honest party can commit to. Either grade
+    /// combines the set, runs the complete consistency check and, if it passed, reports
+    /// `ReshareDone`; the chain completes only on all `n'` equal digests, so a party whose
+    /// messages were delayed does not stall the resharing, and nobody erases unless every
+    /// party holds a checked share of the one new sharing.
     Adopted,
 }
 
@@ -171,9 +178,17 @@ pub struct ConsistencyCheck {
     pub missing: Vec<usize>,
 }
 
-/// Checks that the new key shares lie on one degree-`t'` polynomial per coefficient: opens
-/// `Σ_c w_c·[s'_c] + [ρ]` (weights from `seed`, the resharing check's opened seed; `[ρ]` a PRSS
-/// random sharing) and requires at least `n' − t'` agreeing shares, this party's among them.
+/// Checks that the new key shares lie on one degree-`t'` polynomial per coefficient: opens, for
+/// each of [`crate::reshare_check::RESHARE_CHALLENGES`] independent challenges `j`,
+/// `Σ_c w_{j,c}·[s'_c] + [ρ_j]` (weights from `seed`, the resharing check's opened seed, at
+/// challenge indices after the dealer checks'; `[ρ_j]` a PRSS random sharing at counter `j`), and
+/// passes only if **every** new party's share is present and agrees in every opening. One
+/// opening catches an inconsistent share only with probability 15/16 (an error `2^127·u` vanishes
+/// under a weight that is 0 mod 2), so 32 of them give 2^-128. Requiring all `n'` shares (not
+/// `n' − t'`) is what makes erasing the old shares safe: with `n' − t'` a corrupt party plus a
+/// host that drops a few messages could leave only `t' + 1` honest parties with a correct new
+/// share, and the key hostage to the corrupt one. A corrupt party can make this check fail (the
+/// resharing aborts, old shares kept), never pass with a bad sharing.
 pub async fn check_new_sharing(
     net: &dyn Transport,
     prss: &Prss<u128, 4>,
@@ -182,51 +197,67 @@ pub async fn check_new_sharing(
     new_key: &SnsKeyShare,
     deadline: Duration,
 ) -> Result<ConsistencyCheck, ThresholdError> {
+    use crate::reshare_check::RESHARE_CHALLENGES;
     let n = net.n();
     let me = net.me();
     let t = new_key.t;
-    let weights = challenge_weights(
-        seed,
-        crate::reshare_check::RESHARE_CHALLENGES,
-        new_key.key.len(),
-    );
     let s = session(base_session, b"/consistency");
-    let combo = new_key
-        .key
-        .iter()
-        .zip(&weights)
-        .fold(prss.random_share(&s, 0), |acc, (k, w)| acc.add(&k.mul(w)));
-    let mine = encode_partials(&[combo]);
+    let combos: Vec<Share> = (0..RESHARE_CHALLENGES)
+        .map(|j| {
+            // Indices RESHARE_CHALLENGES.. are not used by the dealer checks.
+            let weights = challenge_weights(seed, RESHARE_CHALLENGES + j, new_key.key.len());
+            new_key
+                .key
+                .iter()
+                .zip(&weights)
+                .fold(prss.random_share(&s, j as u64), |acc, (k, w)| {
+                    acc.add(&k.mul(w))
+                })
+        })
+        .collect();
+    let mine = encode_partials(&combos);
     broadcast(net, &s, &mine).await;
     let mut got = gather(net, &s, deadline).await;
     if let Some(slot) = got.get_mut(me.wrapping_sub(1)) {
         *slot = Some(mine);
     }
-    let shares: Vec<Option<Share>> = got
+    let received: Vec<Option<Vec<Share>>> = got
         .iter()
         .map(|m| {
             m.as_ref()
-                .and_then(|b| decode_partials(b, 1))
-                .and_then(|v| v.first().copied())
+                .and_then(|b| decode_partials(b, RESHARE_CHALLENGES))
         })
         .collect();
     let missing: Vec<usize> = (1..=n)
-        .filter(|p| shares.get(p - 1).is_none_or(Option::is_none))
+        .filter(|p| received.get(p - 1).is_none_or(Option::is_none))
         .collect();
-    let opened = robust_open(&shares, t).map_err(|e| {
-        ThresholdError::ReshareAborted(format!("the new sharing does not open: {e}"))
-    })?;
-    if opened.agreeing < n - t || opened.cheaters.contains(&me) {
+    let mut agreeing = n;
+    let mut cheaters: Vec<usize> = Vec::new();
+    for j in 0..RESHARE_CHALLENGES {
+        let shares: Vec<Option<Share>> = received
+            .iter()
+            .map(|r| r.as_ref().and_then(|v| v.get(j).copied()))
+            .collect();
+        let opened = robust_open(&shares, t).map_err(|e| {
+            ThresholdError::ReshareAborted(format!("the new sharing does not open: {e}"))
+        })?;
+        agreeing = agreeing.min(opened.agreeing);
+        for c in opened.cheaters {
+            if !cheaters.contains(&c) {
+                cheaters.push(c);
+            }
+        }
+    }
+    cheaters.sort_unstable();
+    if agreeing < n || !missing.is_empty() || !cheaters.is_empty() {
         return Err(ThresholdError::ReshareAborted(format!(
-            "the new sharing is not consistent: {} of {n} shares agree (need {}), wrong: {:?}",
-            opened.agreeing,
-            n - t,
-            opened.cheaters
+            "the new sharing is not complete and consistent: {agreeing} of {n} shares agree \
+             in every opening, missing: {missing:?}, wrong: {cheaters:?}"
         )));
     }
     Ok(ConsistencyCheck {
-        agreeing: opened.agreeing,
-        cheaters: opened.cheaters,
+        agreeing,
+        cheaters,
         missing,
     })
 }
@@ -253,8 +284,8 @@ pub fn commit_reshare(
 ) -> Result<SnsKeyShare, Box<ReshareAbort>> {
     let reason = if *chain_digest != agreed.digest {
         Some("the chain completed the resharing with another verdict".to_string())
-    } else if check.agreeing < new.n.saturating_sub(new.t) {
-        Some("the new sharing was not checked consistent".to_string())
+    } else if check.agreeing < new.n || !check.missing.is_empty() || !check.cheaters.is_empty() {
+        Some("the new sharing was not checked complete and consistent".to_string())
     } else {
         None
     };

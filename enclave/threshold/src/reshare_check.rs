@@ -39,7 +39,7 @@
 //! received, and a malicious new party can show different check shares to different parties (or
 //! a host can delay one message). The verdicts are therefore agreed on before anyone combines
 //! ([`crate::reshare_agree`]), and each party's [`ReshareVerdict::digest`] goes on chain with
-//! `ReshareDone`, which completes only on `n' − t'` matching digests. Liveness needs `t + 1`
+//! `ReshareDone`, which completes only when all `n'` digests match. Liveness needs `t + 1`
 //! dealers left and agreeing verdicts: a new party that lies about some dealers to some parties
 //! can make the resharing abort (old shares kept), never a wrong or split key; resolving that
 //! needs a complaint round (open: see the threshold issue).
@@ -187,7 +187,7 @@ pub fn decode_dealers(b: &[u8], old_n: usize) -> Option<Vec<usize>> {
 }
 
 /// The verdict digest a new party reports on chain with `ReshareDone` (the chain completes the
-/// resharing only on `n' − t'` equal digests):
+/// resharing only when all `n'` digests are equal):
 ///
 /// ```text
 /// SHA3-256( "kms/reshare-verdict/v1" ‖ u32 len(reshare_id) ‖ reshare_id ‖ encode_dealers(dealers) )
