@@ -196,6 +196,17 @@ pub fn submit(
         }
         KmsRequest::UserDecrypt(r) => {
             check_cts(&cfg, r.ciphertexts.len())?;
+            // Every party must be able to answer in one transaction, or the request (and its
+            // escrowed fee) would hang forever.
+            let answer = max_envelope(&r.ciphertexts)
+                .saturating_add(kms_chain_types::tx::FULFILLMENT_OVERHEAD_BYTES);
+            if answer > kms_chain_types::tx::MAX_TX_BYTES {
+                return Err(TxError::Invalid(format!(
+                    "a party's answer to these ciphertexts can take {answer} bytes, over the \
+                     {}-byte transaction limit: split the request",
+                    kms_chain_types::tx::MAX_TX_BYTES
+                )));
+            }
             require_key_for_app(ctx, &r.key_id, app_id)?;
             isc::isc_for(&app).check_decrypt(ctx, &app, sender, &r.ciphertexts)?;
         }

@@ -785,6 +785,82 @@ fn hole14_a_transaction_included_twice_is_indexed_at_its_successful_copy() {
 // Hole 15: the envelope bound implied by the request.
 // ---------------------------------------------------------------------------------------------
 
+/// Every party can always answer a user decryption the ASC accepted in one transaction (review of
+/// hole 15: envelopes within the new bound could exceed the transaction limit, so such requests
+/// hung forever with their fee escrowed): the request is refused when a party's answer could
+/// not fit, and the largest accepted one's answer, at its maximum size, is accepted on chain.
+#[test]
+fn hole15_a_party_can_always_answer_in_one_transaction() {
+    use kms_chain_types::tx::{FULFILLMENT_OVERHEAD_BYTES, MAX_TX_BYTES};
+    let mut net = Net::new();
+    let mut client = funded(&mut net, 1_000_000);
+    let client_addr = client.address();
+    net.register_app("app", client_addr);
+    let key_id = net.keygen("app", "k");
+    let cts = |k: usize| -> Vec<CiphertextRef> {
+        (0..k)
+            .map(|i| CiphertextRef {
+                fhe_type: FheType::Uint256,
+                digest: [i as u8 + 1; 32],
+            })
+            .collect()
+    };
+    let fits = |k: usize| {
+        kms_chain_app::asc::max_envelope(&cts(k)) + FULFILLMENT_OVERHEAD_BYTES <= MAX_TX_BYTES
+    };
+    let largest = (1..=64).take_while(|&k| fits(k)).last().unwrap();
+    assert!(
+        largest < 64,
+        "64 × FheUint256 answers fit: the test would prove nothing"
+    );
+    let handles: Vec<[u8; 32]> = cts(largest + 1).iter().map(|c| c.digest).collect();
+    assert_eq!(
+        net.one(grant(&mut client, "app", &handles, &[client_addr])),
+        0
+    );
+    let ckp = kms_signcryption::ClientKeyPair::generate(&mut rand::thread_rng());
+    let request = |k: usize| {
+        KmsRequest::UserDecrypt(UserDecryptionRef {
+            key_id,
+            ciphertexts: cts(k),
+            client_key_digest: ckp.public().digest(),
+        })
+    };
+    let submit = |client: &mut Wallet, r: KmsRequest| {
+        client.tx(
+            CHAIN,
+            Msg::Request {
+                app_id: "app".into(),
+                request: r,
+            },
+        )
+    };
+    let tx = submit(&mut client, request(largest + 1));
+    assert_eq!(
+        net.one(tx),
+        13,
+        "an answer that cannot fit is refused up front"
+    );
+    let r = request(largest);
+    let id = r.request_id();
+    let tx = submit(&mut client, r);
+    assert_eq!(net.one(tx), 0);
+    let envelope = vec![7u8; kms_chain_app::asc::max_envelope(&cts(largest))];
+    let v = UserDecryptionResponse::new(&id, ckp.public().digest(), sha3_256(&envelope));
+    let f = Fulfillment::UserDecryption {
+        signature: net.setup.parties[0]
+            .key()
+            .sign(&net.domain, &v)
+            .unwrap()
+            .0
+            .to_vec(),
+        envelope,
+    };
+    let tx = fulfill(&mut net.setup.parties[0], id, f);
+    assert!(tx.len() <= MAX_TX_BYTES, "{} bytes", tx.len());
+    assert_eq!(net.one(tx), 0, "the largest answer is accepted");
+}
+
 #[test]
 fn hole15_envelopes_are_bounded_by_the_request_and_a_real_envelope_fits() {
     use kms_eip712::types::UserDecryptionShare;

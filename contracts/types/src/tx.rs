@@ -20,6 +20,11 @@ use sha3::{Digest, Keccak256};
 /// Largest transaction the chain accepts.
 pub const MAX_TX_BYTES: usize = 256 * 1024;
 
+/// Room a fulfillment transaction needs besides its envelope: the CBOR of the signed body
+/// (sender fields, nonce, request ID, the 65-byte result signature, byte-string headers) and the
+/// 65-byte transaction signature. Byte fields are CBOR byte strings, so this is a constant.
+pub const FULFILLMENT_OVERHEAD_BYTES: usize = 1024;
+
 /// An application identifier (the ISC scope): 1 to 64 characters `[a-z0-9-]`.
 pub type AppId = String;
 
@@ -87,6 +92,7 @@ pub struct MaterialItem {
     /// SHA3-256 of the bytes.
     pub digest: [u8; 32],
     /// EIP-712 signature of `PublicMaterial{requestId, dataType, digest}`.
+    #[serde(with = "serde_bytes")]
     pub signature: Vec<u8>,
 }
 
@@ -115,16 +121,20 @@ pub enum Fulfillment {
     /// party's EIP-712 signature.
     PublicDecryption {
         /// One 32-byte big-endian word per ciphertext.
+        #[serde(with = "serde_bytes")]
         plaintexts: Vec<u8>,
         /// 65-byte signature.
+        #[serde(with = "serde_bytes")]
         signature: Vec<u8>,
     },
     /// User decryption: the envelope for the client (forwarded as is) and the party's EIP-712
     /// signature of `UserDecryptionResponse{requestId, clientKeyDigest, envelopeDigest}`.
     UserDecryption {
         /// The signcrypted share.
+        #[serde(with = "serde_bytes")]
         envelope: Vec<u8>,
         /// 65-byte signature.
+        #[serde(with = "serde_bytes")]
         signature: Vec<u8>,
     },
     /// Keygen or CRS generation: the public material produced.
@@ -247,8 +257,10 @@ pub struct TxBody {
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct SignedTx {
     /// CBOR of [`TxBody`].
+    #[serde(with = "serde_bytes")]
     pub body: Vec<u8>,
     /// 65-byte `r ‖ s ‖ v` signature.
+    #[serde(with = "serde_bytes")]
     pub signature: Vec<u8>,
 }
 
