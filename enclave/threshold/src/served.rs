@@ -68,6 +68,9 @@ pub enum Served {
 /// (0 = started, 1 = done) ‖ result`.
 pub struct ServedLog {
     store: Box<dyn ServedStore>,
+    /// Serializes `begin`'s load-then-store, so two concurrent requests with one ID and
+    /// different content cannot both be told to serve.
+    begin_lock: std::sync::Mutex<()>,
 }
 
 impl std::fmt::Debug for ServedLog {
@@ -108,6 +111,7 @@ impl ServedLog {
     pub fn new(store: impl ServedStore + 'static) -> Self {
         Self {
             store: Box::new(store),
+            begin_lock: std::sync::Mutex::new(()),
         }
     }
 
@@ -133,6 +137,7 @@ impl ServedLog {
         content: &[u8; 32],
     ) -> Result<Served, ThresholdError> {
         let key = Self::key(key_id, request_id);
+        let _one_at_a_time = self.begin_lock.lock().unwrap_or_else(|p| p.into_inner());
         match self.store.load(&key).map_err(ThresholdError::Storage)? {
             Some(rec) => {
                 let (digest, rest) = rec
@@ -191,6 +196,37 @@ mod tests {
         fn store(&self, _: &[u8], _: &[u8]) -> Result<(), String> {
             Err("disk full".into())
         }
+    }
+
+    /// A store whose reads are slow, so that two `begin`s overlap.
+    struct Slow(MemoryServedStore);
+    impl ServedStore for Slow {
+        fn load(&self, key: &[u8]) -> Result<Option<Vec<u8>>, String> {
+            let r = self.0.load(key);
+            std::thread::sleep(std::time::Duration::from_millis(50));
+            r
+        }
+        fn store(&self, key: &[u8], value: &[u8]) -> Result<(), String> {
+            self.0.store(key, value)
+        }
+    }
+
+    /// Two requests with one ID and different content at the same moment: exactly one is
+    /// served (review: `begin` loaded, then stored, so both could be told to serve).
+    #[test]
+    fn concurrent_requests_with_one_id_serve_one_content() {
+        let log = Arc::new(ServedLog::new(Slow(MemoryServedStore::default())));
+        let (key, req) = (RequestId::derive("k", b""), RequestId::derive("r", b""));
+        let threads: Vec<_> = [1u8, 2]
+            .into_iter()
+            .map(|b| {
+                let log = log.clone();
+                std::thread::spawn(move || log.begin(&key, &req, &[b; 32]))
+            })
+            .collect();
+        let outcomes: Vec<_> = threads.into_iter().map(|t| t.join().unwrap()).collect();
+        let served = outcomes.iter().filter(|o| **o == Ok(Served::Serve)).count();
+        assert_eq!(served, 1, "{outcomes:?}");
     }
 
     /// The log lives in the store: a restarted party (a new log over the same store) still
