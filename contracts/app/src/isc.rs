@@ -106,6 +106,7 @@ pub fn create_application(
         admin,
         isc: IscKind::Acl,
         acl_entries: 0,
+        owned_handles: 0,
     };
     ctx.put(keys::application(&app_id), &app);
     ctx.emit(
@@ -121,22 +122,22 @@ pub fn handle_owner(ctx: &Ctx<'_>, handle: &[u8; 32]) -> Result<Option<AppId>, T
 }
 
 /// Fails unless `handle` is owned by `app_id` (or, when `claim`, unowned: it then becomes
-/// `app_id`'s).
+/// `app_id`'s, and `Ok(true)` says it was claimed now).
 fn own_handle(
     ctx: &mut Ctx<'_>,
     app_id: &str,
     handle: &[u8; 32],
     claim: bool,
-) -> Result<(), TxError> {
+) -> Result<bool, TxError> {
     match handle_owner(ctx, handle)? {
-        Some(owner) if owner == app_id => Ok(()),
+        Some(owner) if owner == app_id => Ok(false),
         Some(owner) => Err(TxError::HandleOwnedByOtherApp(format!(
             "handle {} belongs to application {owner}, not {app_id}",
             hex::encode(handle)
         ))),
         None if claim => {
             ctx.put(keys::handle_owner(handle), &app_id.to_string());
-            Ok(())
+            Ok(true)
         }
         None => Err(TxError::HandleOwnedByOtherApp(format!(
             "handle {} is not registered to application {app_id}",
@@ -176,7 +177,14 @@ pub fn set_acl(
     }
     let max_entries = config::load(ctx)?.max_acl_entries_per_app;
     for h in handles {
-        own_handle(ctx, app_id, h, grant)?;
+        if own_handle(ctx, app_id, h, grant)? {
+            app.owned_handles = app.owned_handles.saturating_add(1);
+            if app.owned_handles > max_entries {
+                return Err(TxError::AppStateLimit(format!(
+                    "application {app_id} may own at most {max_entries} handles"
+                )));
+            }
+        }
         for a in addresses {
             let k = keys::acl(app_id, h, a);
             let present = ctx.raw(&k)?.is_some();

@@ -680,6 +680,36 @@ fn hole13_acl_entries_per_application_are_bounded() {
     assert_eq!(net.one(grant(&mut a, "app", &[[3; 32]], &[x])), 0);
 }
 
+/// Handle ownership records count against the application's bound too (chain review: granting
+/// then revoking freed the ACL slot but kept the ownership record, so one application could own
+/// any number of handles).
+#[test]
+fn hole13_owned_handles_per_application_are_bounded() {
+    let mut net = Net::with_config(|c| c.max_acl_entries_per_app = 3);
+    let mut a = funded(&mut net, 1_000_000);
+    net.register_app("app", a.address());
+    let x = [1u8; 20];
+    for i in 1..=4u8 {
+        let code = net.one(grant(&mut a, "app", &[[i; 32]], &[x]));
+        if i == 4 {
+            assert_eq!(code, 20, "a fourth handle");
+            break;
+        }
+        assert_eq!(code, 0);
+        let revoke = a.tx(
+            CHAIN,
+            Msg::AclRevoke {
+                app_id: "app".into(),
+                handles: vec![[i; 32]],
+                addresses: vec![x],
+            },
+        );
+        assert_eq!(net.one(revoke), 0);
+    }
+    // Its own handles stay grantable.
+    assert_eq!(net.one(grant(&mut a, "app", &[[1; 32]], &[x])), 0);
+}
+
 // ---------------------------------------------------------------------------------------------
 // Hole 14: mempool and index.
 // ---------------------------------------------------------------------------------------------

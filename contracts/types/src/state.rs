@@ -178,6 +178,10 @@ pub struct Application {
     pub isc: IscKind,
     /// How many ACL entries it holds (bounded by `Config::max_acl_entries_per_app`).
     pub acl_entries: u64,
+    /// How many ciphertext handles it owns (bounded by the same limit: revoking an entry does
+    /// not release the handle's ownership record).
+    #[serde(default)]
+    pub owned_handles: u64,
 }
 
 /// The applications allowed to decrypt under a key set (stored at [`keys::key_apps`]).
