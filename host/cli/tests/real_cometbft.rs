@@ -5,7 +5,8 @@
 //! validators, the ASC's state proof and the inclusion of a transaction; a validator killed
 //! mid-run does not stop the chain (3 of 4 voting power > 2/3); an app process killed with its
 //! node comes back from its state on disk, CometBFT's handshake replays what it missed, and it
-//! reaches the same app hash as the others.
+//! reaches the same app hash as the others; with two validators down (half the power) the chain
+//! halts and a waiting transaction is not finalized until they are back, then it is.
 //!
 //! `cometbft` comes from `scripts/install-cometbft` (pinned, cached outside the clone);
 //! `scripts/test` installs it when missing, or set `COMETBFT` to a binary.
@@ -399,4 +400,48 @@ async fn four_real_validators_finalize_kms_transactions() {
         .await
         .unwrap();
     assert!(!q.value.is_empty(), "the restarted node lost the account");
+
+    // Two validators down (half the power, < 2/3): the chain halts and a transaction waits in
+    // the mempool; nothing is finalized without them. Back up, the chain resumes and commits it.
+    for i in [1, 2] {
+        validators.kill(i);
+        apps.kill(i);
+    }
+    let stalled = height(&clients[0]).await;
+    let waiting = user.tx(
+        CHAIN,
+        Msg::Transfer {
+            to: [9; 20],
+            amount: 1,
+        },
+    );
+    let sync = clients[0].broadcast_tx_sync(waiting).await.unwrap();
+    assert!(sync.code.is_ok(), "CheckTx: {}", sync.log);
+    tokio::time::sleep(Duration::from_secs(4)).await;
+    let during = height(&clients[0]).await;
+    assert!(
+        during <= stalled + 1,
+        "2 of 4 validators made blocks: {stalled} -> {during}"
+    );
+    assert!(
+        clients[0].tx(sync.hash, false).await.is_err(),
+        "a transaction was finalized while the chain had no quorum"
+    );
+    for i in [1, 2] {
+        apps.0[i] = Some(app(&nodes[i]));
+        validators.0[i] = Some(validator(&nodes[i]));
+    }
+    wait_for_height(&clients[0], during + 2, Duration::from_secs(90)).await;
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let done = loop {
+        if let Ok(t) = clients[0].tx(sync.hash, false).await {
+            break t;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the waiting transaction was never committed"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    };
+    assert!(done.tx_result.code.is_ok(), "{}", done.tx_result.log);
 }
