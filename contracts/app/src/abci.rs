@@ -236,10 +236,29 @@ impl Application for KmsApp {
         }
     }
 
-    fn process_proposal(&self, _request: RequestProcessProposal) -> ResponseProcessProposal {
-        // Every transaction is validated on execution; invalid ones are recorded as failed.
+    fn process_proposal(&self, request: RequestProcessProposal) -> ResponseProcessProposal {
+        // A proposal may carry transactions that fail on execution (state changed since CheckTx:
+        // they are recorded as failed and pay for it), but never one that is not a transaction
+        // of this chain at all: undecodable, oversized, for another chain, or badly signed. That
+        // check needs no state, so every honest validator decides alike. An honest proposer
+        // only takes transactions its CheckTx accepted, which implies all of this.
+        let s = self.lock();
+        let valid = request
+            .txs
+            .iter()
+            .all(|raw| decode_tx(raw, &s.chain_id).is_ok());
+        if !valid {
+            tracing::warn!(
+                height = request.height,
+                "rejecting a proposal with an invalid transaction"
+            );
+        }
         ResponseProcessProposal {
-            status: ProposalStatus::Accept as i32,
+            status: if valid {
+                ProposalStatus::Accept
+            } else {
+                ProposalStatus::Reject
+            } as i32,
         }
     }
 

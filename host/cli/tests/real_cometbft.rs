@@ -22,6 +22,7 @@ use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 use tendermint::block::Height;
 use tendermint::Time;
+use tendermint_proto::v0_38::abci as v038;
 use tendermint_rpc::{Client, HttpClient, Paging};
 
 const CHAIN: &str = "kms-real-cometbft";
@@ -191,6 +192,37 @@ fn write_network(bin: &Path, root: &Path, setup: &DevSetup) -> Vec<Node> {
     nodes
 }
 
+/// The tests each run a 4-validator network; on 2 cores they take turns.
+static ONE_NETWORK_AT_A_TIME: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
+
+/// `kms chain-app` for node `n`, its state in the node's home.
+fn spawn_app(n: &Node) -> Child {
+    Command::new(env!("CARGO_BIN_EXE_kms"))
+        .args(["chain-app", "--abci", &format!("127.0.0.1:{}", n.abci)])
+        .arg("--data-dir")
+        .arg(n.home.join("app"))
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap()
+}
+
+/// `cometbft start` for node `n`, its log appended to `node.log` in its home.
+fn spawn_validator(bin: &Path, n: &Node) -> Child {
+    let log = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(n.home.join("node.log"))
+        .unwrap();
+    Command::new(bin)
+        .args(["start", "--home"])
+        .arg(&n.home)
+        .stdout(log)
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap()
+}
+
 async fn height(client: &HttpClient) -> u64 {
     client
         .status()
@@ -235,31 +267,10 @@ async fn four_real_validators_finalize_kms_transactions() {
     let setup = DevSetup::new(CHAIN, 4, 1, 0, Time::now());
     let nodes = write_network(&bin, dir.path(), &setup);
 
+    let _alone = ONE_NETWORK_AT_A_TIME.lock().await;
     // Four application processes (state on disk), then the four validators that drive them.
-    let app = |n: &Node| {
-        Command::new(env!("CARGO_BIN_EXE_kms"))
-            .args(["chain-app", "--abci", &format!("127.0.0.1:{}", n.abci)])
-            .arg("--data-dir")
-            .arg(n.home.join("app"))
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .unwrap()
-    };
-    let validator = |n: &Node| {
-        let log = std::fs::OpenOptions::new()
-            .create(true)
-            .append(true)
-            .open(n.home.join("node.log"))
-            .unwrap();
-        Command::new(&bin)
-            .args(["start", "--home"])
-            .arg(&n.home)
-            .stdout(log)
-            .stderr(Stdio::null())
-            .spawn()
-            .unwrap()
-    };
+    let app = spawn_app;
+    let validator = |n: &Node| spawn_validator(&bin, n);
     let mut apps = Processes(nodes.iter().map(|n| Some(app(n))).collect());
     let mut validators = Processes(nodes.iter().map(|n| Some(validator(n))).collect());
     let clients: Vec<HttpClient> = nodes
@@ -444,4 +455,94 @@ async fn four_real_validators_finalize_kms_transactions() {
         tokio::time::sleep(Duration::from_millis(200)).await;
     };
     assert!(done.tx_result.code.is_ok(), "{}", done.tx_result.log);
+}
+
+/// A validator whose app adds a transaction that is not one (garbage) to every block it
+/// proposes: a Byzantine proposer.
+#[derive(Clone)]
+struct JunkProposer(kms_chain_app::KmsApp);
+
+/// The junk the Byzantine proposer adds.
+const JUNK: &[u8] = b"not a KMS transaction";
+
+impl tendermint_abci::Application for JunkProposer {
+    fn info(&self, r: v038::RequestInfo) -> v038::ResponseInfo {
+        self.0.info(r)
+    }
+    fn init_chain(&self, r: v038::RequestInitChain) -> v038::ResponseInitChain {
+        self.0.init_chain(r)
+    }
+    fn check_tx(&self, r: v038::RequestCheckTx) -> v038::ResponseCheckTx {
+        self.0.check_tx(r)
+    }
+    fn query(&self, r: v038::RequestQuery) -> v038::ResponseQuery {
+        self.0.query(r)
+    }
+    fn prepare_proposal(&self, r: v038::RequestPrepareProposal) -> v038::ResponsePrepareProposal {
+        let mut txs = r.txs;
+        txs.push(JUNK.to_vec().into());
+        v038::ResponsePrepareProposal { txs }
+    }
+    fn process_proposal(&self, r: v038::RequestProcessProposal) -> v038::ResponseProcessProposal {
+        self.0.process_proposal(r)
+    }
+    fn finalize_block(&self, r: v038::RequestFinalizeBlock) -> v038::ResponseFinalizeBlock {
+        self.0.finalize_block(r)
+    }
+    fn commit(&self) -> v038::ResponseCommit {
+        self.0.commit()
+    }
+}
+
+/// Node 0 proposes blocks with an invalid transaction; the other three reject them in
+/// ProcessProposal, so the chain goes on with the others' proposals, no committed block was
+/// proposed by node 0, and the junk is never in a block.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_proposal_with_an_invalid_transaction_is_rejected() {
+    let _alone = ONE_NETWORK_AT_A_TIME.lock().await;
+    let bin = cometbft();
+    let dir = tempfile::tempdir().unwrap();
+    let setup = DevSetup::new(CHAIN, 4, 1, 0, Time::now());
+    let nodes = write_network(&bin, dir.path(), &setup);
+    // Node 0's app runs here, behind the junk-adding wrapper; the others are honest processes.
+    let server = tendermint_abci::ServerBuilder::default()
+        .bind(
+            format!("127.0.0.1:{}", nodes[0].abci),
+            JunkProposer(kms_chain_app::KmsApp::new()),
+        )
+        .unwrap();
+    std::thread::spawn(move || {
+        let _ = server.listen();
+    });
+    let _apps = Processes(nodes[1..].iter().map(|n| Some(spawn_app(n))).collect());
+    let _validators = Processes(
+        nodes
+            .iter()
+            .map(|n| Some(spawn_validator(&bin, n)))
+            .collect(),
+    );
+    let client = HttpClient::new(format!("http://127.0.0.1:{}", nodes[1].rpc).as_str()).unwrap();
+    let top = wait_for_height(&client, 12, Duration::from_secs(120)).await;
+    let genesis: tendermint::Genesis<Value> =
+        serde_json::from_slice(&std::fs::read(nodes[0].home.join("config/genesis.json")).unwrap())
+            .unwrap();
+    let byzantine = genesis.validators[0].address;
+    let mut proposers = std::collections::BTreeSet::new();
+    for h in 1..=top {
+        let block = client
+            .block(Height::try_from(h).unwrap())
+            .await
+            .unwrap()
+            .block;
+        assert!(
+            !block.data.iter().any(|t| t.as_slice() == JUNK),
+            "the junk transaction was committed at height {h}"
+        );
+        proposers.insert(block.header.proposer_address);
+    }
+    assert!(
+        !proposers.contains(&byzantine),
+        "a block proposed by the Byzantine validator was committed"
+    );
+    assert!(proposers.len() >= 2, "proposers {proposers:?}");
 }
