@@ -29,11 +29,12 @@ fn finalize(app: &KmsApp, height: i64, txs: &[Vec<u8>]) -> Vec<u8> {
     r.app_hash.to_vec()
 }
 
-fn balance(app: &KmsApp, w: &Wallet) -> Account {
+/// The account of `w` at `height` (0: the last committed).
+fn balance(app: &KmsApp, w: &Wallet, height: i64) -> Account {
     let q = app.query(RequestQuery {
         data: keys::account(&w.address()).into(),
         path: "store".into(),
-        height: 0,
+        height,
         prove: false,
     });
     kms_chain_types::codec::decode(&q.value).unwrap()
@@ -85,7 +86,7 @@ fn committed_state_survives_restarts_and_uncommitted_blocks_replay_once() {
         "the uncommitted block is not there"
     );
     assert_eq!(info.last_block_app_hash.to_vec(), want[1]);
-    assert_eq!(balance(&app, &w), balance_after(&reference, &w, 2));
+    assert_eq!(balance(&app, &w, 0), balance(&reference, &w, 2));
     // CometBFT's handshake replays block 3: same hash, applied once.
     assert_eq!(finalize(&app, 3, std::slice::from_ref(&tx3)), want[2]);
     app.commit();
@@ -94,20 +95,10 @@ fn committed_state_survives_restarts_and_uncommitted_blocks_replay_once() {
     let info = app.info(RequestInfo::default());
     assert_eq!(info.last_block_height, 3);
     assert_eq!(info.last_block_app_hash.to_vec(), want[2]);
-    assert_eq!(balance(&app, &w), balance(&reference, &w));
+    assert_eq!(balance(&app, &w, 0), balance(&reference, &w, 0));
     // The chain ID came back too: a transaction for it is accepted.
     let tx4 = w.tx(CHAIN, Msg::Faucet { amount: 1 });
     finalize(&app, 4, &[tx4]);
-}
-
-fn balance_after(reference: &KmsApp, w: &Wallet, height: i64) -> Account {
-    let q = reference.query(RequestQuery {
-        data: keys::account(&w.address()).into(),
-        path: "store".into(),
-        height,
-        prove: false,
-    });
-    kms_chain_types::codec::decode(&q.value).unwrap()
 }
 
 #[test]
