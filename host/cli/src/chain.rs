@@ -29,6 +29,64 @@ pub struct DevKeys {
 
 const DEV_KEYS: &str = "dev-keys.json";
 
+/// Writes the developer keys of `setup` (admin and parties' chain keys, hex) to `path`.
+fn write_dev_keys(path: &Path, chain_id: &str, setup: &DevSetup) -> Result<(), String> {
+    let keys = DevKeys {
+        chain_id: chain_id.to_string(),
+        admin: hex::encode(setup.admin.key().to_bytes().as_slice()),
+        parties: setup
+            .parties
+            .iter()
+            .map(|p| hex::encode(p.key().to_bytes().as_slice()))
+            .collect(),
+    };
+    let raw = serde_json::to_vec_pretty(&keys).map_err(|e| e.to_string())?;
+    std::fs::write(path, raw).map_err(|e| e.to_string())
+}
+
+/// Writes a developer KMS chain for real CometBFT below `dir` (`kms chain-net init`): a
+/// `validators`-node network ([`crate::network::write_network`]) whose config registers
+/// `parties` developer parties with threshold `threshold`, their keys in `dir/dev-keys.json`.
+/// Prints how to start each node.
+#[allow(clippy::too_many_arguments)]
+pub fn init_network(
+    cometbft: &Path,
+    dir: &Path,
+    chain_id: &str,
+    validators: usize,
+    parties: usize,
+    threshold: u32,
+    block_ms: u64,
+) -> Result<(), String> {
+    let setup = DevSetup::new(chain_id, parties, threshold, 0, Time::now());
+    std::fs::create_dir_all(dir).map_err(|e| e.to_string())?;
+    let nodes = crate::network::write_network(
+        cometbft,
+        dir,
+        chain_id,
+        validators,
+        &setup.genesis.app_config,
+        block_ms,
+    )
+    .map_err(|e| e.to_string())?;
+    write_dev_keys(&dir.join(DEV_KEYS), chain_id, &setup)?;
+    println!(
+        "{chain_id}: {validators} validators below {}, developer keys in {DEV_KEYS}; start each node with:",
+        dir.display()
+    );
+    for n in &nodes {
+        println!(
+            "  kms chain-app --abci 127.0.0.1:{} --data-dir {}/app &  {} start --home {}   # RPC http://127.0.0.1:{}",
+            n.abci,
+            n.home.display(),
+            cometbft.display(),
+            n.home.display(),
+            n.rpc
+        );
+    }
+    Ok(())
+}
+
 /// Runs the devnet until interrupted.
 pub async fn run_devnet(
     dir: &Path,
@@ -42,18 +100,7 @@ pub async fn run_devnet(
     let keys_path = dir.join(DEV_KEYS);
     let chain = PersistentChain::open_or_create(dir, || {
         let setup = DevSetup::new(chain_id, parties, threshold, validators, Time::now());
-        let keys = DevKeys {
-            chain_id: chain_id.to_string(),
-            admin: hex::encode(setup.admin.key().to_bytes().as_slice()),
-            parties: setup
-                .parties
-                .iter()
-                .map(|p| hex::encode(p.key().to_bytes().as_slice()))
-                .collect(),
-        };
-        if let Ok(s) = serde_json::to_vec_pretty(&keys) {
-            let _ = std::fs::write(&keys_path, s);
-        }
+        let _ = write_dev_keys(&keys_path, chain_id, &setup);
         setup.genesis
     })
     .map_err(|e| e.to_string())?;

@@ -9,3 +9,4 @@ pub mod chain;
 pub mod demo;
 pub mod demo_threshold;
 pub mod devserver;
+pub mod network;

@@ -239,6 +239,31 @@ enum Cmd {
         #[arg(long, default_value_t = 1)]
         threshold: u32,
     },
+    /// Write a k-validator network of the KMS chain for real CometBFT (loopback ports, genesis
+    /// with a developer config, developer keys) and print how to start its nodes.
+    ChainNet {
+        /// Network folder (one CometBFT home per validator, `network.json`, `dev-keys.json`).
+        #[arg(long, default_value = "kms-chain-net")]
+        dir: PathBuf,
+        /// Chain ID.
+        #[arg(long, default_value = "kms-local")]
+        chain_id: String,
+        /// Validators.
+        #[arg(long, default_value_t = 4)]
+        validators: usize,
+        /// KMS parties registered in the config contract.
+        #[arg(long, default_value_t = 4)]
+        parties: usize,
+        /// Threshold t.
+        #[arg(long, default_value_t = 1)]
+        threshold: u32,
+        /// CometBFT's `timeout_commit`, milliseconds.
+        #[arg(long, default_value_t = 1000)]
+        block_ms: u64,
+        /// The `cometbft` binary (`scripts/install-cometbft` prints its path).
+        #[arg(long, default_value = "cometbft")]
+        cometbft: PathBuf,
+    },
     /// Serve the KMS chain's ABCI app to a real CometBFT 0.38 node (production).
     ChainApp {
         /// ABCI listen address (CometBFT's `proxy_app`).
@@ -711,6 +736,17 @@ async fn run(cli: Cli) -> R<()> {
             )
             .await?;
         }
+        Cmd::ChainNet {
+            dir,
+            chain_id,
+            validators,
+            parties,
+            threshold,
+            block_ms,
+            cometbft,
+        } => kms_cli::chain::init_network(
+            &cometbft, &dir, &chain_id, validators, parties, threshold, block_ms,
+        )?,
         Cmd::ChainApp { abci, data_dir } => {
             tokio::task::spawn_blocking(move || {
                 kms_cli::chain::run_abci(&abci, data_dir.as_deref())

@@ -13,6 +13,7 @@
 
 use kms_chain_types::state::keys;
 use kms_chain_types::tx::Msg;
+use kms_cli::network::{write_network, NodeLayout as Node};
 use kms_devnet::dev::{DevSetup, Wallet};
 use kms_light_client::tx_proof::verify_tx_inclusion;
 use kms_light_client::{LightBlock, LightClient, Options};
@@ -64,14 +65,6 @@ impl Drop for Processes {
     }
 }
 
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
 fn run(cmd: &mut Command) -> String {
     let out = cmd.output().unwrap();
     assert!(
@@ -80,116 +73,6 @@ fn run(cmd: &mut Command) -> String {
         String::from_utf8_lossy(&out.stderr)
     );
     String::from_utf8(out.stdout).unwrap()
-}
-
-struct Node {
-    home: PathBuf,
-    rpc: u16,
-    p2p: u16,
-    abci: u16,
-    id: String,
-}
-
-fn set(config: &mut String, from: &str, to: &str) {
-    assert!(config.contains(from), "config.toml has no {from:?}");
-    *config = config.replacen(from, to, 1);
-}
-
-/// Writes the four homes: keys from `cometbft init`, one genesis with the four validators and the
-/// KMS config as `app_state`, loopback ports, each node peered with the others.
-fn write_network(bin: &Path, root: &Path, setup: &DevSetup) -> Vec<Node> {
-    let mut nodes: Vec<Node> = (0..N)
-        .map(|i| {
-            let home = root.join(format!("node{i}"));
-            run(Command::new(bin)
-                .args(["init", "--home"])
-                .arg(&home)
-                .stdout(Stdio::null()));
-            let id = run(Command::new(bin)
-                .args(["show-node-id", "--home"])
-                .arg(&home))
-            .trim()
-            .to_string();
-            Node {
-                home,
-                rpc: free_port(),
-                p2p: free_port(),
-                abci: free_port(),
-                id,
-            }
-        })
-        .collect();
-    let read =
-        |p: PathBuf| -> Value { serde_json::from_slice(&std::fs::read(p).unwrap()).unwrap() };
-    let mut genesis = read(nodes[0].home.join("config/genesis.json"));
-    let validators: Vec<Value> = nodes
-        .iter()
-        .enumerate()
-        .map(|(i, n)| {
-            let mut v = read(n.home.join("config/genesis.json"))["validators"][0].clone();
-            v["name"] = Value::String(format!("validator-{i}"));
-            v
-        })
-        .collect();
-    genesis["chain_id"] = Value::String(CHAIN.into());
-    genesis["validators"] = Value::Array(validators);
-    genesis["app_state"] = serde_json::from_slice(&kms_chain_app::KmsApp::genesis_app_state(
-        &setup.genesis.app_config,
-    ))
-    .unwrap();
-    let genesis = serde_json::to_vec_pretty(&genesis).unwrap();
-    let peers: Vec<String> = nodes
-        .iter()
-        .map(|n| format!("{}@127.0.0.1:{}", n.id, n.p2p))
-        .collect();
-    for (i, n) in nodes.iter_mut().enumerate() {
-        std::fs::write(n.home.join("config/genesis.json"), &genesis).unwrap();
-        let path = n.home.join("config/config.toml");
-        let mut c = std::fs::read_to_string(&path).unwrap();
-        set(
-            &mut c,
-            "proxy_app = \"tcp://127.0.0.1:26658\"",
-            &format!("proxy_app = \"tcp://127.0.0.1:{}\"", n.abci),
-        );
-        set(
-            &mut c,
-            "laddr = \"tcp://127.0.0.1:26657\"",
-            &format!("laddr = \"tcp://127.0.0.1:{}\"", n.rpc),
-        );
-        set(
-            &mut c,
-            "laddr = \"tcp://0.0.0.0:26656\"",
-            &format!("laddr = \"tcp://127.0.0.1:{}\"", n.p2p),
-        );
-        let others: Vec<&str> = peers
-            .iter()
-            .enumerate()
-            .filter(|(j, _)| *j != i)
-            .map(|(_, p)| p.as_str())
-            .collect();
-        set(
-            &mut c,
-            "persistent_peers = \"\"",
-            &format!("persistent_peers = \"{}\"", others.join(",")),
-        );
-        set(
-            &mut c,
-            "addr_book_strict = true",
-            "addr_book_strict = false",
-        );
-        set(
-            &mut c,
-            "allow_duplicate_ip = false",
-            "allow_duplicate_ip = true",
-        );
-        set(
-            &mut c,
-            "timeout_commit = \"1s\"",
-            "timeout_commit = \"300ms\"",
-        );
-        std::fs::write(&path, c).unwrap();
-    }
-    nodes
 }
 
 /// The tests each run a 4-validator network; on 2 cores they take turns.
@@ -265,7 +148,7 @@ async fn four_real_validators_finalize_kms_transactions() {
     assert!(version.trim().starts_with("0.38."), "CometBFT {version}");
     let dir = tempfile::tempdir().unwrap();
     let setup = DevSetup::new(CHAIN, 4, 1, 0, Time::now());
-    let nodes = write_network(&bin, dir.path(), &setup);
+    let nodes = write_network(&bin, dir.path(), CHAIN, N, &setup.genesis.app_config, 300).unwrap();
 
     let _alone = ONE_NETWORK_AT_A_TIME.lock().await;
     // Four application processes (state on disk), then the four validators that drive them.
@@ -503,7 +386,7 @@ async fn a_proposal_with_an_invalid_transaction_is_rejected() {
     let bin = cometbft();
     let dir = tempfile::tempdir().unwrap();
     let setup = DevSetup::new(CHAIN, 4, 1, 0, Time::now());
-    let nodes = write_network(&bin, dir.path(), &setup);
+    let nodes = write_network(&bin, dir.path(), CHAIN, N, &setup.genesis.app_config, 300).unwrap();
     // Node 0's app runs here, behind the junk-adding wrapper; the others are honest processes.
     let server = tendermint_abci::ServerBuilder::default()
         .bind(
