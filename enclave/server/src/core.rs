@@ -285,10 +285,14 @@ impl Core {
             return Ok(());
         }
         let key = StorageKey::private(DataType::DecryptionRecord, *id);
-        if self.private.get(&key).await.map_err(internal)?.is_none() {
+        let Some(sealed) = self.private.get(&key).await.map_err(internal)? else {
             return Ok(());
-        }
-        let raw = self.read_sealed(key).await?;
+        };
+        let raw = self
+            .sealer
+            .unseal(&key.path(), &sealed)
+            .await
+            .map_err(internal)?;
         let record: DecryptionRecord = serde_json::from_slice(&raw).map_err(internal)?;
         let mut fp = [0u8; 32];
         hex::decode_to_slice(&record.fingerprint, &mut fp).map_err(internal)?;
@@ -475,15 +479,11 @@ impl Core {
         let id = req.request_id();
         Self::check_batch(req.ciphertexts.len())?;
         self.check_key(&req.key_id)?;
-        self.reload_decryption(&id).await?;
         let fp = req.fingerprint();
-        if !self.admit(id, RequestKind::PublicDecrypt, fp)? {
-            return Ok(id);
-        }
-        self.spawn_decryption(id, fp, move |b| {
+        self.start_decryption(id, RequestKind::PublicDecrypt, fp, move |b| {
             b.public_decrypt(&req).map(Output::PublicDecrypt)
-        });
-        Ok(id)
+        })
+        .await
     }
 
     /// Starts a user decryption. Returns its ID (derived from the request) at once.
@@ -496,14 +496,26 @@ impl Core {
         kms_signcryption::ClientPublicKey::from_bytes(&req.client_encryption_key)
             .map_err(|e| CoreError::Invalid(e.to_string()))?;
         self.check_key(&req.key_id)?;
-        self.reload_decryption(&id).await?;
         let fp = req.fingerprint();
-        if !self.admit(id, RequestKind::UserDecrypt, fp)? {
-            return Ok(id);
-        }
-        self.spawn_decryption(id, fp, move |b| {
+        self.start_decryption(id, RequestKind::UserDecrypt, fp, move |b| {
             b.user_decrypt(&req).map(Output::UserDecrypt)
-        });
+        })
+        .await
+    }
+
+    /// Admits a decryption (after bringing back a stored result of the same ID, so that a repeat
+    /// of an evicted request is a duplicate, not a new job) and starts it if it is new.
+    async fn start_decryption(
+        self: &Arc<Self>,
+        id: RequestId,
+        kind: RequestKind,
+        fingerprint: [u8; 32],
+        job: impl FnOnce(&dyn Backend) -> Result<Output, EngineError> + Send + 'static,
+    ) -> Result<RequestId, CoreError> {
+        self.reload_decryption(&id).await?;
+        if self.admit(id, kind, fingerprint)? {
+            self.spawn_decryption(id, fingerprint, job);
+        }
         Ok(id)
     }
 

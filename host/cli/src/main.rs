@@ -53,6 +53,20 @@ struct Conn {
     s3_region: String,
 }
 
+/// Who runs a developer KMS chain.
+#[derive(Args, Clone, Copy, Debug)]
+struct ChainShape {
+    /// Validators.
+    #[arg(long, default_value_t = 4)]
+    validators: usize,
+    /// KMS parties registered in the config contract.
+    #[arg(long, default_value_t = 4)]
+    parties: usize,
+    /// Threshold t (n ≥ 3t + 1).
+    #[arg(long, default_value_t = 1)]
+    threshold: u32,
+}
+
 /// The EIP-712 domain results are signed under.
 #[derive(Args, Clone, Debug)]
 struct DomainArgs {
@@ -215,7 +229,8 @@ enum Cmd {
         cmd: AttestationCmd,
     },
     /// Run the developer-mode KMS chain: the ABCI app under an embedded devnet producing
-    /// CometBFT 0.38 blocks, serving the CometBFT RPC subset. Resumes from --data-dir.
+    /// CometBFT 0.38 blocks, serving the CometBFT RPC subset. Resumes from --data-dir (the
+    /// chain ID, validators, parties and threshold apply to new chains only).
     Devnet {
         /// Chain data (genesis, block log, developer keys).
         #[arg(long, default_value = "kms-devnet-data")]
@@ -229,15 +244,9 @@ enum Cmd {
         /// Block interval in milliseconds.
         #[arg(long, default_value_t = 1000)]
         block_ms: u64,
-        /// Validators (new chains only).
-        #[arg(long, default_value_t = 4)]
-        validators: usize,
-        /// KMS parties registered in the config contract (new chains only).
-        #[arg(long, default_value_t = 4)]
-        parties: usize,
-        /// Threshold t (n ≥ 3t + 1).
-        #[arg(long, default_value_t = 1)]
-        threshold: u32,
+        /// Validators, parties and threshold (new chains only).
+        #[command(flatten)]
+        shape: ChainShape,
     },
     /// Write a k-validator network of the KMS chain for real CometBFT (loopback ports, genesis
     /// with a developer config, developer keys) and print how to start its nodes.
@@ -248,15 +257,8 @@ enum Cmd {
         /// Chain ID.
         #[arg(long, default_value = "kms-local")]
         chain_id: String,
-        /// Validators.
-        #[arg(long, default_value_t = 4)]
-        validators: usize,
-        /// KMS parties registered in the config contract.
-        #[arg(long, default_value_t = 4)]
-        parties: usize,
-        /// Threshold t.
-        #[arg(long, default_value_t = 1)]
-        threshold: u32,
+        #[command(flatten)]
+        shape: ChainShape,
         /// CometBFT's `timeout_commit`, milliseconds.
         #[arg(long, default_value_t = 1000)]
         block_ms: u64,
@@ -727,25 +729,33 @@ async fn run(cli: Cli) -> R<()> {
             chain_id,
             rpc,
             block_ms,
-            validators,
-            parties,
-            threshold,
+            shape,
         } => {
             kms_cli::chain::run_devnet(
-                &data_dir, &chain_id, rpc, block_ms, validators, parties, threshold,
+                &data_dir,
+                &chain_id,
+                rpc,
+                block_ms,
+                shape.validators,
+                shape.parties,
+                shape.threshold,
             )
             .await?;
         }
         Cmd::ChainNet {
             dir,
             chain_id,
-            validators,
-            parties,
-            threshold,
+            shape,
             block_ms,
             cometbft,
         } => kms_cli::chain::init_network(
-            &cometbft, &dir, &chain_id, validators, parties, threshold, block_ms,
+            &cometbft,
+            &dir,
+            &chain_id,
+            shape.validators,
+            shape.parties,
+            shape.threshold,
+            block_ms,
         )?,
         Cmd::ChainApp { abci, data_dir } => {
             tokio::task::spawn_blocking(move || {
