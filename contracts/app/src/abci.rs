@@ -14,9 +14,9 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use tendermint_abci::Application;
 use tendermint_proto::v0_38::abci::{
     response_process_proposal::ProposalStatus, ExecTxResult, RequestCheckTx, RequestFinalizeBlock,
-    RequestInfo, RequestInitChain, RequestProcessProposal, RequestQuery, ResponseCheckTx,
-    ResponseCommit, ResponseFinalizeBlock, ResponseInfo, ResponseInitChain,
-    ResponseProcessProposal, ResponseQuery,
+    RequestInfo, RequestInitChain, RequestPrepareProposal, RequestProcessProposal, RequestQuery,
+    ResponseCheckTx, ResponseCommit, ResponseFinalizeBlock, ResponseInfo, ResponseInitChain,
+    ResponsePrepareProposal, ResponseProcessProposal, ResponseQuery,
 };
 use tendermint_proto::v0_38::crypto::{ProofOp, ProofOps};
 
@@ -36,6 +36,10 @@ struct State {
     db: Option<crate::persist::StateDb>,
     /// Write sets applied since the last successful persist (InitChain's and the blocks').
     pending: Vec<(u64, WriteSet)>,
+    /// CheckTx's view: the writes of every transaction CheckTx accepted since the last commit,
+    /// over committed state (the mempool's pending nonces, balances and responses). Reset at
+    /// `Commit`; CometBFT's recheck of the remaining mempool rebuilds it.
+    check: WriteSet,
 }
 
 /// The KMS chain application. Clones share one state.
@@ -76,6 +80,7 @@ impl KmsApp {
                 last_app_hash: Vec::new(),
                 db: None,
                 pending: Vec::new(),
+                check: WriteSet::new(),
             })),
         }
     }
@@ -116,6 +121,7 @@ impl KmsApp {
                 last_app_hash,
                 db: Some(db),
                 pending: Vec::new(),
+                check: WriteSet::new(),
             })),
         })
     }
@@ -144,6 +150,18 @@ impl KmsApp {
     pub fn genesis_app_state(config: &Config) -> Vec<u8> {
         serde_json::to_vec(config).unwrap_or_default()
     }
+}
+
+/// The bytes one transaction of `len` bytes takes in a block's protobuf `Data` (field tag,
+/// length varint, payload): what CometBFT counts against `max_tx_bytes`.
+pub fn proto_tx_size(len: usize) -> u64 {
+    let mut varint = 1u64;
+    let mut rest = len as u64 >> 7;
+    while rest > 0 {
+        varint += 1;
+        rest >>= 7;
+    }
+    1 + varint + len as u64
 }
 
 impl Application for KmsApp {
@@ -201,32 +219,27 @@ impl Application for KmsApp {
     }
 
     fn check_tx(&self, request: RequestCheckTx) -> ResponseCheckTx {
-        let s = self.lock();
+        // CheckTx (new and recheck alike) executes the transaction exactly as FinalizeBlock
+        // would, over committed state plus every transaction it accepted since the last commit:
+        // the nonce must be the account's next one counting pending transactions, the fee is
+        // debited from what pending transactions left, and a message that would fail (a party's
+        // answer to a request that is complete, unknown, or already answered by it) is refused
+        // here instead of taking block space. Only an accepted transaction's writes are kept.
+        let mut s = self.lock();
+        let s = &mut *s;
+        let height = s.last_height as u64 + 1;
         let result = decode_tx(&request.tx, &s.chain_id)
             .map_err(TxError::from)
             .and_then(|tx| {
-                let empty = WriteSet::new();
-                let ctx = Ctx::new(&s.store, &empty, s.last_height as u64 + 1);
-                let acct = crate::tokens::account(&ctx, &tx.sender)?;
-                // Later nonces may wait in the mempool behind earlier ones, within a window.
-                if tx.body.nonce < acct.nonce {
-                    return Err(TxError::BadNonce {
-                        expected: acct.nonce,
-                        got: tx.body.nonce,
-                    });
-                }
-                if tx.body.nonce - acct.nonce > exec::NONCE_WINDOW {
-                    return Err(TxError::NonceTooFarAhead {
-                        expected: acct.nonce,
-                        got: tx.body.nonce,
-                        window: exec::NONCE_WINDOW,
-                    });
-                }
-                // The sender must be able to pay for its failure (block space is not free).
-                exec::check_can_pay_base_fee(&ctx, &tx, &acct)
+                let mut ctx = Ctx::new(&s.store, &s.check, height);
+                exec::execute(&mut ctx, tx)?;
+                Ok(ctx.finish().0)
             });
         match result {
-            Ok(()) => ResponseCheckTx::default(),
+            Ok(writes) => {
+                s.check.extend(writes);
+                ResponseCheckTx::default()
+            }
             Err(e) => ResponseCheckTx {
                 code: e.code(),
                 log: e.to_string(),
@@ -234,6 +247,25 @@ impl Application for KmsApp {
                 ..Default::default()
             },
         }
+    }
+
+    fn prepare_proposal(&self, request: RequestPrepareProposal) -> ResponsePrepareProposal {
+        // The mempool's transactions in order, without any that is not a transaction of this
+        // chain, within `max_tx_bytes` as CometBFT counts it (each transaction's size in the
+        // block's protobuf `Data`). A transaction that does not fit is skipped, not truncated.
+        let s = self.lock();
+        let max = request.max_tx_bytes.max(0) as u64;
+        let mut used = 0u64;
+        let mut txs = Vec::with_capacity(request.txs.len());
+        for raw in request.txs {
+            let size = proto_tx_size(raw.len());
+            if used.saturating_add(size) > max || decode_tx(&raw, &s.chain_id).is_err() {
+                continue;
+            }
+            used += size;
+            txs.push(raw);
+        }
+        ResponsePrepareProposal { txs }
     }
 
     fn process_proposal(&self, request: RequestProcessProposal) -> ResponseProcessProposal {
@@ -332,6 +364,7 @@ impl Application for KmsApp {
         // On failure the blocks stay pending and go with the next commit; until then a restart
         // reports the last persisted height and CometBFT replays the rest.
         let s = &mut *s;
+        s.check.clear();
         let persisted = match &s.db {
             Some(db) => db.append(&s.chain_id, &s.pending, &s.last_app_hash),
             None => Ok(()),

@@ -63,16 +63,6 @@ pub enum TxError {
     /// The application may not use this key set.
     #[error("key not allowed for application: {0}")]
     KeyNotAllowed(String),
-    /// The nonce is further ahead of the account's next nonce than the mempool window allows.
-    #[error("nonce {got} is more than {window} ahead of the next nonce {expected}")]
-    NonceTooFarAhead {
-        /// The account's next nonce.
-        expected: u64,
-        /// The transaction's.
-        got: u64,
-        /// The allowed window.
-        window: u64,
-    },
     /// The node's mempool is full (globally, in bytes, or for this account).
     #[error("mempool full: {0}")]
     MempoolFull(String),
@@ -110,7 +100,6 @@ impl TxError {
             Self::AppCreationUnauthorized(_) => 14,
             Self::HandleOwnedByOtherApp(_) => 15,
             Self::KeyNotAllowed(_) => 16,
-            Self::NonceTooFarAhead { .. } => 17,
             Self::MempoolFull(_) => 18,
             Self::AlreadyInMempool => 19,
             Self::AppStateLimit(_) => 20,

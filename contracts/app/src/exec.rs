@@ -12,10 +12,6 @@ use crate::{asc, config, isc, tokens};
 use kms_chain_types::tx::{Msg, VerifiedTx};
 use kms_chain_types::Address;
 
-/// How far ahead of the account's next nonce CheckTx accepts a transaction (and how many
-/// transactions of one account the devnet mempool holds).
-pub const NONCE_WINDOW: u64 = 16;
-
 /// Checks that `nonce` is the sender's next nonce and consumes it.
 fn consume_nonce(ctx: &mut Ctx<'_>, sender: &Address, nonce: u64) -> Result<(), TxError> {
     let mut acct = tokens::account(ctx, sender)?;
@@ -86,31 +82,6 @@ pub fn execute(ctx: &mut Ctx<'_>, tx: VerifiedTx) -> Result<(), TxError> {
             .saturating_mul(u128::from(ctx.written_bytes()))
             .saturating_add(fees.tx_base);
         tokens::debit(ctx, &sender, fee)?;
-    }
-    Ok(())
-}
-
-/// CheckTx's fee screen: the sender's balance covers the base fee, unless it is exempt (an
-/// admin, a party answering a request) or asks the faucet on a developer chain (the only chain
-/// with a public faucet; elsewhere only admins mint, and anyone else's faucet request is an
-/// ordinary transaction that must pay for its failure).
-pub fn check_can_pay_base_fee(
-    ctx: &Ctx<'_>,
-    tx: &VerifiedTx,
-    acct: &kms_chain_types::state::Account,
-) -> Result<(), TxError> {
-    let cfg = config::load(ctx)?;
-    if (cfg.developer_chain && matches!(tx.body.msg, Msg::Faucet { .. }))
-        || fee_exempt(ctx, &tx.sender, &tx.body.msg)?
-    {
-        return Ok(());
-    }
-    let base = cfg.fees.tx_base;
-    if acct.balance < base {
-        return Err(TxError::InsufficientFunds {
-            need: base,
-            have: acct.balance,
-        });
     }
     Ok(())
 }

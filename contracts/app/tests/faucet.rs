@@ -1,6 +1,6 @@
 //! Only a developer chain has a public faucet: on a production chain only governance (admins)
-//! mints, and a broke account's faucet request is refused by CheckTx (it cannot pay for its
-//! failure) and, if a proposer includes it anyway, mints nothing. (Before, any fresh key could
+//! mints, and a broke account's faucet request is refused by CheckTx with the code execution
+//! gives it and, if a proposer includes it anyway, mints nothing. (Before, any fresh key could
 //! mint on any chain, and a broke key's failed faucet request wrote state for free.)
 
 use kms_chain_app::KmsApp;
@@ -58,10 +58,7 @@ fn the_faucet_exists_only_on_developer_chains() {
     let (production, mut admin) = chain(false);
     let mut w = Wallet::random();
     let (check, fin) = run(&production, 1, w.tx(CHAIN, Msg::Faucet { amount: 1_000 }));
-    assert_eq!(
-        check, 5,
-        "CheckTx: a broke account cannot pay for its failure"
-    );
+    assert_eq!(check, 6, "CheckTx: unauthorized, as execution says");
     assert_eq!(fin, 6, "FinalizeBlock: unauthorized");
     assert_eq!(balance(&production, &w), 0, "nothing minted");
     // Governance mints.

@@ -30,6 +30,9 @@ pub const BLOCK_MAX_GAS: i64 = -1;
 /// Block protocol version of CometBFT 0.38.
 pub const BLOCK_PROTOCOL: u64 = 11;
 
+/// `CheckTxType::Recheck` in ABCI.
+const CHECK_TX_TYPE_RECHECK: i32 = 1;
+
 /// Bounds of the devnet mempool and blocks.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct MempoolLimits {
@@ -48,7 +51,7 @@ impl Default for MempoolLimits {
         Self {
             max_txs: 5_000,
             max_bytes: 64 << 20,
-            max_per_account: kms_chain_app::exec::NONCE_WINDOW as usize,
+            max_per_account: 16,
             block_max_tx_bytes: 4 << 20,
         }
     }
@@ -345,17 +348,40 @@ impl Chain {
                 break;
             };
             bytes += p.tx.len();
-            self.mempool_bytes = self.mempool_bytes.saturating_sub(p.tx.len());
-            self.mempool_hashes.remove(&p.hash);
-            if let Some(n) = self.pending_per_account.get_mut(&p.sender) {
-                *n = n.saturating_sub(1);
-                if *n == 0 {
-                    self.pending_per_account.remove(&p.sender);
-                }
-            }
+            self.forget(&p);
             txs.push(p.tx);
         }
         txs
+    }
+
+    /// Drops a transaction that left the mempool from the mempool's accounting.
+    fn forget(&mut self, p: &Pending) {
+        self.mempool_bytes = self.mempool_bytes.saturating_sub(p.tx.len());
+        self.mempool_hashes.remove(&p.hash);
+        if let Some(n) = self.pending_per_account.get_mut(&p.sender) {
+            *n = n.saturating_sub(1);
+            if *n == 0 {
+                self.pending_per_account.remove(&p.sender);
+            }
+        }
+    }
+
+    /// After a commit, as CometBFT does: CheckTx (type recheck) on every transaction still in
+    /// the mempool, in order, over the new state; those now refused are dropped.
+    fn recheck(&mut self) {
+        let pending = std::mem::take(&mut self.mempool);
+        for p in pending {
+            let res = self.app.check_tx(RequestCheckTx {
+                tx: p.tx.clone().into(),
+                r#type: CHECK_TX_TYPE_RECHECK,
+            });
+            if res.code == 0 {
+                self.mempool.push_back(p);
+            } else {
+                tracing::debug!(code = res.code, "recheck dropped a pending transaction");
+                self.forget(&p);
+            }
+        }
     }
 
     /// Where a transaction (by SHA-256) landed: its successful copy if one succeeded, else the
@@ -468,6 +494,7 @@ impl Chain {
             proposer_address: proposer.address().as_bytes().to_vec().into(),
         });
         self.app.commit();
+        self.recheck();
         let commit = self.sign_commit(height, block_id, time);
         self.blocks.push(StoredBlock {
             block,

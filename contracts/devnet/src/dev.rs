@@ -165,11 +165,23 @@ impl ManualChain {
         }
         let now = self.tick();
         let h = self.chain.produce_block(now);
-        let codes = self
-            .chain
+        Ok((h, self.codes(h)))
+    }
+
+    /// Produces the next block with exactly `txs`, without CheckTx (as a proposer that ignores
+    /// its mempool would, or as when state changed between CheckTx and the block): what
+    /// execution does with transactions CheckTx would refuse. Returns the height and the
+    /// execution codes.
+    pub fn include(&mut self, txs: Vec<Vec<u8>>) -> (u64, Vec<u32>) {
+        let now = self.tick();
+        let h = self.chain.produce_block_with(now, txs);
+        (h, self.codes(h))
+    }
+
+    fn codes(&self, h: u64) -> Vec<u32> {
+        self.chain
             .tx_results(h)
             .map(|rs| rs.iter().map(|r| r.code).collect())
-            .unwrap_or_default();
-        Ok((h, codes))
+            .unwrap_or_default()
     }
 }

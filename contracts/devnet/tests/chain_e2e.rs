@@ -36,8 +36,10 @@ impl Net {
         self.m.tick()
     }
 
+    /// A block with exactly `txs`: these tests are about execution (what a transaction that
+    /// reaches a block does), CheckTx is tested in `soundness.rs`.
     fn block(&mut self, txs: Vec<Vec<u8>>) -> (u64, Vec<u32>) {
-        self.m.block(txs).unwrap()
+        self.m.include(txs)
     }
 
     fn record(&self, id: &RequestId) -> RequestRecord {

@@ -41,8 +41,9 @@ impl Net {
         }
     }
 
+    /// A block with exactly `txs` (execution codes; CheckTx is tested on its own).
     fn block(&mut self, txs: Vec<Vec<u8>>) -> Vec<u32> {
-        self.m.block(txs).unwrap().1
+        self.m.include(txs).1
     }
 
     fn one(&mut self, tx: Vec<u8>) -> u32 {
@@ -562,9 +563,12 @@ fn hole12_a_failed_transfer_cannot_be_resurrected() {
     assert_eq!(net.balance(&payee.address()), 0);
 }
 
-/// CheckTx refuses a transaction whose sender cannot pay the base fee of its failure.
+/// CheckTx executes a transaction as FinalizeBlock would: a sender that cannot pay is refused,
+/// a faucet request too small to pay for its own state is refused, and a party's answer to a
+/// request that does not exist is refused (it used to pass, exempt from fees, and take block
+/// space for free).
 #[test]
-fn hole12_checktx_refuses_senders_that_cannot_pay_for_failure() {
+fn hole12_checktx_refuses_what_finalize_block_would_refuse() {
     let mut net = Net::new();
     let broke = Wallet::random();
     let t = broke.tx_with_nonce(
@@ -576,9 +580,17 @@ fn hole12_checktx_refuses_senders_that_cannot_pay_for_failure() {
         },
     );
     assert_eq!(net.m.chain.submit(t).code, 5);
-    // Parties answering and admins are exempt; so is the (bounded) faucet.
-    let f = broke.tx_with_nonce(CHAIN, 0, Msg::Faucet { amount: 10 });
-    assert_eq!(net.m.chain.submit(f).code, 0);
+    let tiny = broke.tx_with_nonce(CHAIN, 0, Msg::Faucet { amount: 10 });
+    assert_eq!(net.m.chain.submit(tiny.clone()).code, 5);
+    let now = net.m.tick();
+    let h = net.m.chain.produce_block_with(now, vec![tiny]);
+    assert_eq!(
+        net.m.chain.tx_results(h).unwrap()[0].code,
+        5,
+        "and so does execution"
+    );
+    let enough = broke.tx_with_nonce(CHAIN, 1, Msg::Faucet { amount: 1_000 });
+    assert_eq!(net.m.chain.submit(enough).code, 0);
     let unknown = net.setup.parties[0].tx_with_nonce(
         CHAIN,
         0,
@@ -589,27 +601,106 @@ fn hole12_checktx_refuses_senders_that_cannot_pay_for_failure() {
             },
         },
     );
-    assert_eq!(net.m.chain.submit(unknown).code, 0);
+    assert_eq!(net.m.chain.submit(unknown).code, 11);
 }
 
+/// CheckTx sees the transactions it already accepted: a second transaction with the same nonce
+/// is refused, a sender holding one fee cannot queue two paying transactions, and nonces must
+/// follow the pending ones (a nonce ahead of them is refused; 16 pending per account at most).
 #[test]
-fn hole12_checktx_refuses_nonces_too_far_ahead_and_the_mempool_bounds_each_account() {
+fn hole12_checktx_counts_pending_nonces_and_balances() {
     let mut net = Net::new();
-    let w = Wallet::random();
-    let window = kms_chain_app::exec::NONCE_WINDOW;
-    let far = w.tx_with_nonce(CHAIN, window + 1, Msg::Faucet { amount: 1 });
-    assert_eq!(net.m.chain.submit(far).code, 17);
-    // Within the window: accepted, but at most `max_per_account` pending.
+    let mut w = funded(&mut net, 1_000);
+    let pay = |w: &Wallet, nonce, amount| {
+        w.tx_with_nonce(
+            CHAIN,
+            nonce,
+            Msg::Transfer {
+                to: [9; 20],
+                amount,
+            },
+        )
+    };
+    // What a transfer costs, measured on a committed one.
+    let before = net.balance(&w.address());
+    assert_eq!(net.one(pay(&w, 1, 1)), 0);
+    let fee = before - net.balance(&w.address()) - 1;
+    w.set_nonce(2);
+    // Nonce 2 is next; nonce 3 is ahead of anything pending.
+    assert_eq!(net.m.chain.submit(pay(&w, 3, 1)).code, 4);
+    let balance = net.balance(&w.address());
+    // (A margin for record sizes: CBOR balances grow with their value; a fee is far more.)
+    assert!(fee > 20);
+    assert_eq!(net.m.chain.submit(pay(&w, 2, balance - fee - 10)).code, 0);
+    assert_eq!(
+        net.m.chain.submit(pay(&w, 2, 1)).code,
+        4,
+        "same nonce, other content"
+    );
+    // The pending transfer spent the balance: the next one cannot pay its fee.
+    assert_eq!(net.m.chain.submit(pay(&w, 3, 1)).code, 5);
+    // Nonces follow the pending ones, at most 16 pending per account.
+    let mut w = funded(&mut net, 100_000);
     let max = net.m.chain.limits().max_per_account as u64;
-    for n in 0..max {
-        let tx = w.tx_with_nonce(CHAIN, n, Msg::Faucet { amount: 1 });
-        assert_eq!(net.m.chain.submit(tx).code, 0, "nonce {n}");
+    for n in 1..=max {
+        assert_eq!(net.m.chain.submit(pay(&w, n, 1)).code, 0, "nonce {n}");
     }
-    let one_more = w.tx_with_nonce(CHAIN, max, Msg::Faucet { amount: 1 });
-    assert_eq!(net.m.chain.submit(one_more).code, 18);
+    assert_eq!(net.m.chain.submit(pay(&w, max + 1, 1)).code, 18);
+    w.set_nonce(max + 1);
     // Another account is not affected.
-    let other = Wallet::random().tx_with_nonce(CHAIN, 0, Msg::Faucet { amount: 1 });
+    let other = Wallet::random().tx_with_nonce(CHAIN, 0, Msg::Faucet { amount: 1_000 });
     assert_eq!(net.m.chain.submit(other).code, 0);
+}
+
+/// After each block the mempool is rechecked over the new state: a pending transaction that a
+/// block made invalid (its nonce taken by a transaction included directly) is dropped, and one
+/// still valid stays and is included next.
+#[test]
+fn hole12_recheck_drops_what_a_block_invalidated() {
+    let mut net = Net::new();
+    let a = funded(&mut net, 1_000);
+    let b = funded(&mut net, 1_000);
+    let stale = a.tx_with_nonce(CHAIN, 1, Msg::Faucet { amount: 100 });
+    let fresh = b.tx_with_nonce(CHAIN, 1, Msg::Faucet { amount: 100 });
+    assert_eq!(net.m.chain.submit(stale).code, 0);
+    assert_eq!(net.m.chain.submit(fresh).code, 0);
+    let competing = a.tx_with_nonce(
+        CHAIN,
+        1,
+        Msg::Transfer {
+            to: [9; 20],
+            amount: 1,
+        },
+    );
+    let now = net.m.tick();
+    let h = net.m.chain.produce_block_with(now, vec![competing]);
+    assert_eq!(net.m.chain.tx_results(h).unwrap()[0].code, 0);
+    assert_eq!(
+        net.m.chain.mempool_len(),
+        1,
+        "a's stale faucet request dropped"
+    );
+    let before = net.balance(&b.address());
+    let now = net.m.tick();
+    net.m.chain.produce_block(now);
+    assert!(net.balance(&b.address()) > before, "b's request included");
+}
+
+/// A party's late answer to a complete public decryption is refused by CheckTx: the honest party
+/// does not pay for it and it takes no block space.
+#[test]
+fn hole12_checktx_refuses_a_late_answer_to_a_complete_request() {
+    let mut net = Net::new();
+    net.register_app("app", net.setup.admin.address());
+    let key = net.keygen("app", "late");
+    let late = net.setup.parties[2].tx(
+        CHAIN,
+        Msg::Fulfill {
+            request_id: key,
+            fulfillment: Fulfillment::Material { items: vec![] },
+        },
+    );
+    assert_eq!(net.m.chain.submit(late).code, 12);
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -718,16 +809,16 @@ fn hole13_owned_handles_per_application_are_bounded() {
 fn hole14_mempool_deduplicates_and_is_capped_in_count_and_bytes() {
     let mut net = Net::new();
     let mut w = Wallet::random();
-    let tx = w.tx(CHAIN, Msg::Faucet { amount: 1 });
+    let tx = w.tx(CHAIN, Msg::Faucet { amount: 1_000 });
     assert_eq!(net.m.chain.submit(tx.clone()).code, 0);
     assert_eq!(net.m.chain.submit(tx).code, 19);
     assert_eq!(net.m.chain.mempool_len(), 1);
     let mut limits = net.m.chain.limits();
     limits.max_txs = 2;
     net.m.chain.set_limits(limits);
-    let tx2 = Wallet::random().tx(CHAIN, Msg::Faucet { amount: 1 });
+    let tx2 = Wallet::random().tx(CHAIN, Msg::Faucet { amount: 1_000 });
     assert_eq!(net.m.chain.submit(tx2.clone()).code, 0);
-    let tx3 = Wallet::random().tx(CHAIN, Msg::Faucet { amount: 1 });
+    let tx3 = Wallet::random().tx(CHAIN, Msg::Faucet { amount: 1_000 });
     assert_eq!(net.m.chain.submit(tx3.clone()).code, 18);
     limits.max_txs = 100;
     limits.max_bytes = net.m.chain.mempool_bytes() + tx3.len() - 1;
@@ -740,7 +831,7 @@ fn hole14_mempool_deduplicates_and_is_capped_in_count_and_bytes() {
 fn hole14_blocks_are_size_limited_and_the_rest_waits() {
     let mut net = Net::new();
     let txs: Vec<Vec<u8>> = (0..5)
-        .map(|_| Wallet::random().tx(CHAIN, Msg::Faucet { amount: 1 }))
+        .map(|_| Wallet::random().tx(CHAIN, Msg::Faucet { amount: 1_000 }))
         .collect();
     let mut limits = net.m.chain.limits();
     limits.block_max_tx_bytes = txs[0].len() + txs[1].len();

@@ -275,6 +275,8 @@ async fn four_real_validators_finalize_kms_transactions() {
     wait_for_height(&clients[3], target, Duration::from_secs(90)).await;
     let mut at_target = Vec::new();
     for c in [&clients[0], &clients[3]] {
+        // (Node 3 may commit a block a moment before node 0 does.)
+        wait_for_height(c, target, Duration::from_secs(30)).await;
         let b = c
             .block(Height::try_from(target).unwrap())
             .await
