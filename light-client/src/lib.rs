@@ -12,6 +12,7 @@
 //!   tree over SHA-256 of each transaction).
 //! * [`state_proof`]: ICS23 proofs of the app's Jellyfish Merkle state against `app_hash`.
 //! * [`approval`]: "was request R finalized and approved by the ASC as of this verified header?"
+//! * [`evidence`]: the evidence a host hands its enclave for one request, verified in one call.
 //!
 //! Each way of failing has its own [`Error`] variant.
 
@@ -23,12 +24,14 @@
 
 pub mod approval;
 mod error;
+pub mod evidence;
 mod header;
 pub mod state_proof;
 pub mod tx_proof;
 
 pub use approval::{verify_request_approved, ApprovedRequest};
 pub use error::Error;
+pub use evidence::RequestEvidence;
 pub use header::{LightClient, VerifiedHeader};
 pub use tendermint_light_client_verifier::options::Options;
 pub use tendermint_light_client_verifier::types::LightBlock;

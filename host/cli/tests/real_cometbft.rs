@@ -11,135 +11,28 @@
 //! `cometbft` comes from `scripts/install-cometbft` (pinned, cached outside the clone);
 //! `scripts/test` installs it when missing, or set `COMETBFT` to a binary.
 
+mod support;
+
 use kms_chain_types::state::keys;
 use kms_chain_types::tx::Msg;
 use kms_cli::network::{write_network, NodeLayout as Node};
 use kms_devnet::dev::{DevSetup, Wallet};
 use kms_light_client::tx_proof::verify_tx_inclusion;
-use kms_light_client::{LightBlock, LightClient, Options};
+use kms_light_client::{LightClient, Options};
 use serde_json::Value;
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::Command;
 use std::time::{Duration, Instant};
+use support::{
+    cometbft, height, light_block, rpc_url, run, spawn_app, spawn_validator, wait_for_height,
+    Processes, ONE_NETWORK_AT_A_TIME,
+};
 use tendermint::block::Height;
 use tendermint::Time;
 use tendermint_proto::v0_38::abci as v038;
-use tendermint_rpc::{Client, HttpClient, Paging};
+use tendermint_rpc::{Client, HttpClient};
 
 const CHAIN: &str = "kms-real-cometbft";
 const N: usize = 4;
-
-fn cometbft() -> PathBuf {
-    if let Ok(p) = std::env::var("COMETBFT") {
-        return p.into();
-    }
-    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../scripts/install-cometbft");
-    let out = Command::new(&script)
-        .output()
-        .unwrap_or_else(|e| panic!("cannot run {}: {e}", script.display()));
-    assert!(
-        out.status.success(),
-        "scripts/install-cometbft failed: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    PathBuf::from(String::from_utf8(out.stdout).unwrap().trim())
-}
-
-/// Child processes, killed (and reaped) on drop, also when the test fails.
-struct Processes(Vec<Option<Child>>);
-
-impl Processes {
-    fn kill(&mut self, i: usize) {
-        if let Some(mut c) = self.0[i].take() {
-            let _ = c.kill();
-            let _ = c.wait();
-        }
-    }
-}
-
-impl Drop for Processes {
-    fn drop(&mut self) {
-        for i in 0..self.0.len() {
-            self.kill(i);
-        }
-    }
-}
-
-fn run(cmd: &mut Command) -> String {
-    let out = cmd.output().unwrap();
-    assert!(
-        out.status.success(),
-        "{cmd:?}: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8(out.stdout).unwrap()
-}
-
-/// The tests each run a 4-validator network; on 2 cores they take turns.
-static ONE_NETWORK_AT_A_TIME: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
-
-/// `kms chain-app` for node `n`, its state in the node's home.
-fn spawn_app(n: &Node) -> Child {
-    Command::new(env!("CARGO_BIN_EXE_kms"))
-        .args(["chain-app", "--abci", &format!("127.0.0.1:{}", n.abci)])
-        .arg("--data-dir")
-        .arg(n.home.join("app"))
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap()
-}
-
-/// `cometbft start` for node `n`, its log appended to `node.log` in its home.
-fn spawn_validator(bin: &Path, n: &Node) -> Child {
-    let log = std::fs::OpenOptions::new()
-        .create(true)
-        .append(true)
-        .open(n.home.join("node.log"))
-        .unwrap();
-    Command::new(bin)
-        .args(["start", "--home"])
-        .arg(&n.home)
-        .stdout(log)
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap()
-}
-
-async fn height(client: &HttpClient) -> u64 {
-    client
-        .status()
-        .await
-        .map(|s| s.sync_info.latest_block_height.value())
-        .unwrap_or(0)
-}
-
-async fn wait_for_height(client: &HttpClient, h: u64, within: Duration) -> u64 {
-    let deadline = Instant::now() + within;
-    loop {
-        let now = height(client).await;
-        if now >= h {
-            return now;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "height {now} < {h} after {within:?}"
-        );
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    }
-}
-
-async fn light_block(client: &HttpClient, h: u64) -> LightBlock {
-    let height = Height::try_from(h).unwrap();
-    let sh = client.commit(height).await.unwrap().signed_header;
-    let vals = client
-        .validators(height, Paging::All)
-        .await
-        .unwrap()
-        .validators;
-    let set = tendermint::validator::Set::without_proposer(vals);
-    LightBlock::new(sh, set.clone(), set, tendermint::node::Id::new([0; 20]))
-}
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn four_real_validators_finalize_kms_transactions() {
@@ -158,7 +51,7 @@ async fn four_real_validators_finalize_kms_transactions() {
     let mut validators = Processes(nodes.iter().map(|n| Some(validator(n))).collect());
     let clients: Vec<HttpClient> = nodes
         .iter()
-        .map(|n| HttpClient::new(format!("http://127.0.0.1:{}", n.rpc).as_str()).unwrap())
+        .map(|n| HttpClient::new(rpc_url(n).as_str()).unwrap())
         .collect();
     for c in &clients {
         wait_for_height(c, 3, Duration::from_secs(90)).await;
@@ -199,13 +92,13 @@ async fn four_real_validators_finalize_kms_transactions() {
         CHAIN,
         1,
         &genesis_set,
-        light_block(&clients[0], 1).await,
+        light_block(&rpc_url(&nodes[0]), 1).await,
         options,
         now,
     )
     .unwrap();
     wait_for_height(&clients[0], h_tx + 1, Duration::from_secs(30)).await;
-    let block_tx = light_block(&clients[3], h_tx).await;
+    let block_tx = light_block(&rpc_url(&nodes[3]), h_tx).await;
     let signers = block_tx
         .signed_header
         .commit
@@ -222,7 +115,7 @@ async fn four_real_validators_finalize_kms_transactions() {
     assert_eq!(included.tx, tx);
     verify_tx_inclusion(&header_tx, &included.tx, &included.proof.unwrap()).unwrap();
     let header_next = lc
-        .update(light_block(&clients[2], h_tx + 1).await, now)
+        .update(light_block(&rpc_url(&nodes[2]), h_tx + 1).await, now)
         .unwrap();
     let q = clients[0]
         .abci_query(

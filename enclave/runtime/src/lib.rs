@@ -1,0 +1,23 @@
+//! A party's enclave runtime: what runs inside the trusted boundary for each request.
+//!
+//! [`PartyRuntime::serve`] takes a [`Job`] from the (untrusted) host and
+//! 1. reads the time from the enclave's own [`Clock`], never from the host;
+//! 2. verifies with its own light client that the request sits approved in ASC state
+//!    (header chain from its trusted state, ICS23 proof against the app hash);
+//! 3. acts only on the approved record: request and key IDs come from it, the ciphertexts and
+//!    the client key the host handed over must hash to the approved digests;
+//! 4. runs the operation (threshold public decryption over the party transport, or its share of
+//!    a user decryption, or reports the key material it holds) and signs the fulfillment
+//!    transaction with the party's registered key, which never leaves the runtime.
+
+#![forbid(unsafe_code)]
+#![cfg_attr(
+    not(test),
+    deny(clippy::unwrap_used, clippy::expect_used, clippy::indexing_slicing)
+)]
+
+mod clock;
+mod party;
+
+pub use clock::{Clock, ClockError, SystemClock};
+pub use party::{PartyRuntime, RuntimeError, RuntimeParts};

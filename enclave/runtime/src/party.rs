@@ -1,0 +1,252 @@
+//! One party's runtime: the light client, the key share and the signing key, behind `serve`.
+
+use crate::clock::{Clock, ClockError};
+use kms_chain_types::state::RequestStatus;
+use kms_chain_types::tx::{sign_tx, Fulfillment, KmsRequest, MaterialItem, Msg};
+use kms_channel::{Enclave, Job, Outcome, Skip};
+use kms_engine::tfhe::ServerKey;
+use kms_light_client::LightClient;
+use kms_signcryption::ClientPublicKey;
+use kms_threshold::{ThresholdError, ThresholdParty};
+use kms_transport::Transport;
+use kms_types::{CiphertextRef, RequestId, TypedCiphertext};
+use std::collections::BTreeMap;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+/// Why the runtime refused or failed a job. The host logs it; a refusal never produces a
+/// transaction.
+#[derive(Debug, thiserror::Error)]
+pub enum RuntimeError {
+    /// The trusted clock cannot be read.
+    #[error("trusted time: {0}")]
+    Clock(#[from] ClockError),
+    /// The evidence does not prove the request approved.
+    #[error("light client refused the evidence: {0}")]
+    NotProven(#[from] kms_light_client::Error),
+    /// The ciphertexts handed over are not the approved ones.
+    #[error("the ciphertexts handed over are not the approved ones")]
+    CiphertextsNotApproved,
+    /// The client key handed over is missing or is not the approved one.
+    #[error("the client key handed over is missing or not the approved one")]
+    ClientKeyNotApproved,
+    /// No key material is held for the key set of a keygen request.
+    #[error("no key material for key set {0} (keygen by the insecure dealer only)")]
+    NoMaterial(RequestId),
+    /// This runtime does not serve this kind of request yet.
+    #[error("request kind {0} is not served by the party runtime")]
+    Unsupported(&'static str),
+    /// The threshold protocol failed or refused.
+    #[error("threshold protocol: {0}")]
+    Threshold(#[from] ThresholdError),
+    /// Signing failed.
+    #[error("signing: {0}")]
+    Sign(String),
+    /// The blocking squash task failed.
+    #[error("squash task: {0}")]
+    Task(String),
+}
+
+/// One party's enclave state and its `serve` entry point.
+pub struct PartyRuntime {
+    chain_id: String,
+    light_client: Mutex<LightClient>,
+    party: Arc<ThresholdParty>,
+    server_key: ServerKey,
+    /// Public material (data type, SHA3-256) of the key sets this party holds shares of.
+    material: BTreeMap<RequestId, Vec<(String, [u8; 32])>>,
+    clock: Arc<dyn Clock>,
+    net: Arc<dyn Transport>,
+    round_deadline: Duration,
+}
+
+impl std::fmt::Debug for PartyRuntime {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("PartyRuntime")
+            .field("chain_id", &self.chain_id)
+            .field("party", &self.net.me())
+            .finish_non_exhaustive()
+    }
+}
+
+/// What a party runtime is built from.
+pub struct RuntimeParts {
+    /// The KMS chain's ID (transactions are signed for it).
+    pub chain_id: String,
+    /// The light client, anchored at a trusted state (genesis or a sealed one).
+    pub light_client: LightClient,
+    /// The party's key share, PRSS state and signing key.
+    pub party: Arc<ThresholdParty>,
+    /// The key set's server key (squashing needs it).
+    pub server_key: ServerKey,
+    /// Public material of the key sets held.
+    pub material: BTreeMap<RequestId, Vec<(String, [u8; 32])>>,
+    /// The trusted time source.
+    pub clock: Arc<dyn Clock>,
+    /// The party transport (attested TLS in production).
+    pub net: Arc<dyn Transport>,
+    /// Deadline of each protocol round.
+    pub round_deadline: Duration,
+}
+
+fn refs(cts: &[TypedCiphertext]) -> Vec<CiphertextRef> {
+    cts.iter().map(TypedCiphertext::to_ref).collect()
+}
+
+impl PartyRuntime {
+    /// A runtime from its parts.
+    pub fn new(parts: RuntimeParts) -> Self {
+        Self {
+            chain_id: parts.chain_id,
+            light_client: Mutex::new(parts.light_client),
+            party: parts.party,
+            server_key: parts.server_key,
+            material: parts.material,
+            clock: parts.clock,
+            net: parts.net,
+            round_deadline: parts.round_deadline,
+        }
+    }
+
+    /// The party's signer address (as registered in the config contract).
+    pub fn address(&self) -> [u8; 20] {
+        self.party.signer.address()
+    }
+
+    /// Squashes on a blocking thread with the server key set there (tfhe keeps it per thread).
+    async fn squash(
+        &self,
+        cts: Vec<TypedCiphertext>,
+    ) -> Result<Vec<(TypedCiphertext, kms_threshold::SquashedCiphertext)>, RuntimeError> {
+        let (party, key) = (self.party.clone(), self.server_key.clone());
+        tokio::task::spawn_blocking(move || {
+            kms_engine::tfhe::set_server_key(key);
+            party.squash_all(&cts)
+        })
+        .await
+        .map_err(|e| RuntimeError::Task(e.to_string()))?
+        .map_err(RuntimeError::from)
+    }
+
+    fn fulfill(&self, nonce: u64, request_id: RequestId, fulfillment: Fulfillment) -> Outcome {
+        Outcome::Broadcast(sign_tx(
+            &self.party.signer,
+            &self.chain_id,
+            nonce,
+            Msg::Fulfill {
+                request_id,
+                fulfillment,
+            },
+        ))
+    }
+
+    /// Serves one job: verify, act on the approved record only, sign.
+    pub async fn serve_job(&self, job: Job) -> Result<Outcome, RuntimeError> {
+        let now = self.clock.now()?;
+        let approved = {
+            let mut lc = self.light_client.lock().unwrap_or_else(|p| p.into_inner());
+            lc.verify_evidence(&job.evidence, now)?
+        };
+        let record = approved.record;
+        let me = self.address();
+        if record.party_index(&me).is_none() {
+            return Ok(Outcome::Skip(Skip::NotInPartySet));
+        }
+        if record.responded.contains(&me) {
+            return Ok(Outcome::Skip(Skip::AlreadyAnswered));
+        }
+        let complete = matches!(record.status, RequestStatus::Completed { .. });
+        // The request ID is the approved record's (the light client checked it hashes to it).
+        let id = record.id;
+        match record.request {
+            KmsRequest::KeyGen(_) => {
+                if complete {
+                    return Ok(Outcome::Skip(Skip::Complete));
+                }
+                let material = self.material.get(&id).ok_or(RuntimeError::NoMaterial(id))?;
+                let items = material
+                    .iter()
+                    .map(|(dt, digest)| {
+                        MaterialItem::signed(
+                            &self.party.signer,
+                            &self.party.domain,
+                            &id,
+                            dt,
+                            *digest,
+                        )
+                    })
+                    .collect::<Result<Vec<_>, _>>()
+                    .map_err(|e| RuntimeError::Sign(e.to_string()))?;
+                Ok(self.fulfill(job.nonce, id, Fulfillment::Material { items }))
+            }
+            KmsRequest::PublicDecrypt(r) => {
+                if complete {
+                    return Ok(Outcome::Skip(Skip::Complete));
+                }
+                if refs(&job.ciphertexts) != r.ciphertexts {
+                    return Err(RuntimeError::CiphertextsNotApproved);
+                }
+                let squashed = self.squash(job.ciphertexts).await?;
+                let d = self
+                    .party
+                    .decrypt_squashed(
+                        self.net.as_ref(),
+                        id,
+                        r.key_id,
+                        &squashed,
+                        self.round_deadline,
+                    )
+                    .await?;
+                if !d.cheaters.is_empty() || !d.absent.is_empty() {
+                    tracing::warn!(request = %id, cheaters = ?d.cheaters, absent = ?d.absent, "decrypted despite faulty parties");
+                }
+                let plaintexts = d.signed.plaintexts.iter().flat_map(|p| p.word).collect();
+                Ok(self.fulfill(
+                    job.nonce,
+                    id,
+                    Fulfillment::PublicDecryption {
+                        plaintexts,
+                        signature: d.signed.signature.0.to_vec(),
+                    },
+                ))
+            }
+            KmsRequest::UserDecrypt(r) => {
+                if refs(&job.ciphertexts) != r.ciphertexts {
+                    return Err(RuntimeError::CiphertextsNotApproved);
+                }
+                let client = job
+                    .client_key
+                    .as_deref()
+                    .and_then(|k| ClientPublicKey::from_bytes(k).ok())
+                    .filter(|k| k.digest() == r.client_key_digest)
+                    .ok_or(RuntimeError::ClientKeyNotApproved)?;
+                let squashed = self.squash(job.ciphertexts).await?;
+                let s = self.party.user_decrypt_share(
+                    id,
+                    r.key_id,
+                    &squashed,
+                    &client,
+                    &mut rand_core::OsRng,
+                )?;
+                Ok(self.fulfill(
+                    job.nonce,
+                    id,
+                    Fulfillment::UserDecryption {
+                        envelope: s.envelope.as_bytes().to_vec(),
+                        signature: s.response_signature.0.to_vec(),
+                    },
+                ))
+            }
+            other => Err(RuntimeError::Unsupported(other.kind())),
+        }
+    }
+}
+
+#[async_trait::async_trait]
+impl Enclave for PartyRuntime {
+    type Error = RuntimeError;
+
+    async fn serve(&self, job: Job) -> Result<Outcome, RuntimeError> {
+        self.serve_job(job).await
+    }
+}

@@ -1,0 +1,17 @@
+//! A party's untrusted host.
+//!
+//! * [`Blobs`]: the content-addressed store the host fetches ciphertexts and client keys from
+//!   (the chain carries only their SHA3-256 digests); every read is checked against its digest.
+//! * [`PartyHost`]: the loop. It follows the chain with its [`kms_connector::Follower`]; for each
+//!   approved request it fetches the evidence (light block and ICS23 proof) and the inputs the
+//!   request names, hands the [`kms_channel::Job`] to its enclave, and broadcasts the signed
+//!   transaction the enclave returns. It decides nothing: whatever it gets wrong, the enclave
+//!   refuses.
+
+#![forbid(unsafe_code)]
+
+mod blobs;
+mod serve;
+
+pub use blobs::{BlobError, Blobs};
+pub use serve::{HostError, PartyHost, Served};

@@ -1,0 +1,57 @@
+//! The host⇄enclave interface of one party.
+//!
+//! The host follows the chain and, for each approved request, hands its enclave a [`Job`]: the
+//! untrusted evidence that the request sits approved in ASC state and the inputs the request
+//! names by digest (ciphertexts, the client's encryption key). The enclave verifies everything
+//! itself and answers with an [`Outcome`]: a transaction it signed with the party's key, which
+//! the host only broadcasts, or the reason it does nothing.
+
+#![forbid(unsafe_code)]
+
+use kms_light_client::RequestEvidence;
+use kms_types::TypedCiphertext;
+use serde::{Deserialize, Serialize};
+
+/// One request for the enclave to serve.
+#[derive(Clone, Debug)]
+pub struct Job {
+    /// Evidence that the request is approved (the enclave's light client verifies it).
+    pub evidence: RequestEvidence,
+    /// The ciphertexts the request names, in its order (checked against the approved digests).
+    pub ciphertexts: Vec<TypedCiphertext>,
+    /// The client's encryption key of a user decryption (checked against the approved digest).
+    pub client_key: Option<Vec<u8>>,
+    /// The party account's next nonce as the host sees it. Not trusted for anything: a wrong
+    /// nonce only makes the transaction fail, which the host could cause anyway by dropping it.
+    pub nonce: u64,
+}
+
+/// Why an enclave did nothing for a verified request.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Skip {
+    /// This party already answered it (its answer is on chain).
+    AlreadyAnswered,
+    /// The request is complete and a late answer adds nothing.
+    Complete,
+    /// This party is not in the request's frozen party set.
+    NotInPartySet,
+}
+
+/// The enclave's answer to a [`Job`].
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Outcome {
+    /// A transaction signed by the party's key, for the host to broadcast.
+    Broadcast(Vec<u8>),
+    /// Nothing to send.
+    Skip(Skip),
+}
+
+/// A party's enclave, as its host reaches it (in-process, Unix socket or vsock).
+#[async_trait::async_trait]
+pub trait Enclave: Send + Sync {
+    /// The error the enclave reports (typed by the implementation; the host only logs it).
+    type Error: std::error::Error + Send + Sync + 'static;
+
+    /// Serves one request.
+    async fn serve(&self, job: Job) -> Result<Outcome, Self::Error>;
+}
