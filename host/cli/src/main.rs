@@ -266,6 +266,23 @@ enum Cmd {
         #[arg(long, default_value = "cometbft")]
         cometbft: PathBuf,
     },
+    /// Start a network written by `chain-net`: each node's `kms chain-app` and `cometbft start`,
+    /// detached (logs in each home, PIDs in `<dir>/pids.json`); waits until every node makes
+    /// blocks and prints their RPC addresses.
+    ChainUp {
+        /// Network folder written by `chain-net`.
+        #[arg(long, default_value = "kms-chain-net")]
+        dir: PathBuf,
+        /// The `cometbft` binary.
+        #[arg(long, default_value = "cometbft")]
+        cometbft: PathBuf,
+    },
+    /// Stop a network started by `chain-up` (SIGTERM, then SIGKILL after 10 s).
+    ChainDown {
+        /// Network folder.
+        #[arg(long, default_value = "kms-chain-net")]
+        dir: PathBuf,
+    },
     /// Serve the KMS chain's ABCI app to a real CometBFT 0.38 node (production).
     ChainApp {
         /// ABCI listen address (CometBFT's `proxy_app`).
@@ -741,6 +758,38 @@ async fn run(cli: Cli) -> R<()> {
                 shape.threshold,
             )
             .await?;
+        }
+        Cmd::ChainUp { dir, cometbft } => {
+            let kms = std::env::current_exe().map_err(|e| e.to_string())?;
+            let running = kms_cli::network::start_network(&dir, &cometbft, &kms)
+                .map_err(|e| e.to_string())?;
+            for r in &running {
+                let rpc = kms_connector::ChainRpc::new(&r.rpc).map_err(|e| e.to_string())?;
+                let deadline = std::time::Instant::now() + std::time::Duration::from_secs(90);
+                loop {
+                    if rpc.latest_height().await.is_ok_and(|h| h >= 2) {
+                        break;
+                    }
+                    if std::time::Instant::now() > deadline {
+                        return Err(format!(
+                            "{} makes no blocks; see {}/node.log",
+                            r.rpc,
+                            r.home.display()
+                        ));
+                    }
+                    tokio::time::sleep(std::time::Duration::from_millis(250)).await;
+                }
+                println!(
+                    "{}  (app pid {}, node pid {})",
+                    r.rpc, r.app_pid, r.node_pid
+                );
+            }
+            println!("running; stop with: kms chain-down --dir {}", dir.display());
+        }
+        Cmd::ChainDown { dir } => {
+            let stopped = kms_cli::network::stop_network(&dir, std::time::Duration::from_secs(10))
+                .map_err(|e| e.to_string())?;
+            println!("stopped {} processes", stopped.len());
         }
         Cmd::ChainNet {
             dir,

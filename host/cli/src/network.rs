@@ -206,3 +206,137 @@ pub fn write_network(
     std::fs::write(&manifest, raw).map_err(|e| file_err(&manifest)(&e))?;
     Ok(nodes)
 }
+
+/// The processes of a started network (`<root>/pids.json`).
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct RunningNode {
+    /// The node's CometBFT home.
+    pub home: PathBuf,
+    /// Its `kms chain-app` process.
+    pub app_pid: u32,
+    /// Its `cometbft` process.
+    pub node_pid: u32,
+    /// Its RPC address.
+    pub rpc: String,
+}
+
+const PIDS: &str = "pids.json";
+
+fn log_file(path: &Path) -> Result<std::fs::File, NetworkError> {
+    std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(path)
+        .map_err(|e| file_err(path)(&e))
+}
+
+fn spawn(cmd: &mut Command, log: &Path) -> Result<u32, NetworkError> {
+    use std::os::unix::process::CommandExt;
+    let out = log_file(log)?;
+    let err = out.try_clone().map_err(|e| file_err(log)(&e))?;
+    cmd.stdin(std::process::Stdio::null())
+        .stdout(out)
+        .stderr(err)
+        // Its own process group: the node outlives the terminal that started it.
+        .process_group(0)
+        .spawn()
+        .map(|c| c.id())
+        .map_err(|e| NetworkError::Command {
+            command: format!("{cmd:?}"),
+            reason: e.to_string(),
+        })
+}
+
+/// Whether process `pid` is alive (and not a zombie).
+pub fn alive(pid: u32) -> bool {
+    std::fs::read_to_string(format!("/proc/{pid}/stat"))
+        .map(|s| {
+            // The state follows the parenthesised command name.
+            s.rsplit_once(')')
+                .and_then(|(_, rest)| rest.split_whitespace().next())
+                .is_some_and(|state| state != "Z" && state != "X")
+        })
+        .unwrap_or(false)
+}
+
+/// Starts the network written below `root`: for each node its `kms chain-app` (binary `kms`)
+/// and its `cometbft start`, detached, logging to `app.log` and `node.log` in its home; records
+/// them in `root/pids.json`. Refuses if that file names a live process.
+pub fn start_network(
+    root: &Path,
+    cometbft: &Path,
+    kms: &Path,
+) -> Result<Vec<RunningNode>, NetworkError> {
+    let pids = root.join(PIDS);
+    if let Ok(raw) = std::fs::read(&pids) {
+        let running: Vec<RunningNode> =
+            serde_json::from_slice(&raw).map_err(|e| file_err(&pids)(&e))?;
+        if running
+            .iter()
+            .any(|r| alive(r.app_pid) || alive(r.node_pid))
+        {
+            return Err(NetworkError::Command {
+                command: "start".into(),
+                reason: format!("already running (see {}); stop it first", pids.display()),
+            });
+        }
+    }
+    let manifest = root.join("network.json");
+    let nodes: Vec<NodeLayout> =
+        serde_json::from_value(read_json(&manifest)?).map_err(|e| file_err(&manifest)(&e))?;
+    let mut running = Vec::with_capacity(nodes.len());
+    for n in &nodes {
+        let app_pid = spawn(
+            Command::new(kms)
+                .args(["chain-app", "--abci", &format!("127.0.0.1:{}", n.abci)])
+                .arg("--data-dir")
+                .arg(n.home.join("app")),
+            &n.home.join("app.log"),
+        )?;
+        let node_pid = spawn(
+            Command::new(cometbft)
+                .args(["start", "--home"])
+                .arg(&n.home),
+            &n.home.join("node.log"),
+        )?;
+        running.push(RunningNode {
+            home: n.home.clone(),
+            app_pid,
+            node_pid,
+            rpc: format!("http://127.0.0.1:{}", n.rpc),
+        });
+    }
+    let raw = serde_json::to_vec_pretty(&running).map_err(|e| file_err(&pids)(&e))?;
+    std::fs::write(&pids, raw).map_err(|e| file_err(&pids)(&e))?;
+    Ok(running)
+}
+
+/// Stops a network started by [`start_network`]: SIGTERM to every recorded process, waits up to
+/// `grace` for them to exit, then SIGKILL; removes `pids.json`. Returns the PIDs stopped.
+pub fn stop_network(root: &Path, grace: std::time::Duration) -> Result<Vec<u32>, NetworkError> {
+    let path = root.join(PIDS);
+    let raw = std::fs::read(&path).map_err(|e| file_err(&path)(&e))?;
+    let running: Vec<RunningNode> =
+        serde_json::from_slice(&raw).map_err(|e| file_err(&path)(&e))?;
+    // CometBFT first (it stops calling the app), then the apps.
+    let pids: Vec<u32> = running
+        .iter()
+        .map(|r| r.node_pid)
+        .chain(running.iter().map(|r| r.app_pid))
+        .filter(|p| alive(*p))
+        .collect();
+    let signal = |sig: &str, pids: &[u32]| {
+        for p in pids {
+            let _ = Command::new("kill").args([sig, &p.to_string()]).output();
+        }
+    };
+    signal("-TERM", &pids);
+    let deadline = std::time::Instant::now() + grace;
+    while pids.iter().any(|p| alive(*p)) && std::time::Instant::now() < deadline {
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+    let stubborn: Vec<u32> = pids.iter().copied().filter(|p| alive(*p)).collect();
+    signal("-KILL", &stubborn);
+    std::fs::remove_file(&path).map_err(|e| file_err(&path)(&e))?;
+    Ok(pids)
+}

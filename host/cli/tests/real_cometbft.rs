@@ -324,3 +324,65 @@ async fn a_proposal_with_an_invalid_transaction_is_rejected() {
     );
     assert!(proposers.len() >= 2, "proposers {proposers:?}");
 }
+
+/// `kms chain-net` writes a network, `kms chain-up` starts it (detached processes that make
+/// blocks, listed in `pids.json`) and refuses to start it twice, `kms chain-down` stops every
+/// process it started.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn chain_up_starts_the_written_network_and_chain_down_stops_it() {
+    let bin = cometbft();
+    let dir = tempfile::tempdir().unwrap();
+    let net = dir.path().join("net");
+    let kms = env!("CARGO_BIN_EXE_kms");
+    let cometbft_arg = bin.to_str().unwrap();
+    run(Command::new(kms)
+        .args([
+            "chain-net",
+            "--chain-id",
+            CHAIN,
+            "--block-ms",
+            "300",
+            "--cometbft",
+            cometbft_arg,
+        ])
+        .arg("--dir")
+        .arg(&net));
+
+    let _alone = ONE_NETWORK_AT_A_TIME.lock().await;
+    let up = run(Command::new(kms)
+        .args(["chain-up", "--cometbft", cometbft_arg])
+        .arg("--dir")
+        .arg(&net));
+    let running: Vec<kms_cli::network::RunningNode> =
+        serde_json::from_slice(&std::fs::read(net.join("pids.json")).unwrap()).unwrap();
+    // Should the test fail from here on, the processes still go.
+    struct Down(std::path::PathBuf);
+    impl Drop for Down {
+        fn drop(&mut self) {
+            let _ = kms_cli::network::stop_network(&self.0, Duration::from_secs(5));
+        }
+    }
+    let down_guard = Down(net.clone());
+    assert_eq!(running.len(), N, "{up}");
+    for r in &running {
+        assert!(up.contains(&r.rpc), "{up}");
+        assert!(kms_cli::network::alive(r.app_pid) && kms_cli::network::alive(r.node_pid));
+        let c = HttpClient::new(r.rpc.as_str()).unwrap();
+        wait_for_height(&c, 3, Duration::from_secs(30)).await;
+    }
+    let again = Command::new(kms)
+        .args(["chain-up", "--cometbft", cometbft_arg])
+        .arg("--dir")
+        .arg(&net)
+        .output()
+        .unwrap();
+    assert!(!again.status.success(), "a second chain-up must refuse");
+
+    let down = run(Command::new(kms).arg("chain-down").arg("--dir").arg(&net));
+    assert!(down.contains(&format!("stopped {}", 2 * N)), "{down}");
+    std::mem::forget(down_guard);
+    for r in &running {
+        assert!(!kms_cli::network::alive(r.app_pid) && !kms_cli::network::alive(r.node_pid));
+    }
+    assert!(!net.join("pids.json").exists());
+}

@@ -1,0 +1,332 @@
+//! A hostile host against its enclave (issue 10): the host hands over tampered ciphertexts, a
+//! wrong client key, a forged record, a proof for a request that was never approved, a header
+//! from a chain the enclave does not trust, stale evidence. The runtime refuses each with its
+//! typed error and signs nothing; the same job with honest inputs is served (so the refusals
+//! are not vacuous). Chain: the devnet, in process; test parameters.
+
+use kms_algebra::prss::{deal_keys, Prss};
+use kms_chain_types::codec;
+use kms_chain_types::state::{keys, RequestRecord};
+use kms_chain_types::tx::{decode_tx, Fulfillment, KmsRequest, MaterialItem, Msg};
+use kms_channel::{Job, Outcome};
+use kms_devnet::dev::{DevSetup, ManualChain, Wallet};
+use kms_eip712::SigningKey;
+use kms_engine::{generate_key_set, serialize_public};
+use kms_light_client::{Error as LcError, LightClient, Options, RequestEvidence};
+use kms_runtime::{Clock, ClockError, PartyRuntime, RuntimeError, RuntimeParts};
+use kms_signcryption::ClientKeyPair;
+use kms_threshold::{deal_insecure, FloodingParams, ServedLog, ThresholdParty};
+use kms_transport::InProcessNetwork;
+use kms_types::{
+    CanonicalRequest, FheType, KeyGenRequest, ParamSetName, RequestId, TypedCiphertext,
+    UserDecryptionRequest,
+};
+use std::collections::BTreeMap;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+use tendermint::Time;
+
+const CHAIN: &str = "kms-hostile-host";
+const PARAMS: ParamSetName = ParamSetName::TestInsecure;
+
+/// The enclave's trusted clock in this test: the devnet's time (its blocks are a second apart).
+struct DevClock(Arc<Mutex<Time>>);
+
+impl Clock for DevClock {
+    fn now(&self) -> Result<Time, ClockError> {
+        Ok(*self.0.lock().unwrap())
+    }
+}
+
+struct World {
+    m: ManualChain,
+    genesis_validators: tendermint::validator::Set,
+    clock: Arc<Mutex<Time>>,
+    party: Arc<ThresholdParty>,
+    server_key: kms_engine::tfhe::ServerKey,
+    user_id: RequestId,
+    request_height: u64,
+    cts: Vec<TypedCiphertext>,
+    other_ct: TypedCiphertext,
+    client: ClientKeyPair,
+}
+
+impl World {
+    fn new() -> Self {
+        let mut setup = DevSetup::new(CHAIN, 4, 1, 4, Time::now());
+        let domain = setup.genesis.app_config.eip712_domain.clone();
+        let mut m = ManualChain::new(setup.genesis.clone()).unwrap();
+        let genesis_validators = m.chain.validators().clone();
+        let keygen = KmsRequest::KeyGen(KeyGenRequest {
+            params: PARAMS,
+            label: "hostile".into(),
+        });
+        let key_id = keygen.request_id();
+        let mut user = Wallet::random();
+        let txs = vec![
+            setup.admin.tx(CHAIN, Msg::Faucet { amount: 1_000_000 }),
+            user.tx(CHAIN, Msg::Faucet { amount: 1_000_000 }),
+            setup.admin.tx(
+                CHAIN,
+                Msg::CreateApplication {
+                    app_id: "app".into(),
+                    admin: user.address(),
+                },
+            ),
+            setup.admin.tx(
+                CHAIN,
+                Msg::Request {
+                    app_id: "app".into(),
+                    request: keygen,
+                },
+            ),
+        ];
+        assert_eq!(m.block(txs).unwrap().1, vec![0; 4]);
+        let txs = setup.parties[..2]
+            .iter_mut()
+            .map(|p| {
+                let item = MaterialItem::signed(p.key(), &domain, &key_id, "PublicKey", [7; 32]);
+                p.tx(
+                    CHAIN,
+                    Msg::Fulfill {
+                        request_id: key_id,
+                        fulfillment: Fulfillment::Material {
+                            items: vec![item.unwrap()],
+                        },
+                    },
+                )
+            })
+            .collect();
+        assert_eq!(m.block(txs).unwrap().1, vec![0, 0]);
+
+        let ks = generate_key_set(PARAMS, &key_id, &mut |_| {});
+        let server_key = ks.server_key.decompress();
+        let encrypt =
+            |v: u8| TypedCiphertext {
+                fhe_type: FheType::Uint8,
+                bytes:
+                    serialize_public(
+                        &<kms_engine::tfhe::FheUint8 as kms_engine::tfhe::prelude::FheEncrypt<
+                            u8,
+                            _,
+                        >>::encrypt(v, &ks.client_key),
+                    )
+                    .unwrap(),
+            };
+        let cts = vec![encrypt(42)];
+        let other_ct = encrypt(42);
+        let client = ClientKeyPair::generate(&mut rand_core::OsRng);
+        let user_req = UserDecryptionRequest {
+            key_id,
+            ciphertexts: cts.clone(),
+            client_encryption_key: client.public().as_bytes().to_vec(),
+        };
+        let user_id = user_req.request_id();
+        let txs = vec![
+            user.tx(
+                CHAIN,
+                Msg::AclGrant {
+                    app_id: "app".into(),
+                    handles: cts.iter().map(TypedCiphertext::digest).collect(),
+                    addresses: vec![user.address()],
+                },
+            ),
+            user.tx(
+                CHAIN,
+                Msg::Request {
+                    app_id: "app".into(),
+                    request: KmsRequest::UserDecrypt(user_req.to_ref()),
+                },
+            ),
+        ];
+        let (request_height, codes) = m.block(txs).unwrap();
+        assert_eq!(codes, vec![0, 0]);
+        for _ in 0..3 {
+            m.block(vec![]).unwrap();
+        }
+
+        let shares = deal_insecure(&ks.client_key, key_id, 4, 1, &mut rand_core::OsRng).unwrap();
+        let share = shares.into_iter().next().unwrap();
+        let prss_keys = deal_keys(4, 1, &mut rand_core::OsRng);
+        let flooding =
+            FloodingParams::for_param_set(PARAMS, 4, 1, share.message_modulus, share.carry_modulus)
+                .unwrap();
+        let party = Arc::new(ThresholdParty {
+            prss: Prss::new(1, 4, 1, &prss_keys).unwrap(),
+            key: share,
+            flooding,
+            params: PARAMS,
+            signer: SigningKey::from_bytes(&setup.parties[0].key().to_bytes()).unwrap(),
+            domain,
+            served: ServedLog::in_memory(),
+        });
+        let clock = Arc::new(Mutex::new((m.clock + Duration::from_secs(1)).unwrap()));
+        Self {
+            m,
+            genesis_validators,
+            clock,
+            party,
+            server_key,
+            user_id,
+            request_height,
+            cts,
+            other_ct,
+            client,
+        }
+    }
+
+    /// A fresh enclave runtime for party 1, its light client anchored at genesis.
+    fn runtime(&self) -> PartyRuntime {
+        let (lc, _) = LightClient::from_genesis(
+            CHAIN,
+            1,
+            &self.genesis_validators,
+            self.m.chain.light_block(1).unwrap(),
+            Options {
+                trust_threshold: Default::default(),
+                trusting_period: Duration::from_secs(3600),
+                clock_drift: Duration::from_secs(5),
+            },
+            *self.clock.lock().unwrap(),
+        )
+        .unwrap();
+        PartyRuntime::new(RuntimeParts {
+            chain_id: CHAIN.into(),
+            light_client: lc,
+            party: self.party.clone(),
+            server_key: self.server_key.clone(),
+            material: BTreeMap::new(),
+            clock: Arc::new(DevClock(self.clock.clone())),
+            net: Arc::new(InProcessNetwork::new(4).party(1)),
+            round_deadline: Duration::from_secs(5),
+        })
+    }
+
+    /// What an honest host fetches: the record at height `h` with its proof, header `h + 1`.
+    fn evidence(&self, id: RequestId, h: u64) -> RequestEvidence {
+        let q = self
+            .m
+            .chain
+            .query("store", keys::request(&id), h as i64, true);
+        RequestEvidence {
+            id,
+            height: h,
+            header: self.m.chain.light_block(h + 1).unwrap(),
+            value: q.value.to_vec(),
+            proof: q.proof_ops.unwrap().try_into().unwrap(),
+        }
+    }
+
+    fn honest_job(&self) -> Job {
+        Job {
+            evidence: self.evidence(self.user_id, self.request_height),
+            ciphertexts: self.cts.clone(),
+            client_key: Some(self.client.public().as_bytes().to_vec()),
+            nonce: 0,
+        }
+    }
+}
+
+fn refused(r: Result<Outcome, RuntimeError>) -> RuntimeError {
+    match r {
+        Err(e) => e,
+        Ok(o) => panic!("the enclave acted: {o:?}"),
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_enclave_refuses_what_a_hostile_host_tampered_with_and_serves_the_honest_job() {
+    let w = World::new();
+
+    // Tampered ciphertext: another encryption of the same value, same type.
+    let mut job = w.honest_job();
+    job.ciphertexts = vec![w.other_ct.clone()];
+    assert!(matches!(
+        refused(w.runtime().serve_job(job).await),
+        RuntimeError::CiphertextsNotApproved
+    ));
+
+    // The client key: another one, or none.
+    let mut job = w.honest_job();
+    job.client_key = Some(
+        ClientKeyPair::generate(&mut rand_core::OsRng)
+            .public()
+            .as_bytes()
+            .to_vec(),
+    );
+    assert!(matches!(
+        refused(w.runtime().serve_job(job).await),
+        RuntimeError::ClientKeyNotApproved
+    ));
+    let mut job = w.honest_job();
+    job.client_key = None;
+    assert!(matches!(
+        refused(w.runtime().serve_job(job).await),
+        RuntimeError::ClientKeyNotApproved
+    ));
+
+    // A forged record (the approved one with the other ciphertext's digest) under the real proof.
+    let mut job = w.honest_job();
+    let mut record: RequestRecord = codec::decode(&job.evidence.value).unwrap();
+    if let KmsRequest::UserDecrypt(r) = &mut record.request {
+        r.ciphertexts = vec![w.other_ct.to_ref()];
+    }
+    job.evidence.value = codec::encode(&record);
+    job.ciphertexts = vec![w.other_ct.clone()];
+    assert!(matches!(
+        refused(w.runtime().serve_job(job).await),
+        RuntimeError::NotProven(LcError::StateProofValueMismatch)
+    ));
+
+    // A request that was never approved: the node's answer is a proof of absence.
+    let never = UserDecryptionRequest {
+        key_id: w.party.key.key_id,
+        ciphertexts: vec![w.other_ct.clone()],
+        client_encryption_key: w.client.public().as_bytes().to_vec(),
+    }
+    .request_id();
+    let mut job = w.honest_job();
+    job.evidence = w.evidence(never, w.request_height);
+    job.ciphertexts = vec![w.other_ct.clone()];
+    assert!(matches!(
+        refused(w.runtime().serve_job(job).await),
+        RuntimeError::NotProven(_)
+    ));
+
+    // A header from a chain with the same ID but other validators (the host's own devnet).
+    let forged = ManualChain::new(DevSetup::new(CHAIN, 4, 1, 4, Time::now()).genesis).unwrap();
+    let mut forged = forged;
+    for _ in 0..=w.request_height {
+        forged.block(vec![]).unwrap();
+    }
+    let mut job = w.honest_job();
+    job.evidence.header = forged.chain.light_block(w.request_height + 1).unwrap();
+    assert!(matches!(
+        refused(w.runtime().serve_job(job).await),
+        RuntimeError::NotProven(_)
+    ));
+
+    // The honest job is served: a Fulfill signed by party 1 for the request.
+    let rt = w.runtime();
+    let Outcome::Broadcast(tx) = rt.serve_job(w.honest_job()).await.unwrap() else {
+        panic!("honest job not served");
+    };
+    let tx = decode_tx(&tx, CHAIN).unwrap();
+    assert_eq!(tx.sender, w.party.signer.address());
+    assert!(matches!(
+        tx.body.msg,
+        Msg::Fulfill { request_id, fulfillment: Fulfillment::UserDecryption { .. } }
+            if request_id == w.user_id
+    ));
+
+    // Stale evidence: once the light client trusts a later header, older evidence is refused
+    // (the host must prove the request at a later height, which works).
+    let later = w.evidence(w.user_id, w.request_height + 2);
+    let mut job = w.honest_job();
+    job.evidence = later;
+    assert!(rt.serve_job(job).await.is_ok());
+    assert!(matches!(
+        refused(rt.serve_job(w.honest_job()).await),
+        RuntimeError::NotProven(LcError::NotMonotonic(_))
+    ));
+}
