@@ -5,6 +5,7 @@
 
 pub mod auditor;
 pub mod bench;
+pub mod bench_consensus;
 pub mod chain;
 pub mod demo;
 pub mod demo_threshold;

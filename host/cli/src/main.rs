@@ -300,6 +300,23 @@ enum Cmd {
         #[arg(long, default_value_t = 51)]
         runs: usize,
     },
+    /// Benchmark of the KMS chain under 4 real CometBFT validators against the devnet at the
+    /// same block time: throughput (transactions broadcast to committed) and one transaction's
+    /// commit latency.
+    BenchConsensus {
+        /// The `cometbft` binary.
+        #[arg(long, default_value = "cometbft")]
+        cometbft: PathBuf,
+        /// Transactions in the throughput run.
+        #[arg(long, default_value_t = 2000)]
+        txs: usize,
+        /// Latency runs (median).
+        #[arg(long, default_value_t = 11)]
+        latency_runs: usize,
+        /// Milliseconds between blocks (CometBFT's `timeout_commit`, the devnet's interval).
+        #[arg(long, default_value_t = 1000)]
+        block_ms: u64,
+    },
     /// Benchmark against tfhe-rs baselines in the same run.
     Bench {
         /// Parameter set.
@@ -812,6 +829,18 @@ async fn run(cli: Cli) -> R<()> {
             })
             .await
             .map_err(|e| e.to_string())??;
+        }
+        Cmd::BenchConsensus {
+            cometbft,
+            txs,
+            latency_runs,
+            block_ms,
+        } => {
+            let kms = std::env::current_exe().map_err(|e| e.to_string())?;
+            let res = kms_cli::bench_consensus::run(&cometbft, &kms, txs, latency_runs, block_ms)
+                .await
+                .map_err(|e| e.to_string())?;
+            print_comparisons(&res, json, 1e3, "ms")?;
         }
         Cmd::BenchChain { runs } => {
             let res = tokio::task::spawn_blocking(move || kms_cli::chain::bench_light_client(runs))
