@@ -128,10 +128,68 @@ impl GrpcParty {
         peers: Vec<String>,
         tls: crate::tls::PartyTls,
     ) -> Self {
+        let incoming = crate::tls::incoming(listener, tls.server.clone(), tls.authenticate.clone());
+        let peers = peers
+            .into_iter()
+            .enumerate()
+            .map(|(i, ep)| {
+                let config =
+                    tls.clients.get(i).cloned().ok_or_else(|| {
+                        format!("no TLS client configuration for party {}", i + 1)
+                    })?;
+                tonic::transport::Endpoint::from_shared(ep)
+                    .map(|e| client(e.connect_with_connector_lazy(crate::tls::connector(config))))
+                    .map_err(|e| e.to_string())
+            })
+            .collect();
+        Self::serve_tls(me, incoming, peers, &tls)
+    }
+
+    /// [`GrpcParty::start_tls`] over byte streams someone else carries: `incoming` yields the
+    /// connections other parties opened to this one, `dial` opens one to party p. This is how
+    /// an enclave talks to the other parties through its host: the host relays bytes, the TLS
+    /// sessions (and their attestation) are end to end.
+    pub fn start_tls_relayed(
+        me: usize,
+        n: usize,
+        incoming: tokio::sync::mpsc::Receiver<crate::tls::BoxIo>,
+        dial: crate::tls::Dial,
+        tls: crate::tls::PartyTls,
+    ) -> Self {
+        let incoming =
+            crate::tls::incoming_streams(incoming, tls.server.clone(), tls.authenticate.clone());
+        let peers = (1..=n)
+            .map(|p| {
+                let config = tls
+                    .clients
+                    .get(p - 1)
+                    .cloned()
+                    .ok_or_else(|| format!("no TLS client configuration for party {p}"))?;
+                // The URI only names the peer; `dial` decides where the bytes go.
+                tonic::transport::Endpoint::from_shared(format!("http://party-{p}.kms"))
+                    .map(|e| {
+                        client(e.connect_with_connector_lazy(crate::tls::connector_with(
+                            config,
+                            Some((dial.clone(), p)),
+                        )))
+                    })
+                    .map_err(|e| e.to_string())
+            })
+            .collect();
+        Self::serve_tls(me, incoming, peers, &tls)
+    }
+
+    fn serve_tls(
+        me: usize,
+        incoming: tokio_stream::wrappers::ReceiverStream<
+            Result<crate::tls::AuthenticatedStream, std::io::Error>,
+        >,
+        peers: Vec<Result<PartyClient<Channel>, String>>,
+        tls: &crate::tls::PartyTls,
+    ) -> Self {
         let n = peers.len();
         let (svc, inbox) = Self::service(n, true);
         let (tx, rx) = tokio::sync::oneshot::channel::<()>();
-        let incoming = crate::tls::incoming(listener, tls.server.clone(), tls.authenticate.clone());
         let server = tonic::transport::Server::builder()
             .add_service(svc)
             .serve_with_incoming_shutdown(incoming, async {
@@ -159,19 +217,6 @@ impl GrpcParty {
                 tokio::spawn(server);
             }
         }
-        let peers = peers
-            .into_iter()
-            .enumerate()
-            .map(|(i, ep)| {
-                let config =
-                    tls.clients.get(i).cloned().ok_or_else(|| {
-                        format!("no TLS client configuration for party {}", i + 1)
-                    })?;
-                tonic::transport::Endpoint::from_shared(ep)
-                    .map(|e| client(e.connect_with_connector_lazy(crate::tls::connector(config))))
-                    .map_err(|e| e.to_string())
-            })
-            .collect();
         Self {
             me,
             peers,

@@ -80,9 +80,24 @@ impl PartyTls {
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct PeerParty(pub usize);
 
+/// A byte stream a party connection runs over: a TCP socket, or a connection relayed by the
+/// party's host (the TLS session is end to end either way).
+pub trait Io: AsyncRead + AsyncWrite + Unpin + Send + 'static {}
+impl<T: AsyncRead + AsyncWrite + Unpin + Send + 'static> Io for T {}
+
+/// A boxed [`Io`].
+pub type BoxIo = Box<dyn Io>;
+
+/// Opens a byte stream to party `p` (1-based).
+pub type Dial = Arc<
+    dyn Fn(usize) -> Pin<Box<dyn std::future::Future<Output = std::io::Result<BoxIo>> + Send>>
+        + Send
+        + Sync,
+>;
+
 /// A server-side TLS stream with its authenticated party.
 pub struct AuthenticatedStream {
-    inner: tokio_rustls::server::TlsStream<TcpStream>,
+    inner: tokio_rustls::server::TlsStream<BoxIo>,
     party: usize,
 }
 
@@ -126,10 +141,32 @@ const HANDSHAKE_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(10
 /// opens connections without finishing them cannot exhaust the party's memory or tasks).
 pub const MAX_HANDSHAKES_IN_FLIGHT: usize = 32;
 
-/// Accepts TCP connections, completes mutual TLS, authenticates the peer; yields the streams
-/// whose peer is a party. Refused peers are logged and dropped.
+/// Accepts TCP connections and hands them to [`incoming_streams`].
 pub(crate) fn incoming(
     listener: TcpListener,
+    config: Arc<rustls::ServerConfig>,
+    authenticate: Authenticate,
+) -> ReceiverStream<Result<AuthenticatedStream, std::io::Error>> {
+    let (tx, rx) = tokio::sync::mpsc::channel::<BoxIo>(64);
+    tokio::spawn(async move {
+        loop {
+            match listener.accept().await {
+                Ok((tcp, _)) => {
+                    if tx.send(Box::new(tcp)).await.is_err() {
+                        return;
+                    }
+                }
+                Err(e) => tracing::warn!("party listener: {e}"),
+            }
+        }
+    });
+    incoming_streams(rx, config, authenticate)
+}
+
+/// Completes mutual TLS on each incoming byte stream and authenticates the peer; yields the
+/// streams whose peer is a party. Refused peers are logged and dropped.
+pub(crate) fn incoming_streams(
+    mut conns: tokio::sync::mpsc::Receiver<BoxIo>,
     config: Arc<rustls::ServerConfig>,
     authenticate: Authenticate,
 ) -> ReceiverStream<Result<AuthenticatedStream, std::io::Error>> {
@@ -137,32 +174,25 @@ pub(crate) fn incoming(
     let acceptor = tokio_rustls::TlsAcceptor::from(config);
     let in_flight = Arc::new(tokio::sync::Semaphore::new(MAX_HANDSHAKES_IN_FLIGHT));
     tokio::spawn(async move {
-        loop {
-            let (tcp, addr) = match listener.accept().await {
-                Ok(c) => c,
-                Err(e) => {
-                    tracing::warn!("party listener: {e}");
-                    continue;
-                }
-            };
+        while let Some(io) = conns.recv().await {
             let Ok(permit) = in_flight.clone().try_acquire_owned() else {
-                tracing::warn!(%addr, "too many TLS handshakes in flight; connection closed");
-                drop(tcp);
+                tracing::warn!("too many TLS handshakes in flight; connection closed");
+                drop(io);
                 continue;
             };
             let (acceptor, conn_tx, authenticate) =
                 (acceptor.clone(), tx.clone(), authenticate.clone());
             tokio::spawn(async move {
                 let _permit = permit;
-                let tls = match tokio::time::timeout(HANDSHAKE_TIMEOUT, acceptor.accept(tcp)).await
+                let tls = match tokio::time::timeout(HANDSHAKE_TIMEOUT, acceptor.accept(io)).await
                 {
                     Ok(Ok(s)) => s,
                     Ok(Err(e)) => {
-                        tracing::warn!(%addr, "party TLS handshake refused: {e}");
+                        tracing::warn!("party TLS handshake refused: {e}");
                         return;
                     }
                     Err(_) => {
-                        tracing::warn!(%addr, "party TLS handshake timed out");
+                        tracing::warn!("party TLS handshake timed out");
                         return;
                     }
                 };
@@ -177,7 +207,7 @@ pub(crate) fn incoming(
                             .send(Ok(AuthenticatedStream { inner: tls, party }))
                             .await;
                     }
-                    None => tracing::warn!(%addr, "TLS peer is not a party; connection dropped"),
+                    None => tracing::warn!("TLS peer is not a party; connection dropped"),
                 }
             });
             if tx.is_closed() {
@@ -189,7 +219,7 @@ pub(crate) fn incoming(
 }
 
 /// A TLS stream as hyper sees it.
-pub type ClientStream = hyper_util::rt::TokioIo<tokio_rustls::client::TlsStream<TcpStream>>;
+pub type ClientStream = hyper_util::rt::TokioIo<tokio_rustls::client::TlsStream<BoxIo>>;
 type Connecting = Pin<Box<dyn std::future::Future<Output = std::io::Result<ClientStream>> + Send>>;
 
 /// A tonic connector that dials TCP and runs TLS with `config` (which decides whether the
@@ -202,17 +232,34 @@ pub(crate) fn connector(
     Error = std::io::Error,
     Future = Connecting,
 > + Clone {
+    connector_with(config, None)
+}
+
+/// A tonic connector that opens a byte stream to party `party` with `dial` (or, without one,
+/// dials the URI's TCP address) and runs TLS with `config` over it.
+pub(crate) fn connector_with(
+    config: Arc<rustls::ClientConfig>,
+    dial: Option<(Dial, usize)>,
+) -> impl tower::Service<
+    tonic::transport::Uri,
+    Response = ClientStream,
+    Error = std::io::Error,
+    Future = Connecting,
+> + Clone {
     let connector = tokio_rustls::TlsConnector::from(config);
     tower::service_fn(move |uri: tonic::transport::Uri| {
-        let connector = connector.clone();
+        let (connector, dial) = (connector.clone(), dial.clone());
         let fut: Connecting = Box::pin(async move {
             let host = uri.host().unwrap_or("127.0.0.1").to_string();
             let port = uri.port_u16().unwrap_or(443);
-            let tcp = TcpStream::connect((host.as_str(), port)).await?;
+            let io: BoxIo = match dial {
+                Some((dial, party)) => dial(party).await?,
+                None => Box::new(TcpStream::connect((host.as_str(), port)).await?),
+            };
             // The attested verifier ignores DNS names: identity comes from the attestation.
             let name = ServerName::try_from(host)
                 .map_err(|e| std::io::Error::new(std::io::ErrorKind::InvalidInput, e))?;
-            let tls = connector.connect(name, tcp).await?;
+            let tls = connector.connect(name, io).await?;
             Ok(hyper_util::rt::TokioIo::new(tls))
         });
         fut

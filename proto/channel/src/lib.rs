@@ -7,13 +7,20 @@
 //! the host only broadcasts, or the reason it does nothing.
 
 #![forbid(unsafe_code)]
+#![cfg_attr(
+    not(test),
+    deny(clippy::unwrap_used, clippy::expect_used, clippy::indexing_slicing)
+)]
+
+pub mod mux;
+pub mod wire;
 
 use kms_light_client::RequestEvidence;
 use kms_types::TypedCiphertext;
 use serde::{Deserialize, Serialize};
 
 /// One request for the enclave to serve.
-#[derive(Clone, Debug)]
+#[derive(Clone, Debug, Serialize, Deserialize)]
 pub struct Job {
     /// Evidence that the request is approved (the enclave's light client verifies it).
     pub evidence: RequestEvidence,

@@ -34,11 +34,12 @@ impl ParamSetName {
 }
 
 /// One ciphertext to decrypt: its declared type and its tfhe safe-serialized bytes.
-#[derive(Clone, PartialEq, Eq)]
+#[derive(Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct TypedCiphertext {
     /// The declared type; the bytes must deserialize as exactly this type.
     pub fhe_type: FheType,
     /// tfhe-rs safe serialization of the ciphertext.
+    #[serde(with = "serde_bytes")]
     pub bytes: Vec<u8>,
 }
 

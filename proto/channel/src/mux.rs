@@ -1,0 +1,393 @@
+//! One stream, many uses: the channel multiplexer. Each side runs a reader task (frames in,
+//! dispatched) and a writer task (frames out, from a bounded queue). Relayed party connections
+//! appear on each side as ordinary byte streams ([`BoxIo`]), so TLS runs over them unchanged:
+//! the enclave's attested TLS terminates in the enclave and the host sees only ciphertext.
+
+use crate::wire::{
+    self, Failure, PeerFrame, ToEnclave, ToHost, WireError, PEER_CHUNK_BYTES,
+};
+use crate::{Job, Outcome};
+use std::collections::HashMap;
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
+use tokio::sync::{mpsc, oneshot};
+
+/// A byte stream (a socket, or one relayed connection).
+pub trait Io: AsyncRead + AsyncWrite + Unpin + Send + 'static {}
+impl<T: AsyncRead + AsyncWrite + Unpin + Send + 'static> Io for T {}
+
+/// A boxed byte stream.
+pub type BoxIo = Box<dyn Io>;
+
+/// Frames waiting to be written, per side.
+const OUT_QUEUE: usize = 256;
+/// Chunks waiting to be written into one relayed connection.
+const CONN_QUEUE: usize = 64;
+/// Buffer of the in-memory pipe behind each relayed connection.
+const PIPE_BYTES: usize = 256 << 10;
+/// Most relayed connections open at once on one channel.
+pub const MAX_CONNS: usize = 256;
+
+/// Why the channel failed.
+#[derive(Debug, thiserror::Error)]
+pub enum ChannelError {
+    /// Reading or writing a frame failed.
+    #[error(transparent)]
+    Wire(#[from] WireError),
+    /// The channel is closed.
+    #[error("channel closed")]
+    Closed,
+    /// Too many relayed connections are open.
+    #[error("too many relayed connections")]
+    TooManyConns,
+}
+
+/// Wraps a relayed party frame into this side's outgoing message.
+trait Side: Send + Sync + 'static {
+    type Out: serde::Serialize + Send + Sync;
+    fn peer(frame: PeerFrame) -> Self::Out;
+}
+
+struct EnclaveSide;
+impl Side for EnclaveSide {
+    type Out = ToHost;
+    fn peer(frame: PeerFrame) -> ToHost {
+        ToHost::Peer(frame)
+    }
+}
+
+struct HostSide;
+impl Side for HostSide {
+    type Out = ToEnclave;
+    fn peer(frame: PeerFrame) -> ToEnclave {
+        ToEnclave::Peer(frame)
+    }
+}
+
+/// What both sides share: the outgoing queue and the relayed connections.
+struct Core<S: Side> {
+    out: mpsc::Sender<Vec<u8>>,
+    conns: Mutex<HashMap<u64, mpsc::Sender<Vec<u8>>>>,
+    next_conn: AtomicU64,
+    _side: std::marker::PhantomData<S>,
+}
+
+impl<S: Side> Core<S> {
+    fn new(out: mpsc::Sender<Vec<u8>>, first_conn: u64) -> Arc<Self> {
+        Arc::new(Self {
+            out,
+            conns: Mutex::new(HashMap::new()),
+            next_conn: AtomicU64::new(first_conn),
+            _side: std::marker::PhantomData,
+        })
+    }
+
+    fn conns(&self) -> std::sync::MutexGuard<'_, HashMap<u64, mpsc::Sender<Vec<u8>>>> {
+        self.conns.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    async fn send(&self, msg: &S::Out) -> Result<(), ChannelError> {
+        let frame = wire::encode(msg)?;
+        self.out.send(frame).await.map_err(|_| ChannelError::Closed)
+    }
+
+    /// A new connection ID of this side (odd for the enclave, even for the host).
+    fn next_id(&self) -> u64 {
+        self.next_conn.fetch_add(2, Ordering::Relaxed)
+    }
+
+    /// Registers relayed connection `conn` and returns its local end: what is written to it
+    /// goes out as frames, what arrives in frames can be read from it.
+    fn open(self: &Arc<Self>, conn: u64) -> Result<BoxIo, ChannelError> {
+        let (tx, mut rx) = mpsc::channel::<Vec<u8>>(CONN_QUEUE);
+        {
+            let mut conns = self.conns();
+            if conns.len() >= MAX_CONNS {
+                return Err(ChannelError::TooManyConns);
+            }
+            conns.insert(conn, tx);
+        }
+        let (local, pipe) = tokio::io::duplex(PIPE_BYTES);
+        let (mut pipe_read, mut pipe_write) = tokio::io::split(pipe);
+        let core = self.clone();
+        // Outbound: local writes → frames.
+        tokio::spawn(async move {
+            let mut buf = vec![0u8; PEER_CHUNK_BYTES];
+            loop {
+                match pipe_read.read(&mut buf).await {
+                    Ok(0) | Err(_) => break,
+                    Ok(n) => {
+                        let bytes = buf.get(..n).map(<[u8]>::to_vec).unwrap_or_default();
+                        if core.send(&S::peer(PeerFrame::Data { conn, bytes })).await.is_err() {
+                            break;
+                        }
+                    }
+                }
+            }
+            let _ = core.send(&S::peer(PeerFrame::Closed { conn })).await;
+            core.conns().remove(&conn);
+        });
+        // Inbound: frames → local reads.
+        tokio::spawn(async move {
+            while let Some(bytes) = rx.recv().await {
+                if pipe_write.write_all(&bytes).await.is_err() {
+                    break;
+                }
+            }
+            let _ = pipe_write.shutdown().await;
+        });
+        Ok(Box::new(local))
+    }
+
+    /// Delivers a relayed frame that arrived.
+    async fn deliver(&self, frame: PeerFrame) {
+        match frame {
+            PeerFrame::Data { conn, bytes } => {
+                let tx = self.conns().get(&conn).cloned();
+                if let Some(tx) = tx {
+                    // A full connection queue stalls this channel's reader (backpressure).
+                    let _ = tx.send(bytes).await;
+                }
+            }
+            PeerFrame::Closed { conn } => {
+                self.conns().remove(&conn);
+            }
+        }
+    }
+}
+
+fn spawn_writer<W: AsyncWrite + Unpin + Send + 'static>(
+    mut w: W,
+    mut rx: mpsc::Receiver<Vec<u8>>,
+) {
+    tokio::spawn(async move {
+        while let Some(frame) = rx.recv().await {
+            if w.write_all(&frame).await.is_err() || w.flush().await.is_err() {
+                break;
+            }
+        }
+    });
+}
+
+/// A job the host sent, with the way to answer it.
+pub struct IncomingJob {
+    /// The job.
+    pub job: Job,
+    corr: u64,
+    core: Arc<Core<EnclaveSide>>,
+}
+
+impl IncomingJob {
+    /// Sends the enclave's answer back to the host.
+    pub async fn reply(self, result: Result<Outcome, Failure>) -> Result<(), ChannelError> {
+        self.core
+            .send(&ToHost::Served {
+                corr: self.corr,
+                result,
+            })
+            .await
+    }
+}
+
+/// The enclave's end of the channel.
+#[derive(Clone)]
+pub struct EnclaveChannel {
+    core: Arc<Core<EnclaveSide>>,
+}
+
+impl EnclaveChannel {
+    /// Runs the enclave's end over `io`. Returns the channel (to dial parties), the jobs the host
+    /// sends, and the party connections the host accepted for the enclave.
+    pub fn start(io: BoxIo) -> (Self, mpsc::Receiver<IncomingJob>, mpsc::Receiver<BoxIo>) {
+        let (read, write) = tokio::io::split(io);
+        let (out_tx, out_rx) = mpsc::channel(OUT_QUEUE);
+        spawn_writer(write, out_rx);
+        let core = Core::<EnclaveSide>::new(out_tx, 1);
+        let (jobs_tx, jobs_rx) = mpsc::channel(64);
+        let (peers_tx, peers_rx) = mpsc::channel(64);
+        let reader_core = core.clone();
+        tokio::spawn(async move {
+            let mut read = read;
+            loop {
+                match wire::read::<ToEnclave, _>(&mut read).await {
+                    Ok(Some(ToEnclave::Serve { corr, job })) => {
+                        let job = IncomingJob {
+                            job: *job,
+                            corr,
+                            core: reader_core.clone(),
+                        };
+                        if jobs_tx.send(job).await.is_err() {
+                            break;
+                        }
+                    }
+                    Ok(Some(ToEnclave::PeerAccepted { conn })) => {
+                        // Host-side IDs are even; anything else is the host misbehaving.
+                        if conn % 2 != 0 {
+                            tracing::warn!(conn, "host announced an odd connection ID");
+                            continue;
+                        }
+                        match reader_core.open(conn) {
+                            Ok(io) => {
+                                let _ = peers_tx.send(io).await;
+                            }
+                            Err(e) => tracing::warn!(conn, "relayed connection refused: {e}"),
+                        }
+                    }
+                    Ok(Some(ToEnclave::Peer(frame))) => reader_core.deliver(frame).await,
+                    Ok(None) => break,
+                    Err(e) => {
+                        tracing::error!("channel from the host: {e}");
+                        break;
+                    }
+                }
+            }
+        });
+        (Self { core }, jobs_rx, peers_rx)
+    }
+
+    /// Opens a relayed connection to party `party`.
+    pub async fn dial(&self, party: u32) -> Result<BoxIo, ChannelError> {
+        let conn = self.core.next_id();
+        let io = self.core.open(conn)?;
+        self.core.send(&ToHost::PeerConnect { conn, party }).await?;
+        Ok(io)
+    }
+}
+
+/// How the host reaches party `p`'s host (a TCP connection to the address on record).
+pub type Dialer =
+    Arc<dyn Fn(u32) -> Pin<Box<dyn Future<Output = std::io::Result<BoxIo>> + Send>> + Send + Sync>;
+
+type Pending = Arc<Mutex<HashMap<u64, oneshot::Sender<Result<Outcome, Failure>>>>>;
+
+/// The host's end of the channel.
+#[derive(Clone)]
+pub struct HostChannel {
+    core: Arc<Core<HostSide>>,
+    pending: Pending,
+    next_corr: Arc<AtomicU64>,
+}
+
+/// Copies between a relayed connection and a socket until either ends.
+async fn splice(a: BoxIo, b: BoxIo) {
+    let (mut a, mut b) = (a, b);
+    let _ = tokio::io::copy_bidirectional(&mut a, &mut b).await;
+}
+
+impl HostChannel {
+    /// Runs the host's end over `io`; the enclave's requests to reach party p are served with
+    /// `dial`.
+    pub fn start(io: BoxIo, dial: Dialer) -> Self {
+        let (read, write) = tokio::io::split(io);
+        let (out_tx, out_rx) = mpsc::channel(OUT_QUEUE);
+        spawn_writer(write, out_rx);
+        let core = Core::<HostSide>::new(out_tx, 2);
+        let pending: Pending = Arc::new(Mutex::new(HashMap::new()));
+        let (reader_core, reader_pending) = (core.clone(), pending.clone());
+        tokio::spawn(async move {
+            let mut read = read;
+            loop {
+                match wire::read::<ToHost, _>(&mut read).await {
+                    Ok(Some(ToHost::Served { corr, result })) => {
+                        let waiter = reader_pending
+                            .lock()
+                            .unwrap_or_else(|p| p.into_inner())
+                            .remove(&corr);
+                        if let Some(w) = waiter {
+                            let _ = w.send(result);
+                        }
+                    }
+                    Ok(Some(ToHost::PeerConnect { conn, party })) => {
+                        if conn % 2 != 1 {
+                            tracing::warn!(conn, "enclave asked for an even connection ID");
+                            continue;
+                        }
+                        let local = match reader_core.open(conn) {
+                            Ok(io) => io,
+                            Err(e) => {
+                                tracing::warn!(party, "relay refused: {e}");
+                                continue;
+                            }
+                        };
+                        let dial = dial.clone();
+                        tokio::spawn(async move {
+                            match dial(party).await {
+                                Ok(remote) => splice(local, remote).await,
+                                Err(e) => tracing::warn!(party, "cannot reach party: {e}"),
+                            }
+                        });
+                    }
+                    Ok(Some(ToHost::Peer(frame))) => reader_core.deliver(frame).await,
+                    Ok(None) => break,
+                    Err(e) => {
+                        tracing::error!("channel from the enclave: {e}");
+                        break;
+                    }
+                }
+            }
+            // The enclave is gone: every waiting job fails.
+            reader_pending
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .clear();
+        });
+        Self {
+            core,
+            pending,
+            next_corr: Arc::new(AtomicU64::new(1)),
+        }
+    }
+
+    /// Relays a party connection the host accepted to its enclave.
+    pub async fn relay_incoming(&self, socket: BoxIo) -> Result<(), ChannelError> {
+        let conn = self.core.next_id();
+        let local = self.core.open(conn)?;
+        self.core.send(&ToEnclave::PeerAccepted { conn }).await?;
+        tokio::spawn(splice(local, socket));
+        Ok(())
+    }
+
+    /// Hands a job to the enclave and waits for its answer.
+    pub async fn serve(&self, job: Job) -> Result<Result<Outcome, Failure>, ChannelError> {
+        let corr = self.next_corr.fetch_add(1, Ordering::Relaxed);
+        let (tx, rx) = oneshot::channel();
+        self.pending
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .insert(corr, tx);
+        self.core
+            .send(&ToEnclave::Serve {
+                corr,
+                job: Box::new(job),
+            })
+            .await?;
+        rx.await.map_err(|_| ChannelError::Closed)
+    }
+}
+
+#[async_trait::async_trait]
+impl crate::Enclave for HostChannel {
+    type Error = ChannelFailure;
+
+    async fn serve(&self, job: Job) -> Result<Outcome, ChannelFailure> {
+        match HostChannel::serve(self, job).await {
+            Ok(Ok(o)) => Ok(o),
+            Ok(Err(f)) => Err(ChannelFailure::Enclave(f)),
+            Err(e) => Err(ChannelFailure::Channel(e)),
+        }
+    }
+}
+
+/// Why a job sent over the channel produced no outcome.
+#[derive(Debug, thiserror::Error)]
+pub enum ChannelFailure {
+    /// The enclave refused or failed it.
+    #[error("enclave: {0}")]
+    Enclave(Failure),
+    /// The channel failed.
+    #[error("channel: {0}")]
+    Channel(ChannelError),
+}

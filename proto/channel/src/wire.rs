@@ -1,0 +1,149 @@
+//! The messages on a party's host⇄enclave channel and their framing: a 4-byte big-endian
+//! length, then the message in CBOR; a frame longer than [`MAX_FRAME_BYTES`] is refused before
+//! it is read.
+
+use crate::{Job, Outcome};
+use serde::{Deserialize, Serialize};
+
+/// Longest frame either side accepts (a job carries its ciphertexts; party traffic travels in
+/// chunks of at most [`PEER_CHUNK_BYTES`]).
+pub const MAX_FRAME_BYTES: usize = 64 << 20;
+
+/// Largest piece of a relayed party connection per frame.
+pub const PEER_CHUNK_BYTES: usize = 64 << 10;
+
+/// Party traffic relayed by the host: opaque TLS bytes of one connection.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum PeerFrame {
+    /// Bytes of connection `conn`.
+    Data {
+        /// The connection (odd: dialed by the enclave, even: accepted by the host).
+        conn: u64,
+        /// The bytes.
+        #[serde(with = "serde_bytes")]
+        bytes: Vec<u8>,
+    },
+    /// Connection `conn` ended (either direction).
+    Closed {
+        /// The connection.
+        conn: u64,
+    },
+}
+
+/// How a job failed, as far as the host needs to know (it only logs it).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, thiserror::Error)]
+#[error("{kind:?}: {detail}")]
+pub struct Failure {
+    /// The category.
+    pub kind: FailureKind,
+    /// The enclave's description (no secret ever goes here).
+    pub detail: String,
+}
+
+/// Categories of [`Failure`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum FailureKind {
+    /// The evidence did not prove the request approved.
+    NotProven,
+    /// The inputs handed over are not the approved ones.
+    InputsNotApproved,
+    /// The enclave does not serve this kind of request.
+    Unsupported,
+    /// The protocol with the other parties failed or refused.
+    Protocol,
+    /// Anything else inside the enclave.
+    Internal,
+}
+
+/// Host → enclave.
+#[derive(Debug, Serialize, Deserialize)]
+pub enum ToEnclave {
+    /// Serve a job; answer with [`ToHost::Served`] carrying the same `corr`.
+    Serve {
+        /// Correlation number.
+        corr: u64,
+        /// The job.
+        job: Box<Job>,
+    },
+    /// The host accepted a party connection for the enclave (an even `conn`).
+    PeerAccepted {
+        /// The connection.
+        conn: u64,
+    },
+    /// Relayed party traffic.
+    Peer(PeerFrame),
+}
+
+/// Enclave → host.
+#[derive(Debug, Serialize, Deserialize)]
+pub enum ToHost {
+    /// The answer to [`ToEnclave::Serve`].
+    Served {
+        /// Its correlation number.
+        corr: u64,
+        /// What the enclave did.
+        result: Result<Outcome, Failure>,
+    },
+    /// Open a connection to party `party` (at the address the config contract gives) as `conn`
+    /// (odd).
+    PeerConnect {
+        /// The connection.
+        conn: u64,
+        /// The party (1-based).
+        party: u32,
+    },
+    /// Relayed party traffic.
+    Peer(PeerFrame),
+}
+
+/// Why a frame could not be read or written.
+#[derive(Debug, thiserror::Error)]
+pub enum WireError {
+    /// The channel failed.
+    #[error("channel I/O: {0}")]
+    Io(#[from] std::io::Error),
+    /// A frame announced more than [`MAX_FRAME_BYTES`].
+    #[error("frame of {0} bytes exceeds the limit")]
+    TooLarge(usize),
+    /// A frame does not decode as a message.
+    #[error("malformed frame: {0}")]
+    Malformed(String),
+}
+
+/// Encodes one message as a frame.
+pub fn encode<T: Serialize>(msg: &T) -> Result<Vec<u8>, WireError> {
+    let mut body = Vec::new();
+    ciborium::into_writer(msg, &mut body).map_err(|e| WireError::Malformed(e.to_string()))?;
+    if body.len() > MAX_FRAME_BYTES {
+        return Err(WireError::TooLarge(body.len()));
+    }
+    let len = u32::try_from(body.len()).map_err(|_| WireError::TooLarge(body.len()))?;
+    let mut frame = Vec::with_capacity(body.len() + 4);
+    frame.extend_from_slice(&len.to_be_bytes());
+    frame.extend_from_slice(&body);
+    Ok(frame)
+}
+
+/// Reads one frame's message; `None` at a clean end of stream.
+pub async fn read<T, R>(r: &mut R) -> Result<Option<T>, WireError>
+where
+    T: for<'de> Deserialize<'de>,
+    R: tokio::io::AsyncRead + Unpin,
+{
+    use tokio::io::AsyncReadExt;
+    let mut len = [0u8; 4];
+    match r.read_exact(&mut len).await {
+        Ok(_) => {}
+        Err(e) if e.kind() == std::io::ErrorKind::UnexpectedEof => return Ok(None),
+        Err(e) => return Err(e.into()),
+    }
+    let len = u32::from_be_bytes(len) as usize;
+    if len > MAX_FRAME_BYTES {
+        return Err(WireError::TooLarge(len));
+    }
+    let mut body = vec![0u8; len];
+    r.read_exact(&mut body).await?;
+    ciborium::from_reader(body.as_slice())
+        .map(Some)
+        .map_err(|e| WireError::Malformed(e.to_string()))
+}
