@@ -72,6 +72,11 @@ impl PrssKey {
         Self(bytes)
     }
 
+    /// The key's bytes, for sealing it (the caller zeroizes what it makes of them).
+    pub fn sealing_bytes(&self) -> &[u8; 32] {
+        &self.0
+    }
+
     /// A uniformly random key.
     pub fn random(rng: &mut impl rand_core::CryptoRngCore) -> Self {
         let mut k = [0u8; 32];

@@ -18,6 +18,9 @@
 
 mod clock;
 mod party;
+#[cfg(feature = "insecure-dev")]
+pub mod process;
+pub mod state;
 
 pub use clock::{Clock, ClockError, SystemClock};
 pub use party::{PartyRuntime, RuntimeError, RuntimeParts};

@@ -51,6 +51,75 @@ impl Drop for SnsKeyShare {
 
 impl zeroize::ZeroizeOnDrop for SnsKeyShare {}
 
+/// Bytes of one encoded share coefficient (4 little-endian `u128`).
+const SHARE_BYTES: usize = 64;
+
+impl SnsKeyShare {
+    /// The share as bytes, for sealing: key ID (20 bytes), party, n, t, moduli (big-endian), then each
+    /// coefficient's four `u128` limbs (little-endian). Zeroized on drop.
+    pub fn to_sealing_bytes(&self) -> zeroize::Zeroizing<Vec<u8>> {
+        let mut out = zeroize::Zeroizing::new(Vec::with_capacity(
+            20 + 8 * 5 + self.key.len() * SHARE_BYTES,
+        ));
+        out.extend_from_slice(self.key_id.as_bytes());
+        for v in [
+            self.party as u64,
+            self.n as u64,
+            self.t as u64,
+            self.message_modulus,
+            self.carry_modulus,
+        ] {
+            out.extend_from_slice(&v.to_be_bytes());
+        }
+        for s in &self.key {
+            for c in s.coefs {
+                out.extend_from_slice(&c.to_le_bytes());
+            }
+        }
+        out
+    }
+
+    /// Reads [`SnsKeyShare::to_sealing_bytes`].
+    pub fn from_sealing_bytes(b: &[u8]) -> Result<Self, ThresholdError> {
+        let bad = |what: &str| ThresholdError::Params(format!("sealed key share: {what}"));
+        let (id, rest) = b.split_first_chunk::<20>().ok_or_else(|| bad("short"))?;
+        let mut header = [0u64; 5];
+        let mut rest = rest;
+        for h in &mut header {
+            let (v, r) = rest.split_first_chunk::<8>().ok_or_else(|| bad("short"))?;
+            *h = u64::from_be_bytes(*v);
+            rest = r;
+        }
+        let [party, n, t, message_modulus, carry_modulus] = header;
+        if !rest.len().is_multiple_of(SHARE_BYTES) {
+            return Err(bad("length"));
+        }
+        let key = rest
+            .chunks_exact(SHARE_BYTES)
+            .map(|c| {
+                let mut coefs = [0u128; 4];
+                for (dst, limb) in coefs.iter_mut().zip(c.chunks_exact(16)) {
+                    let mut l = [0u8; 16];
+                    l.copy_from_slice(limb);
+                    *dst = u128::from_le_bytes(l);
+                    l.zeroize();
+                }
+                Share { coefs }
+            })
+            .collect();
+        let to_usize = |v: u64| usize::try_from(v).map_err(|_| bad("index"));
+        Ok(Self {
+            key_id: RequestId::from_bytes(*id),
+            party: to_usize(party)?,
+            n: to_usize(n)?,
+            t: to_usize(t)?,
+            key,
+            message_modulus,
+            carry_modulus,
+        })
+    }
+}
+
 /// Shares every coefficient: `out[p]` holds party `p + 1`'s shares, in order (the dealers').
 #[cfg(feature = "insecure-dev")]
 fn share_all<Z: kms_algebra::Z2k>(

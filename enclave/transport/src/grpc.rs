@@ -18,6 +18,9 @@ use pb::party_server::{Party, PartyServer};
 
 pub use crate::MAX_MESSAGE_BYTES;
 
+/// Longest one message delivery (connection, TLS handshake and call) may take.
+pub const SEND_TIMEOUT: Duration = Duration::from_secs(20);
+
 struct Receiver {
     inbox: Arc<Inbox>,
     n: usize,
@@ -278,13 +281,15 @@ impl Transport for GrpcParty {
             .ok_or(NetError::UnknownParty(to))?
             .clone()
             .map_err(|e| err(&e))?;
-        client
-            .deliver(pb::PartyMessage {
-                from: u32::try_from(self.me).map_err(|e| err(&e))?,
-                session: session.to_vec(),
-                payload,
-            })
+        let deliver = client.deliver(pb::PartyMessage {
+            from: u32::try_from(self.me).map_err(|e| err(&e))?,
+            session: session.to_vec(),
+            payload,
+        });
+        // A peer that accepts the connection and never answers is as faulty as a silent one.
+        tokio::time::timeout(SEND_TIMEOUT, deliver)
             .await
+            .map_err(|_| err(&"timed out"))?
             .map_err(|e| err(&e))?;
         Ok(())
     }

@@ -76,10 +76,14 @@ pub trait Transport: Send + Sync {
     ) -> Result<Vec<u8>, NetError>;
 }
 
-/// Sends `payload` to every other party (failures are logged: an unreachable peer is faulty).
+/// Sends `payload` to every other party, to all at once (a slow or unreachable peer delays
+/// nobody else); failures are logged: an unreachable peer is faulty.
 pub async fn broadcast(t: &dyn Transport, session: &[u8], payload: &[u8]) {
-    for to in (1..=t.n()).filter(|&p| p != t.me()) {
-        if let Err(e) = t.send(to, session, payload.to_vec()).await {
+    let sends = (1..=t.n())
+        .filter(|&p| p != t.me())
+        .map(|to| async move { (to, t.send(to, session, payload.to_vec()).await) });
+    for (to, r) in futures::future::join_all(sends).await {
+        if let Err(e) = r {
             tracing::warn!(to, error = %e, "send failed; the peer will be treated as faulty");
         }
     }

@@ -184,8 +184,7 @@ pub(crate) fn incoming_streams(
                 (acceptor.clone(), tx.clone(), authenticate.clone());
             tokio::spawn(async move {
                 let _permit = permit;
-                let tls = match tokio::time::timeout(HANDSHAKE_TIMEOUT, acceptor.accept(io)).await
-                {
+                let tls = match tokio::time::timeout(HANDSHAKE_TIMEOUT, acceptor.accept(io)).await {
                     Ok(Ok(s)) => s,
                     Ok(Err(e)) => {
                         tracing::warn!("party TLS handshake refused: {e}");
@@ -259,7 +258,11 @@ pub(crate) fn connector_with(
             // The attested verifier ignores DNS names: identity comes from the attestation.
             let name = ServerName::try_from(host)
                 .map_err(|e| std::io::Error::new(std::io::ErrorKind::InvalidInput, e))?;
-            let tls = connector.connect(name, io).await?;
+            let tls = tokio::time::timeout(HANDSHAKE_TIMEOUT, connector.connect(name, io))
+                .await
+                .map_err(|_| {
+                    std::io::Error::new(std::io::ErrorKind::TimedOut, "TLS handshake")
+                })??;
             Ok(hyper_util::rt::TokioIo::new(tls))
         });
         fut

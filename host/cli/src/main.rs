@@ -283,6 +283,21 @@ enum Cmd {
         #[arg(long, default_value = "kms-chain-net")]
         dir: PathBuf,
     },
+    /// One party's enclave process in developer mode (what `kms-enclave` runs): its only I/O
+    /// is the channel to its host. Arguments: `--party N --channel unix:PATH
+    /// --dev-sealing-key FILE --dev-root-ca FILE`.
+    Enclave {
+        /// Passed to the enclave process.
+        #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
+        args: Vec<String>,
+    },
+    /// One party's host process (what `kms-host` runs). Arguments: `--channel unix:PATH
+    /// --listen ADDR --peers FILE --rpc URL --data-dir DIR --blobs DIR --signer 0x… [--poll-ms N]`.
+    Host {
+        /// Passed to the host process.
+        #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
+        args: Vec<String>,
+    },
     /// Serve the KMS chain's ABCI app to a real CometBFT 0.38 node (production).
     ChainApp {
         /// ABCI listen address (CometBFT's `proxy_app`).
@@ -776,6 +791,9 @@ async fn run(cli: Cli) -> R<()> {
             )
             .await?;
         }
+        Cmd::Enclave { .. } | Cmd::Host { .. } => {
+            return Err("the enclave and host processes run from main".into())
+        }
         Cmd::ChainUp { dir, cometbft } => {
             let kms = std::env::current_exe().map_err(|e| e.to_string())?;
             let running = kms_cli::network::start_network(&dir, &cometbft, &kms)
@@ -887,6 +905,11 @@ fn main() -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
+    match cli.cmd {
+        Cmd::Enclave { args } => return rt.block_on(kms_runtime::process::main_with(args)),
+        Cmd::Host { args } => return rt.block_on(kms_host::process::main_with(args)),
+        _ => {}
+    }
     match rt.block_on(run(cli)) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {

@@ -220,6 +220,11 @@ impl Follower {
         }
     }
 
+    /// Goes back to block `h` (its requests could not be handed over; they will be again).
+    pub fn rewind(&mut self, h: u64) {
+        self.next = self.next.min(h.max(1));
+    }
+
     /// Records that every block below `next_height()` was handled (a restart resumes there).
     pub async fn done(&self) -> Result<(), ConnectorError> {
         let Some(path) = &self.cursor else {

@@ -11,6 +11,7 @@
 #![forbid(unsafe_code)]
 
 mod blobs;
+pub mod process;
 mod serve;
 
 pub use blobs::{BlobError, Blobs};

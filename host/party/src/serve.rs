@@ -16,6 +16,12 @@ pub enum HostError {
     /// The chain could not be read.
     #[error(transparent)]
     Chain(#[from] ConnectorError),
+    /// The enclave could not be reached; block `height` will be handled again.
+    #[error("enclave unavailable; block {height} will be handed over again")]
+    EnclaveUnavailable {
+        /// The block.
+        height: u64,
+    },
 }
 
 /// What the host did with one approved request.
@@ -101,7 +107,13 @@ impl<E: Enclave> PartyHost<E> {
         for e in events {
             if let ChainEvent::Request { id, kind } = e {
                 tracing::info!(height = h, request = %id, kind, "approved request");
-                served.push(self.serve(id, h).await);
+                let s = self.serve(id, h).await;
+                if matches!(&s, Served::EnclaveRefused { error, .. } if E::unavailable(error)) {
+                    // Not refused: unreachable. Nothing of this block counts as handled.
+                    self.follower.rewind(h);
+                    return Err(HostError::EnclaveUnavailable { height: h });
+                }
+                served.push(s);
             }
         }
         self.follower.done().await?;
@@ -132,7 +144,14 @@ impl<E: Enclave> PartyHost<E> {
 
     async fn serve(&mut self, id: RequestId, h: u64) -> Served<E::Error> {
         let rpc = self.follower.rpc().clone();
-        let evidence = match rpc.request_evidence(id, h).await {
+        // The record proven as of the latest committed state, not the approving block's: it
+        // proves the approval just as well, and tells the enclave whether the request completed
+        // meanwhile (a host catching up after a restart then skips what the others finished).
+        let at = match rpc.latest_height().await {
+            Ok(latest) => latest.saturating_sub(1).max(h),
+            Err(_) => h,
+        };
+        let evidence = match rpc.request_evidence(id, at).await {
             Ok(e) => e,
             Err(error) => return Served::NoEvidence { id, error },
         };

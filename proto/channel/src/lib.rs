@@ -61,4 +61,10 @@ pub trait Enclave: Send + Sync {
 
     /// Serves one request.
     async fn serve(&self, job: Job) -> Result<Outcome, Self::Error>;
+
+    /// Whether `error` means the enclave could not be reached (the job was not refused, it
+    /// must be handed over again once the enclave is back).
+    fn unavailable(_error: &Self::Error) -> bool {
+        false
+    }
 }

@@ -4,7 +4,8 @@
 //! the enclave's attested TLS terminates in the enclave and the host sees only ciphertext.
 
 use crate::wire::{
-    self, Failure, PeerFrame, ToEnclave, ToHost, WireError, PEER_CHUNK_BYTES,
+    self, Failure, HostRequest, HostResponse, PeerFrame, ToEnclave, ToHost, WireError,
+    PEER_CHUNK_BYTES,
 };
 use crate::{Job, Outcome};
 use std::collections::HashMap;
@@ -121,7 +122,11 @@ impl<S: Side> Core<S> {
                     Ok(0) | Err(_) => break,
                     Ok(n) => {
                         let bytes = buf.get(..n).map(<[u8]>::to_vec).unwrap_or_default();
-                        if core.send(&S::peer(PeerFrame::Data { conn, bytes })).await.is_err() {
+                        if core
+                            .send(&S::peer(PeerFrame::Data { conn, bytes }))
+                            .await
+                            .is_err()
+                        {
                             break;
                         }
                     }
@@ -159,10 +164,7 @@ impl<S: Side> Core<S> {
     }
 }
 
-fn spawn_writer<W: AsyncWrite + Unpin + Send + 'static>(
-    mut w: W,
-    mut rx: mpsc::Receiver<Vec<u8>>,
-) {
+fn spawn_writer<W: AsyncWrite + Unpin + Send + 'static>(mut w: W, mut rx: mpsc::Receiver<Vec<u8>>) {
     tokio::spawn(async move {
         while let Some(frame) = rx.recv().await {
             if w.write_all(&frame).await.is_err() || w.flush().await.is_err() {
@@ -192,10 +194,18 @@ impl IncomingJob {
     }
 }
 
+type Waiting<T> = Arc<Mutex<HashMap<u64, oneshot::Sender<T>>>>;
+
+fn take<T>(w: &Waiting<T>, corr: u64) -> Option<oneshot::Sender<T>> {
+    w.lock().unwrap_or_else(|p| p.into_inner()).remove(&corr)
+}
+
 /// The enclave's end of the channel.
 #[derive(Clone)]
 pub struct EnclaveChannel {
     core: Arc<Core<EnclaveSide>>,
+    requests: Waiting<HostResponse>,
+    next_corr: Arc<AtomicU64>,
 }
 
 impl EnclaveChannel {
@@ -208,11 +218,17 @@ impl EnclaveChannel {
         let core = Core::<EnclaveSide>::new(out_tx, 1);
         let (jobs_tx, jobs_rx) = mpsc::channel(64);
         let (peers_tx, peers_rx) = mpsc::channel(64);
-        let reader_core = core.clone();
+        let requests: Waiting<HostResponse> = Arc::new(Mutex::new(HashMap::new()));
+        let (reader_core, reader_requests) = (core.clone(), requests.clone());
         tokio::spawn(async move {
             let mut read = read;
             loop {
                 match wire::read::<ToEnclave, _>(&mut read).await {
+                    Ok(Some(ToEnclave::Response { corr, response })) => {
+                        if let Some(w) = take(&reader_requests, corr) {
+                            let _ = w.send(response);
+                        }
+                    }
                     Ok(Some(ToEnclave::Serve { corr, job })) => {
                         let job = IncomingJob {
                             job: *job,
@@ -244,8 +260,32 @@ impl EnclaveChannel {
                     }
                 }
             }
+            reader_requests
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .clear();
         });
-        (Self { core }, jobs_rx, peers_rx)
+        (
+            Self {
+                core,
+                requests,
+                next_corr: Arc::new(AtomicU64::new(1)),
+            },
+            jobs_rx,
+            peers_rx,
+        )
+    }
+
+    /// Asks the host for something and waits for the answer.
+    pub async fn request(&self, request: HostRequest) -> Result<HostResponse, ChannelError> {
+        let corr = self.next_corr.fetch_add(1, Ordering::Relaxed);
+        let (tx, rx) = oneshot::channel();
+        self.requests
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .insert(corr, tx);
+        self.core.send(&ToHost::Request { corr, request }).await?;
+        rx.await.map_err(|_| ChannelError::Closed)
     }
 
     /// Opens a relayed connection to party `party`.
@@ -261,7 +301,11 @@ impl EnclaveChannel {
 pub type Dialer =
     Arc<dyn Fn(u32) -> Pin<Box<dyn Future<Output = std::io::Result<BoxIo>> + Send>> + Send + Sync>;
 
-type Pending = Arc<Mutex<HashMap<u64, oneshot::Sender<Result<Outcome, Failure>>>>>;
+type Pending = Waiting<Result<Outcome, Failure>>;
+
+/// How the host answers its enclave's [`HostRequest`]s.
+pub type Handler =
+    Arc<dyn Fn(HostRequest) -> Pin<Box<dyn Future<Output = HostResponse> + Send>> + Send + Sync>;
 
 /// The host's end of the channel.
 #[derive(Clone)]
@@ -269,6 +313,7 @@ pub struct HostChannel {
     core: Arc<Core<HostSide>>,
     pending: Pending,
     next_corr: Arc<AtomicU64>,
+    closed: tokio::sync::watch::Receiver<bool>,
 }
 
 /// Copies between a relayed connection and a socket until either ends.
@@ -279,18 +324,26 @@ async fn splice(a: BoxIo, b: BoxIo) {
 
 impl HostChannel {
     /// Runs the host's end over `io`; the enclave's requests to reach party p are served with
-    /// `dial`.
-    pub fn start(io: BoxIo, dial: Dialer) -> Self {
+    /// `dial`, its storage and fetch requests with `handle`.
+    pub fn start(io: BoxIo, dial: Dialer, handle: Handler) -> Self {
         let (read, write) = tokio::io::split(io);
         let (out_tx, out_rx) = mpsc::channel(OUT_QUEUE);
         spawn_writer(write, out_rx);
         let core = Core::<HostSide>::new(out_tx, 2);
         let pending: Pending = Arc::new(Mutex::new(HashMap::new()));
         let (reader_core, reader_pending) = (core.clone(), pending.clone());
+        let (closed_tx, closed) = tokio::sync::watch::channel(false);
         tokio::spawn(async move {
             let mut read = read;
             loop {
                 match wire::read::<ToHost, _>(&mut read).await {
+                    Ok(Some(ToHost::Request { corr, request })) => {
+                        let (handle, core) = (handle.clone(), reader_core.clone());
+                        tokio::spawn(async move {
+                            let response = handle(request).await;
+                            let _ = core.send(&ToEnclave::Response { corr, response }).await;
+                        });
+                    }
                     Ok(Some(ToHost::Served { corr, result })) => {
                         let waiter = reader_pending
                             .lock()
@@ -333,16 +386,32 @@ impl HostChannel {
                 .lock()
                 .unwrap_or_else(|p| p.into_inner())
                 .clear();
+            let _ = closed_tx.send(true);
         });
         Self {
             core,
             pending,
             next_corr: Arc::new(AtomicU64::new(1)),
+            closed,
         }
+    }
+
+    /// Whether the enclave's end is gone.
+    pub fn is_closed(&self) -> bool {
+        *self.closed.borrow()
+    }
+
+    /// Resolves once the enclave's end is gone.
+    pub async fn closed(&self) {
+        let mut rx = self.closed.clone();
+        let _ = rx.wait_for(|c| *c).await;
     }
 
     /// Relays a party connection the host accepted to its enclave.
     pub async fn relay_incoming(&self, socket: BoxIo) -> Result<(), ChannelError> {
+        if self.is_closed() {
+            return Err(ChannelError::Closed);
+        }
         let conn = self.core.next_id();
         let local = self.core.open(conn)?;
         self.core.send(&ToEnclave::PeerAccepted { conn }).await?;
@@ -378,6 +447,10 @@ impl crate::Enclave for HostChannel {
             Ok(Err(f)) => Err(ChannelFailure::Enclave(f)),
             Err(e) => Err(ChannelFailure::Channel(e)),
         }
+    }
+
+    fn unavailable(error: &ChannelFailure) -> bool {
+        matches!(error, ChannelFailure::Channel(_))
     }
 }
 

@@ -55,9 +55,56 @@ pub enum FailureKind {
     Internal,
 }
 
+/// What the enclave asks its host for (storage and public data; the host is untrusted, so
+/// everything it returns is checked: sealed blobs by their AEAD, fetched blobs by digest).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum HostRequest {
+    /// A sealed blob by name.
+    GetSealed {
+        /// Its name.
+        name: String,
+    },
+    /// Store a sealed blob under a name.
+    PutSealed {
+        /// Its name.
+        name: String,
+        /// The sealed bytes.
+        #[serde(with = "serde_bytes")]
+        bytes: Vec<u8>,
+    },
+    /// A public blob by SHA3-256 digest (ciphertexts, public keys).
+    Fetch {
+        /// The digest.
+        digest: [u8; 32],
+    },
+    /// The chain's light block at `height` (CometBFT JSON), checked by the light client.
+    LightBlock {
+        /// The height.
+        height: u64,
+    },
+}
+
+/// The host's answer to a [`HostRequest`].
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum HostResponse {
+    /// The blob, if the host has it.
+    Blob(#[serde(with = "serde_bytes")] Option<Vec<u8>>),
+    /// Stored.
+    Stored,
+    /// The host failed (its description).
+    Failed(String),
+}
+
 /// Host → enclave.
 #[derive(Debug, Serialize, Deserialize)]
 pub enum ToEnclave {
+    /// The answer to [`ToHost::Request`] with the same `corr`.
+    Response {
+        /// Correlation number.
+        corr: u64,
+        /// The answer.
+        response: HostResponse,
+    },
     /// Serve a job; answer with [`ToHost::Served`] carrying the same `corr`.
     Serve {
         /// Correlation number.
@@ -77,6 +124,13 @@ pub enum ToEnclave {
 /// Enclave → host.
 #[derive(Debug, Serialize, Deserialize)]
 pub enum ToHost {
+    /// A request for the host; answered by [`ToEnclave::Response`] with the same `corr`.
+    Request {
+        /// Correlation number.
+        corr: u64,
+        /// What is asked.
+        request: HostRequest,
+    },
     /// The answer to [`ToEnclave::Serve`].
     Served {
         /// Its correlation number.

@@ -2,8 +2,8 @@
 //! directions carry bytes unchanged and independently; oversized and malformed frames are
 //! refused before allocation and end the channel.
 
-use kms_channel::mux::{BoxIo, Dialer, EnclaveChannel, HostChannel};
-use kms_channel::wire::{self, WireError, MAX_FRAME_BYTES};
+use kms_channel::mux::{BoxIo, Dialer, EnclaveChannel, Handler, HostChannel};
+use kms_channel::wire::{self, HostRequest, HostResponse, WireError, MAX_FRAME_BYTES};
 use std::sync::Arc;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
@@ -33,8 +33,32 @@ async fn relayed_connections_carry_bytes_both_ways() {
             Ok(Box::new(s) as BoxIo)
         })
     });
-    let host = HostChannel::start(Box::new(host_io), dial);
+    let handle: Handler = Arc::new(|req| {
+        Box::pin(async move {
+            match req {
+                HostRequest::Fetch { digest } => HostResponse::Blob(Some(digest.to_vec())),
+                _ => HostResponse::Failed("no storage here".into()),
+            }
+        })
+    });
+    let host = HostChannel::start(Box::new(host_io), dial, handle);
     let (enclave, _jobs, mut accepted) = EnclaveChannel::start(Box::new(enclave_io));
+
+    // Requests to the host, answered by its handler.
+    assert_eq!(
+        enclave
+            .request(HostRequest::Fetch { digest: [5; 32] })
+            .await
+            .unwrap(),
+        HostResponse::Blob(Some(vec![5; 32]))
+    );
+    assert!(matches!(
+        enclave
+            .request(HostRequest::GetSealed { name: "x".into() })
+            .await
+            .unwrap(),
+        HostResponse::Failed(_)
+    ));
 
     // Enclave → party 3 (echo): two connections at once, large payloads, in chunks.
     let mut a = enclave.dial(3).await.unwrap();

@@ -1,0 +1,343 @@
+//! The enclave process (`kms-enclave`, and `kms enclave` in the developer CLI). Its only I/O
+//! is the channel to its host.
+//!
+//! Boot: connect to the host's channel, fetch the sealed state through it (a missing or
+//! unopenable blob is fatal: the enclave never invents a new identity), unseal it, fetch and
+//! check each key set's server key by digest, anchor the light client at the sealed genesis
+//! validators (checking the chain's first block), bring up the attested TLS mesh over relayed
+//! connections, then serve the host's jobs one at a time.
+//!
+//! Developer mode only for now (this binary needs the `insecure-dev` feature): the NSM is the
+//! mock (its root CA from `--dev-root-ca`) and the sealing key a local file
+//! (`--dev-sealing-key`). Production (`/dev/nsm`, AWS KMS sealing, vsock) is not built yet.
+
+use crate::state::{AeadSealer, PartyState};
+use crate::{Clock, PartyRuntime, RuntimeError, RuntimeParts, SystemClock};
+use kms_attestation::{Policy, Release};
+use kms_channel::mux::{BoxIo, EnclaveChannel};
+use kms_channel::wire::{Failure, FailureKind, HostRequest, HostResponse};
+use kms_light_client::{LightBlock, LightClient, Options};
+use kms_threshold::{FloodingParams, ServedLog, ThresholdParty};
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+use zeroize::Zeroizing;
+
+/// The developer-mode PCRs of the mock NSM (every party runs "the same release").
+pub const DEV_PCRS: [[u8; 48]; 3] = [[0x4b; 48], [0x4d; 48], [0x53; 48]];
+
+/// Why the enclave process could not boot or stopped.
+#[derive(Debug, thiserror::Error)]
+pub enum BootError {
+    /// Bad command line.
+    #[error("usage: {0}")]
+    Usage(String),
+    /// The channel to the host failed.
+    #[error("channel: {0}")]
+    Channel(String),
+    /// The host has no sealed state for this party.
+    #[error("no sealed state at the host: refusing to start with a fresh identity")]
+    NoState,
+    /// The host failed a request.
+    #[error("host: {0}")]
+    Host(String),
+    /// The sealed state does not open or decode.
+    #[error("state: {0}")]
+    State(#[from] crate::state::StateError),
+    /// The server key the host served is not the sealed digest's.
+    #[error("server key {0} does not match its digest or does not decode")]
+    ServerKey(String),
+    /// The light client could not be anchored.
+    #[error("light client: {0}")]
+    LightClient(String),
+    /// The attested mesh could not be set up.
+    #[error("attested TLS: {0}")]
+    Tls(String),
+    /// A local file (developer mode) could not be read.
+    #[error("file {0}: {1}")]
+    File(PathBuf, std::io::Error),
+    /// Something else in setting up the runtime.
+    #[error("{0}")]
+    Setup(String),
+}
+
+/// The enclave's command line.
+pub struct Args {
+    party: u32,
+    channel: PathBuf,
+    sealing_key: PathBuf,
+    root_ca: PathBuf,
+}
+
+/// Parses the command line (`--party N --channel unix:PATH --dev-sealing-key FILE
+/// --dev-root-ca FILE`).
+pub fn parse_args(args: impl IntoIterator<Item = String>) -> Result<Args, BootError> {
+    let mut it = args.into_iter();
+    let (mut party, mut channel, mut sealing_key, mut root_ca) = (None, None, None, None);
+    while let Some(a) = it.next() {
+        let mut val = || {
+            it.next()
+                .ok_or_else(|| BootError::Usage(format!("{a} needs a value")))
+        };
+        match a.as_str() {
+            "--party" => {
+                party = Some(
+                    val()?
+                        .parse()
+                        .map_err(|_| BootError::Usage("--party N".into()))?,
+                )
+            }
+            "--channel" => {
+                let v = val()?;
+                let path = v.strip_prefix("unix:").ok_or_else(|| {
+                    BootError::Usage("--channel unix:PATH (vsock is not built yet)".into())
+                })?;
+                channel = Some(PathBuf::from(path));
+            }
+            "--dev-sealing-key" => sealing_key = Some(PathBuf::from(val()?)),
+            "--dev-root-ca" => root_ca = Some(PathBuf::from(val()?)),
+            other => return Err(BootError::Usage(format!("unknown argument {other}"))),
+        }
+    }
+    Ok(Args {
+        party: need(party, "--party")?,
+        channel: need(channel, "--channel")?,
+        sealing_key: need(sealing_key, "--dev-sealing-key")?,
+        root_ca: need(root_ca, "--dev-root-ca")?,
+    })
+}
+
+fn need<T>(v: Option<T>, name: &str) -> Result<T, BootError> {
+    v.ok_or_else(|| BootError::Usage(format!("{name} is required")))
+}
+
+fn read(path: &PathBuf) -> Result<Vec<u8>, BootError> {
+    std::fs::read(path).map_err(|e| BootError::File(path.clone(), e))
+}
+
+async fn ask(ch: &EnclaveChannel, req: HostRequest) -> Result<Option<Vec<u8>>, BootError> {
+    match ch.request(req).await {
+        Ok(HostResponse::Blob(b)) => Ok(b),
+        Ok(HostResponse::Stored) => Ok(None),
+        Ok(HostResponse::Failed(e)) => Err(BootError::Host(e)),
+        Err(e) => Err(BootError::Channel(e.to_string())),
+    }
+}
+
+fn failure(e: &RuntimeError) -> Failure {
+    let kind = match e {
+        RuntimeError::NotProven(_) => FailureKind::NotProven,
+        RuntimeError::CiphertextsNotApproved | RuntimeError::ClientKeyNotApproved => {
+            FailureKind::InputsNotApproved
+        }
+        RuntimeError::Unsupported(_) | RuntimeError::NoMaterial(_) => FailureKind::Unsupported,
+        RuntimeError::Threshold(_) => FailureKind::Protocol,
+        _ => FailureKind::Internal,
+    };
+    Failure {
+        kind,
+        detail: e.to_string(),
+    }
+}
+
+/// Boots and serves until the channel closes.
+pub async fn boot(args: Args) -> Result<(), BootError> {
+    tracing::warn!("developer mode: mock NSM, local sealing key; NOT a production enclave");
+    let socket = tokio::net::UnixStream::connect(&args.channel)
+        .await
+        .map_err(|e| BootError::Channel(format!("{}: {e}", args.channel.display())))?;
+    let (channel, mut jobs, mut accepted) = EnclaveChannel::start(Box::new(socket) as BoxIo);
+
+    // Sealed state, through the host.
+    let key_bytes = read(&args.sealing_key)?;
+    let key: Zeroizing<[u8; 32]> = Zeroizing::new(
+        hex_key(&key_bytes)
+            .ok_or_else(|| BootError::Usage("sealing key: 64 hex characters".into()))?,
+    );
+    let sealer = AeadSealer::new(&key);
+    let sealed = ask(
+        &channel,
+        HostRequest::GetSealed {
+            name: "state".into(),
+        },
+    )
+    .await?
+    .ok_or(BootError::NoState)?;
+    let plain = sealer.unseal(&PartyState::context(args.party, "state"), &sealed)?;
+    let mut state = PartyState::decode(&plain)?;
+    tracing::info!(
+        party = state.party,
+        n = state.n,
+        t = state.t,
+        keys = state.keys.len(),
+        "state unsealed"
+    );
+
+    // The trust root: the sealed genesis validators; block 1 must verify against them.
+    let vals: Vec<tendermint::validator::Info> = serde_json::from_slice(&state.genesis_validators)
+        .map_err(|e| BootError::LightClient(e.to_string()))?;
+    let genesis = tendermint::validator::Set::without_proposer(vals);
+    let first: LightBlock = serde_json::from_slice(
+        &ask(&channel, HostRequest::LightBlock { height: 1 })
+            .await?
+            .ok_or_else(|| BootError::LightClient("no block 1".into()))?,
+    )
+    .map_err(|e| BootError::LightClient(e.to_string()))?;
+    let clock = Arc::new(SystemClock);
+    let now = clock
+        .now()
+        .map_err(|e| BootError::LightClient(e.to_string()))?;
+    let options = Options {
+        trust_threshold: Default::default(),
+        trusting_period: Duration::from_secs(14 * 24 * 3600),
+        clock_drift: Duration::from_secs(10),
+    };
+    let (light_client, _) =
+        LightClient::from_genesis(&state.chain_id, 1, &genesis, first, options, now)
+            .map_err(|e| BootError::LightClient(e.to_string()))?;
+
+    // The attested mesh over connections the host relays.
+    let (n, party) = (state.n as usize, state.party as usize);
+    let root_raw = read(&args.root_ca)?;
+    let (cert, pkcs8) =
+        split_root(&root_raw).ok_or_else(|| BootError::Usage("root CA file".into()))?;
+    let now_unix = || {
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap_or(Duration::ZERO)
+    };
+    let root =
+        kms_nsm::MockRootCa::from_parts(cert, pkcs8).map_err(|e| BootError::Tls(e.to_string()))?;
+    let nsm = Arc::new(
+        kms_nsm::MockNsm::new(root, &format!("i-party-{party}"), DEV_PCRS, now_unix)
+            .map_err(|e| BootError::Tls(e.to_string()))?,
+    );
+    let identity = kms_attested_tls::IdentityKey::from_pkcs8_der(&state.identity_key)
+        .map_err(|e| BootError::Tls(e.to_string()))?;
+    let policy = Policy::production(vec![Release::from_image("kms dev", DEV_PCRS)], 300);
+    let tls =
+        kms_transport::tls::PartyTls::for_party(nsm, party, &state.registered, identity, policy)
+            .map_err(|e| BootError::Tls(e.to_string()))?;
+    let (in_tx, in_rx) = tokio::sync::mpsc::channel::<kms_transport::tls::BoxIo>(64);
+    tokio::spawn(async move {
+        while let Some(io) = accepted.recv().await {
+            if in_tx.send(Box::new(io)).await.is_err() {
+                return;
+            }
+        }
+    });
+    let dial_channel = channel.clone();
+    let dial: kms_transport::tls::Dial = Arc::new(move |p| {
+        let ch = dial_channel.clone();
+        Box::pin(async move {
+            let p = u32::try_from(p).map_err(std::io::Error::other)?;
+            ch.dial(p)
+                .await
+                .map(|io| Box::new(io) as kms_transport::tls::BoxIo)
+                .map_err(std::io::Error::other)
+        })
+    });
+    let net = Arc::new(kms_transport::grpc::GrpcParty::start_tls_relayed(
+        party, n, in_rx, dial, tls,
+    ));
+
+    // The key set (one per runtime for now) and its server key, checked by digest.
+    let entry = state
+        .keys
+        .pop()
+        .ok_or_else(|| BootError::Setup("the state holds no key share".into()))?;
+    let sk_bytes = ask(
+        &channel,
+        HostRequest::Fetch {
+            digest: entry.server_key_digest,
+        },
+    )
+    .await?
+    .filter(|b| kms_types::sha3_256(b) == entry.server_key_digest)
+    .ok_or_else(|| BootError::ServerKey(hex::encode(entry.server_key_digest)))?;
+    let server_key: kms_engine::tfhe::CompressedServerKey =
+        kms_engine::deserialize_public(&sk_bytes)
+            .map_err(|e| BootError::ServerKey(e.to_string()))?;
+    let server_key = tokio::task::spawn_blocking(move || server_key.decompress())
+        .await
+        .map_err(|e| BootError::Setup(e.to_string()))?;
+    let signer = kms_eip712::SigningKey::from_bytes(&state.signer_key)
+        .map_err(|e| BootError::Setup(e.to_string()))?;
+    let flooding = FloodingParams::for_param_set(
+        entry.params,
+        n,
+        state.t as usize,
+        entry.share.message_modulus,
+        entry.share.carry_modulus,
+    )
+    .map_err(|e| BootError::Setup(e.to_string()))?;
+    let prss = kms_algebra::prss::Prss::new(party, n, state.t as usize, &state.prss)
+        .map_err(|e| BootError::Setup(e.to_string()))?;
+    let domain = state.domain.clone();
+    let material = BTreeMap::from([(entry.key_id, entry.material.clone())]);
+    let runtime = PartyRuntime::new(RuntimeParts {
+        chain_id: state.chain_id.clone(),
+        light_client,
+        party: Arc::new(ThresholdParty {
+            prss,
+            key: entry.share,
+            flooding,
+            params: entry.params,
+            signer,
+            domain,
+            served: ServedLog::in_memory(),
+        }),
+        server_key,
+        material,
+        clock,
+        net,
+        round_deadline: Duration::from_secs(60),
+    });
+    tracing::info!(party, "serving");
+    while let Some(job) = jobs.recv().await {
+        let result = runtime.serve_job(job.job.clone()).await;
+        if let Err(e) = &result {
+            tracing::warn!("job refused: {e}");
+        }
+        if job.reply(result.map_err(|e| failure(&e))).await.is_err() {
+            break;
+        }
+    }
+    tracing::info!("channel closed; exiting");
+    Ok(())
+}
+
+fn hex_key(raw: &[u8]) -> Option<[u8; 32]> {
+    let s = std::str::from_utf8(raw).ok()?.trim();
+    let v = hex::decode(s).ok()?;
+    v.try_into().ok()
+}
+
+/// The dev root CA file: 4-byte big-endian certificate length, certificate DER, PKCS#8 key.
+fn split_root(raw: &[u8]) -> Option<(&[u8], &[u8])> {
+    let (len, rest) = raw.split_first_chunk::<4>()?;
+    let len = u32::from_be_bytes(*len) as usize;
+    (rest.len() > len).then(|| rest.split_at(len))
+}
+
+/// Runs the process: logging to stderr, the command line `args`, an exit code.
+pub async fn main_with(args: impl IntoIterator<Item = String>) -> std::process::ExitCode {
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()),
+        )
+        .with_writer(std::io::stderr)
+        .try_init();
+    let result = match parse_args(args) {
+        Ok(a) => boot(a).await,
+        Err(e) => Err(e),
+    };
+    match result {
+        Ok(()) => std::process::ExitCode::SUCCESS,
+        Err(e) => {
+            tracing::error!("kms-enclave: {e}");
+            std::process::ExitCode::FAILURE
+        }
+    }
+}
