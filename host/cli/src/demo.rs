@@ -24,6 +24,9 @@ pub struct DemoConfig {
     pub crs_bits: u32,
     /// Label making the keygen request unique.
     pub label: String,
+    /// The `kms` binary: the multi-party stage runs each party as `kms host` and `kms enclave`
+    /// processes.
+    pub kms: PathBuf,
 }
 
 /// One value through the pipeline.
@@ -176,6 +179,8 @@ pub async fn run(cfg: DemoConfig, mut say: impl FnMut(&str)) -> Result<DemoRepor
         .await
         .map_err(|e| fail("fetch server key")(&e))?;
     say("downloaded public key and server key; digests and signatures verified");
+    let server_key_bytes =
+        kms_engine::serialize_public(&sk).map_err(|e| fail("fetch server key")(&e))?;
     let sk = sk.decompress();
     tfhe::set_server_key(sk);
     lap("fetch+verify public material", &mut timings);
@@ -251,7 +256,10 @@ pub async fn run(cfg: DemoConfig, mut say: impl FnMut(&str)) -> Result<DemoRepor
                 .map(|(h, _)| (h.data_type.as_str().to_string(), h.digest))
                 .collect(),
             client_key: &ck,
+            server_key: server_key_bytes,
             ciphertexts: cts.clone(),
+            kms: &cfg.kms,
+            dir: &data_dir.join("multi-party"),
         },
         &mut say,
     )

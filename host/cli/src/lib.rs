@@ -11,3 +11,4 @@ pub mod demo;
 pub mod demo_threshold;
 pub mod devserver;
 pub mod network;
+pub mod parties;

@@ -716,6 +716,7 @@ async fn run(cli: Cli) -> R<()> {
                     data_dir,
                     crs_bits,
                     label: format!("demo-{}", std::process::id()),
+                    kms: std::env::current_exe().map_err(|e| e.to_string())?,
                 },
                 say,
             )

@@ -11,116 +11,32 @@
 //! * Restarted, it boots from its sealed state and answers again.
 //! * An enclave whose host has no sealed state for it refuses to start (no fresh identity).
 
-mod support;
-
-use kms_algebra::prss::deal_keys;
 use kms_attested_tls::IdentityKey;
 use kms_chain_types::codec;
 use kms_chain_types::state::{keys, RequestRecord, RequestStatus, ResponseRecord};
 use kms_chain_types::tx::{Fulfillment, KmsRequest, Msg};
+use kms_cli::parties::{DealInputs, Supervisor};
 use kms_client::{encrypt_value, ClearValue};
 use kms_devnet::dev::{DevSetup, Wallet};
 use kms_devnet::{Node, PersistentChain};
 use kms_eip712::Signature;
 use kms_engine::{decrypt_ciphertext, generate_key_set, serialize_public, Plaintext};
 use kms_host::Blobs;
-use kms_nsm::MockRootCa;
-use kms_runtime::state::{AeadSealer, KeyEntry, PartyState};
 use kms_signcryption::{ClientKeyPair, Envelope, Signcrypted};
-use kms_threshold::{deal_insecure, user_combine, FloodingParams, UserShareResponse};
+use kms_threshold::{user_combine, FloodingParams, UserShareResponse};
 use kms_types::{
     CanonicalRequest, FheType, KeyGenRequest, ParamSetName, PublicDecryptionRequest, RequestId,
     TypedCiphertext, UserDecryptionRequest,
 };
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
-use support::Processes;
 use tendermint::Time;
 use tendermint_rpc::{Client, HttpClient};
-use zeroize::Zeroizing;
 
 const CHAIN: &str = "kms-processes";
 const N: usize = 4;
 const T: usize = 1;
 const PARAMS: ParamSetName = ParamSetName::TestInsecure;
-
-fn kms() -> &'static str {
-    env!("CARGO_BIN_EXE_kms")
-}
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
-struct Party {
-    dir: PathBuf,
-    socket: PathBuf,
-    key_file: PathBuf,
-}
-
-fn spawn_host(
-    p: &Party,
-    listen: u16,
-    peers: &Path,
-    rpc: &str,
-    blobs: &Path,
-    signer: [u8; 20],
-) -> Child {
-    let log = std::fs::File::create(p.dir.join("host.log")).unwrap();
-    Command::new(kms())
-        .arg("host")
-        .arg("--channel")
-        .arg(format!("unix:{}", p.socket.display()))
-        .args(["--listen", &format!("127.0.0.1:{listen}")])
-        .arg("--peers")
-        .arg(peers)
-        .args(["--rpc", rpc])
-        .arg("--data-dir")
-        .arg(&p.dir)
-        .arg("--blobs")
-        .arg(blobs)
-        .args(["--signer", &format!("0x{}", hex::encode(signer))])
-        .args(["--poll-ms", "150"])
-        .stdout(Stdio::null())
-        .stderr(log)
-        .spawn()
-        .unwrap()
-}
-
-fn spawn_enclave(party: usize, p: &Party, root: &Path) -> Child {
-    let deadline = Instant::now() + Duration::from_secs(30);
-    while !p.socket.exists() {
-        assert!(
-            Instant::now() < deadline,
-            "host socket {} missing",
-            p.socket.display()
-        );
-        std::thread::sleep(Duration::from_millis(50));
-    }
-    let log = std::fs::OpenOptions::new()
-        .create(true)
-        .append(true)
-        .open(p.dir.join("enclave.log"))
-        .unwrap();
-    Command::new(kms())
-        .arg("enclave")
-        .args(["--party", &party.to_string()])
-        .arg("--channel")
-        .arg(format!("unix:{}", p.socket.display()))
-        .arg("--dev-sealing-key")
-        .arg(&p.key_file)
-        .arg("--dev-root-ca")
-        .arg(root)
-        .stdout(Stdio::null())
-        .stderr(log)
-        .spawn()
-        .unwrap()
-}
 
 async fn record(c: &HttpClient, id: &RequestId) -> Option<RequestRecord> {
     let q = c
@@ -199,7 +115,7 @@ async fn four_parties_as_enclave_and_host_processes() {
     let rpc = format!("http://{addr}");
     let client = HttpClient::new(rpc.as_str()).unwrap();
 
-    // The dealer (stand-in for the DKG): key set, shares, PRSS keys, each party's sealed state.
+    // The dealer (stand-in for the DKG) and the processes, as the demo runs them.
     let keygen = KeyGenRequest {
         params: PARAMS,
         label: "processes".into(),
@@ -219,107 +135,29 @@ async fn four_parties_as_enclave_and_host_processes() {
         ),
         ("ServerKey".to_string(), server_key_digest),
     ];
-    let shares = deal_insecure(&ks.client_key, key_id, N, T, &mut rand_core::OsRng).unwrap();
-    let prss_keys = deal_keys(N, T, &mut rand_core::OsRng);
-    let root = MockRootCa::generate(
-        std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .unwrap(),
-    )
-    .unwrap();
-    let root_file = dir.path().join("dev-root-ca");
-    let mut raw = (root.cert_der().len() as u32).to_be_bytes().to_vec();
-    raw.extend_from_slice(root.cert_der());
-    raw.extend_from_slice(&root.key_pkcs8_der());
-    std::fs::write(&root_file, raw).unwrap();
-
-    let mut parties = Vec::new();
-    for (i, (share, id_key)) in shares.into_iter().zip(&identity).enumerate() {
-        let p = i + 1;
-        let pdir = dir.path().join(format!("party{p}"));
-        std::fs::create_dir_all(pdir.join("sealed")).unwrap();
-        let mut key = Zeroizing::new([0u8; 32]);
-        rand_core::RngCore::fill_bytes(&mut rand_core::OsRng, &mut key[..]);
-        let key_file = pdir.join("dev-sealing-key");
-        std::fs::write(&key_file, hex::encode(&key[..])).unwrap();
-        let state = PartyState {
-            party: p as u32,
-            n: N as u32,
-            t: T as u32,
+    let mut parties = Supervisor::provision(
+        &dir.path().join("parties"),
+        Path::new(env!("CARGO_BIN_EXE_kms")),
+        &rpc,
+        &blobs_dir,
+        DealInputs {
             chain_id: CHAIN.into(),
+            n: N,
+            t: T,
             domain: domain.clone(),
-            genesis_validators: genesis_validators.clone(),
-            registered: digests.clone(),
-            identity_key: id_key.to_pkcs8_der(),
-            signer_key: setup.parties[i].key().to_bytes(),
-            prss: prss_keys
-                .iter()
-                .filter(|(set, _)| set.contains(&p))
-                .map(|(s, k)| (s.clone(), k.clone()))
-                .collect(),
-            keys: vec![KeyEntry {
-                key_id,
-                params: PARAMS,
-                share,
-                server_key_digest,
-                material: material.clone(),
-            }],
-        };
-        let sealed = AeadSealer::new(&key)
-            .seal(
-                &PartyState::context(p as u32, "state"),
-                &state.encode().unwrap(),
-            )
-            .unwrap();
-        std::fs::write(pdir.join("sealed/state"), sealed).unwrap();
-        parties.push(Party {
-            socket: pdir.join("channel.sock"),
-            dir: pdir,
-            key_file,
-        });
-    }
-    let ports: Vec<u16> = (0..N).map(|_| free_port()).collect();
-    let peers_file = dir.path().join("peers.json");
-    std::fs::write(
-        &peers_file,
-        serde_json::to_vec(
-            &ports
-                .iter()
-                .map(|p| format!("127.0.0.1:{p}"))
-                .collect::<Vec<_>>(),
-        )
-        .unwrap(),
+            genesis_validators,
+            identity,
+            signers: setup.parties.iter().map(|p| p.key().to_bytes()).collect(),
+            key_id,
+            params: PARAMS,
+            client_key: &ks.client_key,
+            server_key_digest,
+            material,
+        },
     )
     .unwrap();
-    let logs: Vec<PathBuf> = parties
-        .iter()
-        .flat_map(|p| [p.dir.join("host.log"), p.dir.join("enclave.log")])
-        .collect();
-
-    // The processes.
-    let _hosts = Processes(
-        parties
-            .iter()
-            .enumerate()
-            .map(|(i, p)| {
-                Some(spawn_host(
-                    p,
-                    ports[i],
-                    &peers_file,
-                    &rpc,
-                    &blobs_dir,
-                    setup.parties[i].address(),
-                ))
-            })
-            .collect(),
-    );
-    let mut enclaves = Processes(
-        parties
-            .iter()
-            .enumerate()
-            .map(|(i, p)| Some(spawn_enclave(i + 1, p, &root_file)))
-            .collect(),
-    );
+    parties.start().unwrap();
+    let logs = parties.logs();
 
     // Keygen through the ASC.
     let mut user = Wallet::random();
@@ -423,11 +261,12 @@ async fn four_parties_as_enclave_and_host_processes() {
     // Round 2: party 4's enclave killed; the other three complete both requests.
     // Round 3: party 4's enclave restarted from its sealed state; it answers again.
     for round in 1..=3 {
+        let started = Instant::now();
         if round == 2 {
-            enclaves.kill(3);
+            parties.kill_enclave(3);
         }
         if round == 3 {
-            enclaves.0[3] = Some(spawn_enclave(4, &parties[3], &root_file));
+            parties.start_enclave(3).unwrap();
         }
         let (cts, client_keys, public_id, user_id, txs) = decrypt(&mut user);
         for ct in &cts {
@@ -520,29 +359,17 @@ async fn four_parties_as_enclave_and_host_processes() {
             .map(Plaintext::to_decimal)
             .collect();
         assert_eq!(got, expected, "round {round}: user decryption");
+        eprintln!("round {round}: {:?}", started.elapsed());
     }
 
-    // An enclave whose host has no sealed state refuses to start.
-    let empty = Party {
-        dir: dir.path().join("nobody"),
-        socket: dir.path().join("nobody/channel.sock"),
-        key_file: parties[0].key_file.clone(),
-    };
-    std::fs::create_dir_all(&empty.dir).unwrap();
-    let port = free_port();
-    let mut host = Processes(vec![Some(spawn_host(
-        &empty,
-        port,
-        &peers_file,
-        &rpc,
-        &blobs_dir,
-        [9; 20],
-    ))]);
-    let out = spawn_enclave(1, &empty, &root_file)
-        .wait_with_output()
-        .unwrap();
-    assert!(!out.status.success());
-    let log = std::fs::read_to_string(empty.dir.join("enclave.log")).unwrap();
+    // An enclave whose host has no sealed state refuses to start (never a fresh identity).
+    parties.kill_enclave(0);
+    std::fs::remove_file(parties.parties[0].dir.join("sealed/state")).unwrap();
+    parties.start_enclave(0).unwrap();
+    let status = parties
+        .enclave_exit(0, Duration::from_secs(30))
+        .expect("the enclave kept running without its state");
+    assert!(!status.success());
+    let log = std::fs::read_to_string(parties.parties[0].dir.join("enclave.log")).unwrap();
     assert!(log.contains("no sealed state"), "{log}");
-    host.kill(0);
 }

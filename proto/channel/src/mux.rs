@@ -147,6 +147,12 @@ impl<S: Side> Core<S> {
         Ok(Box::new(local))
     }
 
+    /// Ends every relayed connection (the channel is gone: a party relayed to a dead enclave
+    /// must see its connection close, not hang).
+    fn close_all(&self) {
+        self.conns().clear();
+    }
+
     /// Delivers a relayed frame that arrived.
     async fn deliver(&self, frame: PeerFrame) {
         match frame {
@@ -264,6 +270,7 @@ impl EnclaveChannel {
                 .lock()
                 .unwrap_or_else(|p| p.into_inner())
                 .clear();
+            reader_core.close_all();
         });
         (
             Self {
@@ -386,6 +393,7 @@ impl HostChannel {
                 .lock()
                 .unwrap_or_else(|p| p.into_inner())
                 .clear();
+            reader_core.close_all();
             let _ = closed_tx.send(true);
         });
         Self {

@@ -106,3 +106,38 @@ async fn oversized_and_malformed_frames_are_refused() {
         .unwrap_err();
     assert!(matches!(e, WireError::Malformed(_)));
 }
+
+/// When the enclave's end goes away, every connection the host relays to it is closed (a peer
+/// sees EOF at once instead of waiting on a connection nobody answers), and the host refuses
+/// to relay new ones.
+#[tokio::test]
+async fn relayed_connections_close_when_the_enclave_goes_away() {
+    let (host_io, enclave_io) = tokio::net::UnixStream::pair().unwrap();
+    let dial: Dialer = Arc::new(|_| Box::pin(async { Err(std::io::Error::other("no peers")) }));
+    let handle: Handler = Arc::new(|_| Box::pin(async { HostResponse::Failed("none".into()) }));
+    let host = HostChannel::start(Box::new(host_io), dial, handle);
+    let (mut outside, inside) = tokio::io::duplex(1024);
+    host.relay_incoming(Box::new(inside)).await.unwrap();
+    // The enclave's side reads the announcement, then the enclave process dies: its end of the
+    // socket closes.
+    let mut enclave_io = enclave_io;
+    let first = wire::read::<kms_channel::wire::ToEnclave, _>(&mut enclave_io)
+        .await
+        .unwrap();
+    assert!(matches!(
+        first,
+        Some(kms_channel::wire::ToEnclave::PeerAccepted { .. })
+    ));
+    drop(enclave_io);
+    tokio::time::timeout(std::time::Duration::from_secs(5), host.closed())
+        .await
+        .expect("the host noticed");
+    let mut buf = [0u8; 1];
+    let n = tokio::time::timeout(std::time::Duration::from_secs(5), outside.read(&mut buf))
+        .await
+        .expect("the relayed connection closed")
+        .unwrap_or(0);
+    assert_eq!(n, 0);
+    let (_, another) = tokio::io::duplex(1024);
+    assert!(host.relay_incoming(Box::new(another)).await.is_err());
+}

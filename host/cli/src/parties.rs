@@ -1,0 +1,351 @@
+//! The developer-mode supervisor of party processes: it plays the **insecure dealer** (the
+//! stand-in for the DKG), seals each party's state with that party's own sealing key, and runs
+//! each party as two OS processes, `kms host` and `kms enclave`, joined by a Unix socket. It
+//! holds no protocol logic: the processes follow the chain and serve requests by themselves.
+
+use kms_algebra::prss::deal_keys;
+use kms_attested_tls::IdentityKey;
+use kms_eip712::DomainConfig;
+use kms_engine::tfhe::ClientKey;
+use kms_runtime::state::{AeadSealer, KeyEntry, PartyState, StateError};
+use kms_types::{ParamSetName, RequestId};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+use zeroize::Zeroizing;
+
+/// Why the parties could not be provisioned or started.
+#[derive(Debug, thiserror::Error)]
+pub enum SupervisorError {
+    /// A file or directory.
+    #[error("{0}: {1}")]
+    Io(PathBuf, std::io::Error),
+    /// The dealer failed.
+    #[error("dealer: {0}")]
+    Deal(String),
+    /// Sealing failed.
+    #[error("sealing: {0}")]
+    Seal(#[from] StateError),
+    /// A process could not start, or its host never opened the channel.
+    #[error("process: {0}")]
+    Spawn(String),
+}
+
+fn io(path: &Path) -> impl Fn(std::io::Error) -> SupervisorError + '_ {
+    move |e| SupervisorError::Io(path.to_path_buf(), e)
+}
+
+/// What the dealer needs.
+pub struct DealInputs<'a> {
+    /// The KMS chain.
+    pub chain_id: String,
+    /// Parties.
+    pub n: usize,
+    /// Threshold.
+    pub t: usize,
+    /// The EIP-712 domain of the chain's config.
+    pub domain: DomainConfig,
+    /// The chain's genesis validators (CometBFT JSON): each party's light-client trust root.
+    pub genesis_validators: Vec<u8>,
+    /// Each party's TLS identity key (their digests are registered on chain).
+    pub identity: Vec<IdentityKey>,
+    /// Each party's signing key (its address is registered on chain).
+    pub signers: Vec<Zeroizing<Vec<u8>>>,
+    /// The key set (its keygen request ID).
+    pub key_id: RequestId,
+    /// Its parameters.
+    pub params: ParamSetName,
+    /// Its client key (only the dealer ever holds it).
+    pub client_key: &'a ClientKey,
+    /// SHA3-256 of the serialized server key in the blob store.
+    pub server_key_digest: [u8; 32],
+    /// The key set's public material (data type, SHA3-256).
+    pub material: Vec<(String, [u8; 32])>,
+}
+
+/// One party's files.
+#[derive(Clone, Debug)]
+pub struct PartyFiles {
+    /// Its folder (host data: sealed state, cursor; logs).
+    pub dir: PathBuf,
+    /// The host⇄enclave channel socket.
+    pub socket: PathBuf,
+    /// The developer-mode sealing key (hex).
+    pub sealing_key: PathBuf,
+    /// The port its host relays party traffic on.
+    pub port: u16,
+    /// Its signer address (for its host's nonce lookups).
+    pub signer: [u8; 20],
+}
+
+/// The parties of one developer-mode network, as processes.
+pub struct Supervisor {
+    kms: PathBuf,
+    rpc: String,
+    blobs: PathBuf,
+    root_ca: PathBuf,
+    peers: PathBuf,
+    /// Each party's files, index p − 1.
+    pub parties: Vec<PartyFiles>,
+    /// Message and carry modulus of the squashed blocks (what a user-decryption client needs).
+    pub moduli: (u64, u64),
+    hosts: Vec<Option<Child>>,
+    enclaves: Vec<Option<Child>>,
+}
+
+fn free_port() -> Result<u16, SupervisorError> {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .map_err(|e| SupervisorError::Io("127.0.0.1:0".into(), e))
+}
+
+impl Supervisor {
+    /// Deals the key set and the PRSS keys, seals each party's state under `dir/party<p>`, and
+    /// writes the mock NSM root and the peers' addresses. `kms` is the `kms` binary, `rpc` the
+    /// chain node the hosts follow, `blobs` the blob store they share.
+    pub fn provision(
+        dir: &Path,
+        kms: &Path,
+        rpc: &str,
+        blobs: &Path,
+        inputs: DealInputs<'_>,
+    ) -> Result<Self, SupervisorError> {
+        let rng = &mut rand_core::OsRng;
+        let (n, t) = (inputs.n, inputs.t);
+        let shares = kms_threshold::deal_insecure(inputs.client_key, inputs.key_id, n, t, rng)
+            .map_err(|e| SupervisorError::Deal(e.to_string()))?;
+        let prss = deal_keys(n, t, rng);
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap_or(Duration::ZERO);
+        let root =
+            kms_nsm::MockRootCa::generate(now).map_err(|e| SupervisorError::Deal(e.to_string()))?;
+        std::fs::create_dir_all(dir).map_err(io(dir))?;
+        let root_ca = dir.join("dev-root-ca");
+        let mut raw = (root.cert_der().len() as u32).to_be_bytes().to_vec();
+        raw.extend_from_slice(root.cert_der());
+        raw.extend_from_slice(&root.key_pkcs8_der());
+        std::fs::write(&root_ca, &raw).map_err(io(&root_ca))?;
+        let registered: Vec<[u8; 32]> = inputs.identity.iter().map(IdentityKey::digest).collect();
+        let moduli = shares
+            .first()
+            .map(|s| (s.message_modulus, s.carry_modulus))
+            .ok_or_else(|| SupervisorError::Deal("no shares".into()))?;
+        let mut parties = Vec::with_capacity(n);
+        for (i, share) in shares.into_iter().enumerate() {
+            let p = i + 1;
+            let pdir = dir.join(format!("party{p}"));
+            let sealed_dir = pdir.join("sealed");
+            std::fs::create_dir_all(&sealed_dir).map_err(io(&sealed_dir))?;
+            let mut key = Zeroizing::new([0u8; 32]);
+            rand_core::RngCore::fill_bytes(rng, &mut key[..]);
+            let sealing_key = pdir.join("dev-sealing-key");
+            std::fs::write(&sealing_key, hex::encode(&key[..])).map_err(io(&sealing_key))?;
+            let (identity, signer) = match (inputs.identity.get(i), inputs.signers.get(i)) {
+                (Some(id), Some(s)) => (id.to_pkcs8_der(), Zeroizing::new(s.to_vec())),
+                _ => return Err(SupervisorError::Deal(format!("no keys for party {p}"))),
+            };
+            let address = kms_eip712::SigningKey::from_bytes(&signer)
+                .map_err(|e| SupervisorError::Deal(e.to_string()))?
+                .address();
+            let state = PartyState {
+                party: p as u32,
+                n: n as u32,
+                t: t as u32,
+                chain_id: inputs.chain_id.clone(),
+                domain: inputs.domain.clone(),
+                genesis_validators: inputs.genesis_validators.clone(),
+                registered: registered.clone(),
+                identity_key: identity,
+                signer_key: signer,
+                // A party holds the keys of the PRSS sets it belongs to, no others.
+                prss: prss
+                    .iter()
+                    .filter(|(set, _)| set.contains(&p))
+                    .map(|(s, k)| (s.clone(), k.clone()))
+                    .collect(),
+                keys: vec![KeyEntry {
+                    key_id: inputs.key_id,
+                    params: inputs.params,
+                    share,
+                    server_key_digest: inputs.server_key_digest,
+                    material: inputs.material.clone(),
+                }],
+            };
+            let sealed = AeadSealer::new(&key)
+                .seal(&PartyState::context(p as u32, "state"), &state.encode()?)?;
+            let path = sealed_dir.join("state");
+            std::fs::write(&path, sealed).map_err(io(&path))?;
+            parties.push(PartyFiles {
+                socket: pdir.join("channel.sock"),
+                dir: pdir,
+                sealing_key,
+                port: free_port()?,
+                signer: address,
+            });
+        }
+        let peers = dir.join("peers.json");
+        let addrs: Vec<String> = parties
+            .iter()
+            .map(|p| format!("127.0.0.1:{}", p.port))
+            .collect();
+        std::fs::write(&peers, serde_json::to_vec(&addrs).unwrap_or_default())
+            .map_err(io(&peers))?;
+        Ok(Self {
+            kms: kms.to_path_buf(),
+            rpc: rpc.to_string(),
+            blobs: blobs.to_path_buf(),
+            root_ca,
+            peers,
+            hosts: (0..n).map(|_| None).collect(),
+            enclaves: (0..n).map(|_| None).collect(),
+            parties,
+            moduli,
+        })
+    }
+
+    fn log(path: &Path) -> Result<std::fs::File, SupervisorError> {
+        std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(path)
+            .map_err(io(path))
+    }
+
+    /// Starts every host, then every enclave.
+    pub fn start(&mut self) -> Result<(), SupervisorError> {
+        for i in 0..self.parties.len() {
+            self.start_host(i)?;
+        }
+        for i in 0..self.parties.len() {
+            self.start_enclave(i)?;
+        }
+        Ok(())
+    }
+
+    /// Starts party `i + 1`'s host.
+    pub fn start_host(&mut self, i: usize) -> Result<(), SupervisorError> {
+        let p = self
+            .parties
+            .get(i)
+            .ok_or_else(|| SupervisorError::Spawn(format!("no party {}", i + 1)))?;
+        let child = Command::new(&self.kms)
+            .arg("host")
+            .arg("--channel")
+            .arg(format!("unix:{}", p.socket.display()))
+            .args(["--listen", &format!("127.0.0.1:{}", p.port)])
+            .arg("--peers")
+            .arg(&self.peers)
+            .args(["--rpc", &self.rpc])
+            .arg("--data-dir")
+            .arg(&p.dir)
+            .arg("--blobs")
+            .arg(&self.blobs)
+            .args(["--signer", &format!("0x{}", hex::encode(p.signer))])
+            .args(["--poll-ms", "150"])
+            .stdout(Stdio::null())
+            .stderr(Self::log(&p.dir.join("host.log"))?)
+            .spawn()
+            .map_err(|e| SupervisorError::Spawn(e.to_string()))?;
+        if let Some(slot) = self.hosts.get_mut(i) {
+            *slot = Some(child);
+        }
+        Ok(())
+    }
+
+    /// Starts party `i + 1`'s enclave (once its host opened the channel socket).
+    pub fn start_enclave(&mut self, i: usize) -> Result<(), SupervisorError> {
+        let p = self
+            .parties
+            .get(i)
+            .ok_or_else(|| SupervisorError::Spawn(format!("no party {}", i + 1)))?;
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while !p.socket.exists() {
+            if Instant::now() > deadline {
+                return Err(SupervisorError::Spawn(format!(
+                    "host {} never opened {}",
+                    i + 1,
+                    p.socket.display()
+                )));
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        let child = Command::new(&self.kms)
+            .arg("enclave")
+            .args(["--party", &(i + 1).to_string()])
+            .arg("--channel")
+            .arg(format!("unix:{}", p.socket.display()))
+            .arg("--dev-sealing-key")
+            .arg(&p.sealing_key)
+            .arg("--dev-root-ca")
+            .arg(&self.root_ca)
+            .stdout(Stdio::null())
+            .stderr(Self::log(&p.dir.join("enclave.log"))?)
+            .spawn()
+            .map_err(|e| SupervisorError::Spawn(e.to_string()))?;
+        if let Some(slot) = self.enclaves.get_mut(i) {
+            *slot = Some(child);
+        }
+        Ok(())
+    }
+
+    /// Kills party `i + 1`'s enclave.
+    pub fn kill_enclave(&mut self, i: usize) {
+        if let Some(mut c) = self.enclaves.get_mut(i).and_then(Option::take) {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+
+    /// Waits up to `within` for party `i + 1`'s enclave to exit; its status if it did.
+    pub fn enclave_exit(&mut self, i: usize, within: Duration) -> Option<std::process::ExitStatus> {
+        let deadline = Instant::now() + within;
+        loop {
+            let child = self.enclaves.get_mut(i)?.as_mut()?;
+            if let Ok(Some(status)) = child.try_wait() {
+                if let Some(slot) = self.enclaves.get_mut(i) {
+                    *slot = None;
+                }
+                return Some(status);
+            }
+            if Instant::now() > deadline {
+                return None;
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
+    /// The process IDs: (host, enclave) per party.
+    pub fn pids(&self) -> Vec<(Option<u32>, Option<u32>)> {
+        self.hosts
+            .iter()
+            .zip(&self.enclaves)
+            .map(|(h, e)| (h.as_ref().map(Child::id), e.as_ref().map(Child::id)))
+            .collect()
+    }
+
+    /// Every process's log file.
+    pub fn logs(&self) -> Vec<PathBuf> {
+        self.parties
+            .iter()
+            .flat_map(|p| [p.dir.join("host.log"), p.dir.join("enclave.log")])
+            .collect()
+    }
+
+    /// Stops every process.
+    pub fn stop(&mut self) {
+        for c in self.enclaves.iter_mut().chain(self.hosts.iter_mut()) {
+            if let Some(mut c) = c.take() {
+                let _ = c.kill();
+                let _ = c.wait();
+            }
+        }
+    }
+}
+
+impl Drop for Supervisor {
+    fn drop(&mut self) {
+        self.stop();
+    }
+}
