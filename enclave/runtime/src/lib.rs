@@ -1,7 +1,8 @@
 //! A party's enclave runtime: what runs inside the trusted boundary for each request.
 //!
 //! [`PartyRuntime::serve`] takes a [`Job`] from the (untrusted) host and
-//! 1. reads the time from the enclave's own [`Clock`], never from the host;
+//! 1. reads the time from the enclave's own [`Clock`], never from the host ([`AttestedClock`]:
+//!    the enclave clock, refused when a fresh NSM attestation document's timestamp disagrees);
 //! 2. verifies with its own light client that the request sits approved in ASC state
 //!    (header chain from its trusted state, ICS23 proof against the app hash);
 //! 3. acts only on the approved record: request and key IDs come from it, the ciphertexts and
@@ -22,5 +23,5 @@ mod party;
 pub mod process;
 pub mod state;
 
-pub use clock::{Clock, ClockError, SystemClock};
+pub use clock::{AttestedClock, Clock, ClockError, SystemClock};
 pub use party::{PartyRuntime, RuntimeError, RuntimeParts};

@@ -12,7 +12,7 @@
 //! (`--dev-sealing-key`). Production (`/dev/nsm`, AWS KMS sealing, vsock) is not built yet.
 
 use crate::state::{AeadSealer, PartyState};
-use crate::{Clock, PartyRuntime, RuntimeError, RuntimeParts, SystemClock};
+use crate::{AttestedClock, Clock, PartyRuntime, RuntimeError, RuntimeParts};
 use kms_attestation::{Policy, Release};
 use kms_channel::mux::{BoxIo, EnclaveChannel};
 use kms_channel::wire::{Failure, FailureKind, HostRequest, HostResponse};
@@ -23,6 +23,9 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 use zeroize::Zeroizing;
+
+/// Largest difference between the enclave clock and the NSM's before the enclave refuses to act.
+pub const MAX_CLOCK_SKEW: Duration = Duration::from_secs(5);
 
 /// The developer-mode PCRs of the mock NSM (every party runs "the same release").
 pub const DEV_PCRS: [[u8; 48]; 3] = [[0x4b; 48], [0x4d; 48], [0x53; 48]];
@@ -175,6 +178,7 @@ pub async fn boot(args: Args) -> Result<(), BootError> {
     );
 
     // The trust root: the sealed genesis validators; block 1 must verify against them.
+    let (n, party) = (state.n as usize, state.party as usize);
     let vals: Vec<tendermint::validator::Info> = serde_json::from_slice(&state.genesis_validators)
         .map_err(|e| BootError::LightClient(e.to_string()))?;
     let genesis = tendermint::validator::Set::without_proposer(vals);
@@ -184,21 +188,6 @@ pub async fn boot(args: Args) -> Result<(), BootError> {
             .ok_or_else(|| BootError::LightClient("no block 1".into()))?,
     )
     .map_err(|e| BootError::LightClient(e.to_string()))?;
-    let clock = Arc::new(SystemClock);
-    let now = clock
-        .now()
-        .map_err(|e| BootError::LightClient(e.to_string()))?;
-    let options = Options {
-        trust_threshold: Default::default(),
-        trusting_period: Duration::from_secs(14 * 24 * 3600),
-        clock_drift: Duration::from_secs(10),
-    };
-    let (light_client, _) =
-        LightClient::from_genesis(&state.chain_id, 1, &genesis, first, options, now)
-            .map_err(|e| BootError::LightClient(e.to_string()))?;
-
-    // The attested mesh over connections the host relays.
-    let (n, party) = (state.n as usize, state.party as usize);
     let root_raw = read(&args.root_ca)?;
     let (cert, pkcs8) =
         split_root(&root_raw).ok_or_else(|| BootError::Usage("root CA file".into()))?;
@@ -213,6 +202,21 @@ pub async fn boot(args: Args) -> Result<(), BootError> {
         kms_nsm::MockNsm::new(root, &format!("i-party-{party}"), DEV_PCRS, now_unix)
             .map_err(|e| BootError::Tls(e.to_string()))?,
     );
+    // Trusted time: the enclave clock, checked against a fresh NSM document at every reading.
+    let clock = Arc::new(AttestedClock::new(nsm.clone(), MAX_CLOCK_SKEW));
+    let now = clock
+        .now()
+        .map_err(|e| BootError::LightClient(e.to_string()))?;
+    let options = Options {
+        trust_threshold: Default::default(),
+        trusting_period: Duration::from_secs(14 * 24 * 3600),
+        clock_drift: Duration::from_secs(10),
+    };
+    let (light_client, _) =
+        LightClient::from_genesis(&state.chain_id, 1, &genesis, first, options, now)
+            .map_err(|e| BootError::LightClient(e.to_string()))?;
+
+    // The attested mesh over connections the host relays.
     let identity = kms_attested_tls::IdentityKey::from_pkcs8_der(&state.identity_key)
         .map_err(|e| BootError::Tls(e.to_string()))?;
     let policy = Policy::production(vec![Release::from_image("kms dev", DEV_PCRS)], 300);

@@ -13,7 +13,8 @@ use kms_devnet::dev::{DevSetup, ManualChain, Wallet};
 use kms_eip712::SigningKey;
 use kms_engine::{generate_key_set, serialize_public};
 use kms_light_client::{Error as LcError, LightClient, Options, RequestEvidence};
-use kms_runtime::{Clock, ClockError, PartyRuntime, RuntimeError, RuntimeParts};
+use kms_nsm::{MockNsm, MockRootCa};
+use kms_runtime::{AttestedClock, Clock, ClockError, PartyRuntime, RuntimeError, RuntimeParts};
 use kms_signcryption::ClientKeyPair;
 use kms_threshold::{deal_insecure, FloodingParams, ServedLog, ThresholdParty};
 use kms_transport::InProcessNetwork;
@@ -177,6 +178,11 @@ impl World {
 
     /// A fresh enclave runtime for party 1, its light client anchored at genesis.
     fn runtime(&self) -> PartyRuntime {
+        self.runtime_with(Arc::new(DevClock(self.clock.clone())))
+    }
+
+    /// The same with another trusted clock.
+    fn runtime_with(&self, clock: Arc<dyn Clock>) -> PartyRuntime {
         let (lc, _) = LightClient::from_genesis(
             CHAIN,
             1,
@@ -196,7 +202,7 @@ impl World {
             party: self.party.clone(),
             server_key: self.server_key.clone(),
             material: BTreeMap::new(),
-            clock: Arc::new(DevClock(self.clock.clone())),
+            clock,
             net: Arc::new(InProcessNetwork::new(4).party(1)),
             round_deadline: Duration::from_secs(5),
         })
@@ -328,5 +334,47 @@ async fn the_enclave_refuses_what_a_hostile_host_tampered_with_and_serves_the_ho
     assert!(matches!(
         refused(rt.serve_job(w.honest_job()).await),
         RuntimeError::NotProven(LcError::NotMonotonic(_))
+    ));
+}
+
+/// Trusted time: the runtime reads the enclave clock checked against a fresh NSM document. With
+/// the two consistent it serves; with the NSM's time ten minutes off (or the enclave clock
+/// wrong) it refuses to act at all.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_runtime_refuses_to_act_when_its_clock_disagrees_with_the_nsm() {
+    let w = World::new();
+    let devnet_now = *w.clock.lock().unwrap();
+    let unix = |t: Time| {
+        Duration::from_nanos(t.duration_since(Time::unix_epoch()).unwrap().as_nanos() as u64)
+    };
+    let nsm_at = |offset: Duration| {
+        let root = MockRootCa::generate(unix(devnet_now)).unwrap();
+        let base = unix(devnet_now);
+        Arc::new(
+            MockNsm::new(root, "i-clock", [[1; 48], [2; 48], [3; 48]], move || {
+                base + offset
+            })
+            .unwrap(),
+        ) as Arc<dyn kms_nsm::Nsm>
+    };
+    let local = move || Ok(unix(devnet_now));
+    let agreeing = AttestedClock::with_local(nsm_at(Duration::ZERO), Duration::from_secs(5), local);
+    assert!(w
+        .runtime_with(Arc::new(agreeing))
+        .serve_job(w.honest_job())
+        .await
+        .is_ok());
+    let off = AttestedClock::with_local(
+        nsm_at(Duration::from_secs(600)),
+        Duration::from_secs(5),
+        local,
+    );
+    assert!(matches!(
+        refused(
+            w.runtime_with(Arc::new(off))
+                .serve_job(w.honest_job())
+                .await
+        ),
+        RuntimeError::Clock(ClockError::Inconsistent { .. })
     ));
 }
