@@ -14,7 +14,8 @@
 use crate::state::{AeadSealer, PartyState};
 use crate::{AttestedClock, Clock, PartyRuntime, RuntimeError, RuntimeParts};
 use kms_attestation::{Policy, Release};
-use kms_channel::mux::{BoxIo, EnclaveChannel};
+use kms_channel::addr::ChannelAddr;
+use kms_channel::mux::EnclaveChannel;
 use kms_channel::wire::{Failure, FailureKind, HostRequest, HostResponse};
 use kms_light_client::{LightBlock, LightClient, Options};
 use kms_threshold::{FloodingParams, ServedLog, ThresholdParty};
@@ -68,12 +69,12 @@ pub enum BootError {
 /// The enclave's command line.
 pub struct Args {
     party: u32,
-    channel: PathBuf,
+    channel: ChannelAddr,
     sealing_key: PathBuf,
     root_ca: PathBuf,
 }
 
-/// Parses the command line (`--party N --channel unix:PATH --dev-sealing-key FILE
+/// Parses the command line (`--party N --channel unix:PATH|vsock:CID:PORT --dev-sealing-key FILE
 /// --dev-root-ca FILE`).
 pub fn parse_args(args: impl IntoIterator<Item = String>) -> Result<Args, BootError> {
     let mut it = args.into_iter();
@@ -92,11 +93,11 @@ pub fn parse_args(args: impl IntoIterator<Item = String>) -> Result<Args, BootEr
                 )
             }
             "--channel" => {
-                let v = val()?;
-                let path = v.strip_prefix("unix:").ok_or_else(|| {
-                    BootError::Usage("--channel unix:PATH (vsock is not built yet)".into())
-                })?;
-                channel = Some(PathBuf::from(path));
+                channel = Some(
+                    val()?
+                        .parse::<ChannelAddr>()
+                        .map_err(|e| BootError::Usage(e.to_string()))?,
+                )
             }
             "--dev-sealing-key" => sealing_key = Some(PathBuf::from(val()?)),
             "--dev-root-ca" => root_ca = Some(PathBuf::from(val()?)),
@@ -147,10 +148,12 @@ fn failure(e: &RuntimeError) -> Failure {
 /// Boots and serves until the channel closes.
 pub async fn boot(args: Args) -> Result<(), BootError> {
     tracing::warn!("developer mode: mock NSM, local sealing key; NOT a production enclave");
-    let socket = tokio::net::UnixStream::connect(&args.channel)
+    let socket = args
+        .channel
+        .connect()
         .await
-        .map_err(|e| BootError::Channel(format!("{}: {e}", args.channel.display())))?;
-    let (channel, mut jobs, mut accepted) = EnclaveChannel::start(Box::new(socket) as BoxIo);
+        .map_err(|e| BootError::Channel(e.to_string()))?;
+    let (channel, mut jobs, mut accepted) = EnclaveChannel::start(socket);
 
     // Sealed state, through the host.
     let key_bytes = read(&args.sealing_key)?;

@@ -9,6 +9,7 @@
 //! and resumes from its cursor.
 
 use crate::{Blobs, PartyHost, Served};
+use kms_channel::addr::ChannelAddr;
 use kms_channel::mux::{BoxIo, Dialer, Handler, HostChannel};
 use kms_channel::wire::{HostRequest, HostResponse};
 use kms_connector::{ChainRpc, Follower};
@@ -32,7 +33,7 @@ pub enum ProcessError {
 
 /// The host's command line.
 pub struct Args {
-    channel: PathBuf,
+    channel: ChannelAddr,
     listen: String,
     peers: Vec<String>,
     rpc: String,
@@ -46,7 +47,7 @@ fn need<T>(v: Option<T>, name: &str) -> Result<T, ProcessError> {
     v.ok_or_else(|| ProcessError::Usage(format!("{name} is required")))
 }
 
-/// Parses the command line (`--channel unix:PATH --listen ADDR --peers FILE --rpc URL
+/// Parses the command line (`--channel unix:PATH|vsock:CID:PORT --listen ADDR --peers FILE --rpc URL
 /// --data-dir DIR --blobs DIR --signer 0x… [--poll-ms N]`).
 pub fn parse_args(args: impl IntoIterator<Item = String>) -> Result<Args, ProcessError> {
     let mut it = args.into_iter();
@@ -60,10 +61,11 @@ pub fn parse_args(args: impl IntoIterator<Item = String>) -> Result<Args, Proces
         };
         match a.as_str() {
             "--channel" => {
-                let v = val()?;
-                channel = Some(PathBuf::from(v.strip_prefix("unix:").ok_or_else(|| {
-                    ProcessError::Usage("--channel unix:PATH (vsock is not built yet)".into())
-                })?));
+                channel = Some(
+                    val()?
+                        .parse::<ChannelAddr>()
+                        .map_err(|e| ProcessError::Usage(e.to_string()))?,
+                )
             }
             "--listen" => listen = Some(val()?),
             "--peers" => {
@@ -172,9 +174,10 @@ fn handler(data_dir: PathBuf, blobs: Blobs, rpc: ChainRpc) -> Handler {
 
 /// Runs the host until it fails.
 pub async fn run(a: Args) -> Result<(), ProcessError> {
-    let _ = std::fs::remove_file(&a.channel);
-    let channel_listener = tokio::net::UnixListener::bind(&a.channel)
-        .map_err(|e| ProcessError::Io(a.channel.display().to_string(), e))?;
+    let channel_listener = a
+        .channel
+        .listen()
+        .map_err(|e| ProcessError::Usage(e.to_string()))?;
     let peer_listener = tokio::net::TcpListener::bind(&a.listen)
         .await
         .map_err(|e| ProcessError::Io(a.listen.clone(), e))?;
@@ -215,13 +218,13 @@ pub async fn run(a: Args) -> Result<(), ProcessError> {
         .await
         .map_err(|e| ProcessError::Io(a.data_dir.display().to_string(), e))?;
     loop {
-        tracing::info!("waiting for the enclave on {}", a.channel.display());
-        let (socket, _) = channel_listener
+        tracing::info!("waiting for the enclave on {}", a.channel);
+        let socket = channel_listener
             .accept()
             .await
-            .map_err(|e| ProcessError::Io(a.channel.display().to_string(), e))?;
+            .map_err(|e| ProcessError::Io(a.channel.to_string(), e))?;
         let ch = HostChannel::start(
-            Box::new(socket),
+            socket,
             dial.clone(),
             handler(a.data_dir.clone(), blobs.clone(), rpc.clone()),
         );
