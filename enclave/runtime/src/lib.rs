@@ -21,6 +21,7 @@ mod clock;
 mod party;
 #[cfg(feature = "insecure-dev")]
 pub mod process;
+pub mod served_store;
 pub mod state;
 
 pub use clock::{AttestedClock, Clock, ClockError, SystemClock};

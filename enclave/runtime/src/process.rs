@@ -161,7 +161,7 @@ pub async fn boot(args: Args) -> Result<(), BootError> {
         hex_key(&key_bytes)
             .ok_or_else(|| BootError::Usage("sealing key: 64 hex characters".into()))?,
     );
-    let sealer = AeadSealer::new(&key);
+    let sealer = Arc::new(AeadSealer::new(&key));
     let sealed = ask(
         &channel,
         HostRequest::GetSealed {
@@ -293,7 +293,12 @@ pub async fn boot(args: Args) -> Result<(), BootError> {
             params: entry.params,
             signer,
             domain,
-            served: ServedLog::in_memory(),
+            // What this party served survives restarts: sealed records its host keeps.
+            served: ServedLog::new(crate::served_store::SealedServedStore::new(
+                channel.clone(),
+                sealer.clone(),
+                state.party,
+            )),
         }),
         server_key,
         material,

@@ -266,7 +266,20 @@ async fn four_parties_as_enclave_and_host_processes() {
             parties.kill_enclave(3);
         }
         if round == 3 {
+            // Restarted; the requests go out once it serves again (a party booting while a
+            // round runs misses that round: the network is synchronous with a deadline).
             parties.start_enclave(3).unwrap();
+            let log = parties.parties[3].dir.join("enclave.log");
+            let deadline = Instant::now() + Duration::from_secs(60);
+            while std::fs::read_to_string(&log)
+                .unwrap_or_default()
+                .matches("serving")
+                .count()
+                < 2
+            {
+                assert!(Instant::now() < deadline, "party 4 never came back");
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
         }
         let (cts, client_keys, public_id, user_id, txs) = decrypt(&mut user);
         for ct in &cts {
