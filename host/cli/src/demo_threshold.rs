@@ -140,121 +140,224 @@ async fn wait_complete(
     }
 }
 
+/// What a local network is started from: the key set the insecure dealer splits.
+pub struct NetworkInputs<'a> {
+    /// Parameter set.
+    pub params: ParamSetName,
+    /// The keygen request (its ID is the key ID).
+    pub keygen: KeyGenRequest,
+    /// Public material handles: (data type, SHA3-256).
+    pub material: Vec<(String, [u8; 32])>,
+    /// The client key, for the insecure dealer only.
+    pub client_key: &'a ClientKey,
+    /// The serialized (compressed) server key, for the blob store the hosts serve from.
+    pub server_key: Vec<u8>,
+    /// The `kms` binary (the parties run as `kms host` and `kms enclave`).
+    pub kms: &'a Path,
+    /// Where the chain, the blob store and the parties' folders go.
+    pub dir: &'a Path,
+    /// The devnet's RPC address (port 0: any free port).
+    pub rpc: std::net::SocketAddr,
+}
+
+/// A developer-mode KMS: a devnet chain serving RPC and n = 4 parties as processes, with one
+/// key set registered on chain and a funded user who administers application
+/// [`LocalNetwork::APP`]. Dropping it stops everything.
+pub struct LocalNetwork {
+    /// The chain's RPC address.
+    pub rpc: String,
+    /// An RPC client of it.
+    pub client: HttpClient,
+    /// The chain's keys (admin, parties) and genesis.
+    pub setup: DevSetup,
+    /// The EIP-712 domain results are signed under.
+    pub domain: kms_eip712::DomainConfig,
+    /// The party processes.
+    pub parties: Supervisor,
+    /// The blob store the hosts fetch ciphertexts and client keys from.
+    pub blobs: Blobs,
+    /// The key set.
+    pub key_id: RequestId,
+    /// A funded user, administrator of the application.
+    pub user: Wallet,
+    /// Parties whose material completed the keygen request.
+    pub keygen_by: Vec<u32>,
+    server: tokio::task::JoinHandle<()>,
+    producer: tokio::task::JoinHandle<()>,
+}
+
+impl Drop for LocalNetwork {
+    fn drop(&mut self) {
+        self.parties.stop();
+        self.producer.abort();
+        self.server.abort();
+    }
+}
+
+impl LocalNetwork {
+    /// The application the user administers.
+    pub const APP: &'static str = "demo-dapp";
+
+    /// Starts the chain and the parties, funds the user, registers the application, and has
+    /// the key set registered through a keygen request the parties answer.
+    pub async fn start(
+        inputs: NetworkInputs<'_>,
+        say: &mut dyn FnMut(&str),
+    ) -> Result<Self, DemoError> {
+        // Each party's long-term TLS identity key; the config contract registers its digest.
+        let identity = (0..N)
+            .map(|_| IdentityKey::generate())
+            .collect::<Result<Vec<_>, _>>()
+            .map_err(|e| fail("identity keys")(&e))?;
+        let digests: Vec<[u8; 32]> = identity.iter().map(IdentityKey::digest).collect();
+        let mut setup =
+            DevSetup::new(CHAIN, N, T as u32, 4, Time::now()).with_identity_keys(&digests);
+        let domain = setup.genesis.app_config.eip712_domain.clone();
+
+        // The chain: a 4-validator devnet serving CometBFT's RPC on loopback.
+        let genesis = setup.genesis.clone();
+        let chain = PersistentChain::open_or_create(&inputs.dir.join("chain"), || genesis)
+            .map_err(|e| fail("devnet")(&e))?;
+        let genesis_validators = serde_json::to_vec(chain.chain().validators().validators())
+            .map_err(|e| fail("devnet")(&e))?;
+        let node = Node::new(chain);
+        let (addr, server) = node
+            .serve_rpc(inputs.rpc)
+            .await
+            .map_err(|e| fail("devnet")(&e))?;
+        let producer = node.spawn_producer(BLOCK);
+        let rpc = format!("http://{addr}");
+        let client = HttpClient::new(rpc.as_str()).map_err(|e| fail("devnet")(&e))?;
+        say(&format!(
+        "KMS chain {CHAIN}: devnet with 4 validators, RPC on {rpc}, {N} parties registered, t = {T}"
+    ));
+
+        // The parties: dealt, sealed, started as processes.
+        let blobs_dir = inputs.dir.join("blobs");
+        let blobs = Blobs::new(&blobs_dir);
+        let server_key_digest = blobs
+            .put(&inputs.server_key)
+            .await
+            .map_err(|e| fail("blob store")(&e))?;
+        let key_id = inputs.keygen.request_id();
+        let mut parties = Supervisor::provision(
+            &inputs.dir.join("parties"),
+            inputs.kms,
+            &rpc,
+            &blobs_dir,
+            DealInputs {
+                chain_id: CHAIN.into(),
+                n: N,
+                t: T,
+                domain: domain.clone(),
+                genesis_validators,
+                identity,
+                signers: setup.parties.iter().map(|p| p.key().to_bytes()).collect(),
+                key_id,
+                params: inputs.params,
+                client_key: inputs.client_key,
+                server_key_digest,
+                material: inputs.material.clone(),
+            },
+        )
+        .map_err(|e| fail("provision parties")(&e))?;
+        parties.start().map_err(|e| fail("start parties")(&e))?;
+        let processes: Vec<(u32, u32)> = parties
+            .pids()
+            .into_iter()
+            .map(|(h, e)| (h.unwrap_or(0), e.unwrap_or(0)))
+            .collect();
+        say(&format!(
+        "  {N} parties up, each an enclave process and a host process (pids {processes:?}): key shares from the insecure dealer (stand-in for the DKG), state sealed per party, attested TLS 1.3 relayed by the hosts"
+    ));
+
+        // Keygen through the ASC (same canonical request, hence the same key ID as the core's).
+        let mut user = Wallet::random();
+        commit(
+            &client,
+            "fund",
+            setup.admin.tx(CHAIN, Msg::Faucet { amount: 1_000_000 }),
+        )
+        .await?;
+        commit(
+            &client,
+            "fund",
+            user.tx(CHAIN, Msg::Faucet { amount: 1_000_000 }),
+        )
+        .await?;
+        commit(
+            &client,
+            "application",
+            setup.admin.tx(
+                CHAIN,
+                Msg::CreateApplication {
+                    app_id: Self::APP.into(),
+                    admin: user.address(),
+                },
+            ),
+        )
+        .await?;
+        commit(
+            &client,
+            "keygen request",
+            setup.admin.tx(
+                CHAIN,
+                Msg::Request {
+                    app_id: Self::APP.into(),
+                    request: KmsRequest::KeyGen(inputs.keygen.clone()),
+                },
+            ),
+        )
+        .await?;
+        let rec = wait_complete(&client, &key_id, &parties).await?;
+        say(&format!(
+            "  key {key_id} registered on chain: material reported by parties {:?}",
+            responder_indices(&rec)
+        ));
+
+        Ok(Self {
+            rpc,
+            client,
+            setup,
+            domain,
+            parties,
+            blobs,
+            key_id,
+            user,
+            keygen_by: responder_indices(&rec),
+            server,
+            producer,
+        })
+    }
+}
+
 /// Runs the multi-party stage.
 pub async fn run(
     inputs: Inputs<'_>,
     say: &mut dyn FnMut(&str),
 ) -> Result<ThresholdReport, DemoError> {
-    // Each party's long-term TLS identity key; the config contract registers its digest.
-    let identity = (0..N)
-        .map(|_| IdentityKey::generate())
-        .collect::<Result<Vec<_>, _>>()
-        .map_err(|e| fail("identity keys")(&e))?;
-    let digests: Vec<[u8; 32]> = identity.iter().map(IdentityKey::digest).collect();
-    let mut setup = DevSetup::new(CHAIN, N, T as u32, 4, Time::now()).with_identity_keys(&digests);
-    let domain = setup.genesis.app_config.eip712_domain.clone();
-
-    // The chain: a 4-validator devnet serving CometBFT's RPC on loopback.
-    let genesis = setup.genesis.clone();
-    let chain = PersistentChain::open_or_create(&inputs.dir.join("chain"), || genesis)
-        .map_err(|e| fail("devnet")(&e))?;
-    let genesis_validators = serde_json::to_vec(chain.chain().validators().validators())
-        .map_err(|e| fail("devnet")(&e))?;
-    let node = Node::new(chain);
-    let (addr, server) = node
-        .serve_rpc(([127, 0, 0, 1], 0).into())
-        .await
-        .map_err(|e| fail("devnet")(&e))?;
-    let producer = node.spawn_producer(BLOCK);
-    let rpc = format!("http://{addr}");
-    let client = HttpClient::new(rpc.as_str()).map_err(|e| fail("devnet")(&e))?;
-    say(&format!(
-        "KMS chain {CHAIN}: devnet with 4 validators, RPC on {rpc}, {N} parties registered, t = {T}"
-    ));
-
-    // The parties: dealt, sealed, started as processes.
-    let blobs_dir = inputs.dir.join("blobs");
-    let blobs = Blobs::new(&blobs_dir);
-    let server_key_digest = blobs
-        .put(&inputs.server_key)
-        .await
-        .map_err(|e| fail("blob store")(&e))?;
-    let key_id = inputs.keygen.request_id();
-    let mut parties = Supervisor::provision(
-        &inputs.dir.join("parties"),
-        inputs.kms,
-        &rpc,
-        &blobs_dir,
-        DealInputs {
-            chain_id: CHAIN.into(),
-            n: N,
-            t: T,
-            domain: domain.clone(),
-            genesis_validators,
-            identity,
-            signers: setup.parties.iter().map(|p| p.key().to_bytes()).collect(),
-            key_id,
+    let mut net = LocalNetwork::start(
+        NetworkInputs {
             params: inputs.params,
-            client_key: inputs.client_key,
-            server_key_digest,
+            keygen: inputs.keygen.clone(),
             material: inputs.material.clone(),
+            client_key: inputs.client_key,
+            server_key: inputs.server_key,
+            kms: inputs.kms,
+            dir: inputs.dir,
+            rpc: ([127, 0, 0, 1], 0).into(),
         },
+        say,
     )
-    .map_err(|e| fail("provision parties")(&e))?;
-    parties.start().map_err(|e| fail("start parties")(&e))?;
-    let processes: Vec<(u32, u32)> = parties
+    .await?;
+    let processes: Vec<(u32, u32)> = net
+        .parties
         .pids()
         .into_iter()
         .map(|(h, e)| (h.unwrap_or(0), e.unwrap_or(0)))
         .collect();
-    say(&format!(
-        "  {N} parties up, each an enclave process and a host process (pids {processes:?}): key shares from the insecure dealer (stand-in for the DKG), state sealed per party, attested TLS 1.3 relayed by the hosts"
-    ));
-
-    // Keygen through the ASC (same canonical request, hence the same key ID as the core's).
-    let mut user = Wallet::random();
-    commit(
-        &client,
-        "fund",
-        setup.admin.tx(CHAIN, Msg::Faucet { amount: 1_000_000 }),
-    )
-    .await?;
-    commit(
-        &client,
-        "fund",
-        user.tx(CHAIN, Msg::Faucet { amount: 1_000_000 }),
-    )
-    .await?;
-    commit(
-        &client,
-        "application",
-        setup.admin.tx(
-            CHAIN,
-            Msg::CreateApplication {
-                app_id: "demo-dapp".into(),
-                admin: user.address(),
-            },
-        ),
-    )
-    .await?;
-    commit(
-        &client,
-        "keygen request",
-        setup.admin.tx(
-            CHAIN,
-            Msg::Request {
-                app_id: "demo-dapp".into(),
-                request: KmsRequest::KeyGen(inputs.keygen.clone()),
-            },
-        ),
-    )
-    .await?;
-    let rec = wait_complete(&client, &key_id, &parties).await?;
-    say(&format!(
-        "  key {key_id} registered on chain: material reported by parties {:?}",
-        responder_indices(&rec)
-    ));
-
+    let (client, key_id, domain) = (net.client.clone(), net.key_id, net.domain.clone());
+    let blobs = net.blobs.clone();
     // The user's requests; the ciphertexts and the client key go to the blob store, the chain
     // carries their digests.
     let cts = inputs.ciphertexts;
@@ -282,12 +385,12 @@ pub async fn run(
     commit(
         &client,
         "acl",
-        user.tx(
+        net.user.tx(
             CHAIN,
             Msg::AclGrant {
-                app_id: "demo-dapp".into(),
+                app_id: LocalNetwork::APP.into(),
                 handles: cts.iter().map(TypedCiphertext::digest).collect(),
-                addresses: vec![user.address()],
+                addresses: vec![net.user.address()],
             },
         ),
     )
@@ -295,10 +398,10 @@ pub async fn run(
     let h = commit(
         &client,
         "public decryption request",
-        user.tx(
+        net.user.tx(
             CHAIN,
             Msg::Request {
-                app_id: "demo-dapp".into(),
+                app_id: LocalNetwork::APP.into(),
                 request: KmsRequest::PublicDecrypt(public_req.to_ref()),
             },
         ),
@@ -307,10 +410,10 @@ pub async fn run(
     commit(
         &client,
         "user decryption request",
-        user.tx(
+        net.user.tx(
             CHAIN,
             Msg::Request {
-                app_id: "demo-dapp".into(),
+                app_id: LocalNetwork::APP.into(),
                 request: KmsRequest::UserDecrypt(user_req.to_ref()),
             },
         ),
@@ -321,7 +424,7 @@ pub async fn run(
     ));
 
     // Public decryption: completed by t + 1 matching signed results.
-    let rec = wait_complete(&client, &public_id, &parties).await?;
+    let rec = wait_complete(&client, &public_id, &net.parties).await?;
     let first = rec
         .responded
         .first()
@@ -352,9 +455,9 @@ pub async fn run(
     ));
 
     // User decryption: the client reads the envelopes from the chain and combines.
-    let urec = wait_complete(&client, &user_id, &parties).await?;
+    let urec = wait_complete(&client, &user_id, &net.parties).await?;
     let mut responses = Vec::new();
-    for party in &setup.genesis.app_config.parties {
+    for party in &net.setup.genesis.app_config.parties {
         let response = query::<ResponseRecord>(&client, keys::response(&user_id, &party.signer))
             .await
             .and_then(|r| match r.fulfillment {
@@ -379,7 +482,7 @@ pub async fn run(
         .map(|r| r.party as u32)
         .collect();
     let meta: Vec<_> = cts.iter().map(|c| (c.fhe_type, c.digest())).collect();
-    let (mm, cm) = parties.moduli;
+    let (mm, cm) = net.parties.moduli;
     let flooding = FloodingParams::for_param_set(inputs.params, N, T, mm, cm)
         .map_err(|e| fail("flooding")(&e))?;
     let combined = user_combine(
@@ -407,9 +510,7 @@ pub async fn run(
         .await
         .map(|s| s.sync_info.latest_block_height.value())
         .unwrap_or(0);
-    parties.stop();
-    producer.abort();
-    server.abort();
+    drop(net);
     Ok(ThresholdReport {
         n: N,
         t: T,
@@ -433,4 +534,115 @@ fn responder_indices(rec: &RequestRecord) -> Vec<u32> {
         .iter()
         .filter_map(|a| rec.party_index(a))
         .collect()
+}
+
+/// What `kms up` leaves in `<dir>/up.json` for manual use.
+#[derive(Clone, Debug, Serialize, serde::Deserialize)]
+pub struct UpInfo {
+    /// The chain's RPC address.
+    pub rpc: String,
+    /// The chain ID.
+    pub chain_id: String,
+    /// The key set registered on chain.
+    pub key_id: String,
+    /// The application the user administers.
+    pub app_id: String,
+    /// The blob store (put ciphertexts and client keys here by SHA3-256).
+    pub blobs: String,
+    /// The key set's compact public key (tfhe safe serialization).
+    pub public_key: String,
+    /// Developer keys (secp256k1, hex): the config admin and the funded user.
+    pub admin_key: String,
+    /// The funded user's key.
+    pub user_key: String,
+    /// Process IDs (host, enclave) per party.
+    pub processes: Vec<(u32, u32)>,
+    /// Each process's log.
+    pub logs: Vec<String>,
+}
+
+/// `kms up`: a developer-mode KMS left running for manual use until `stop` resolves: the
+/// devnet on `rpc`, 4 parties as processes, a key set on `params` from the insecure dealer
+/// registered on chain; writes [`UpInfo`] to `<dir>/up.json`.
+pub async fn up(
+    dir: &Path,
+    rpc: std::net::SocketAddr,
+    params: ParamSetName,
+    kms: &Path,
+    stop: impl std::future::Future<Output = ()>,
+    say: &mut dyn FnMut(&str),
+) -> Result<UpInfo, DemoError> {
+    let keygen = KeyGenRequest {
+        params,
+        label: format!("up-{}", std::process::id()),
+    };
+    let key_id = keygen.request_id();
+    say(&format!(
+        "key generation ({} parameters, insecure dealer)…",
+        params.as_str()
+    ));
+    let ks =
+        kms_engine::generate_key_set(params, &key_id, &mut |stage| say(&format!("  … {stage:?}")));
+    let public_key =
+        kms_engine::serialize_public(&ks.public_key).map_err(|e| fail("public key")(&e))?;
+    let server_key =
+        kms_engine::serialize_public(&ks.server_key).map_err(|e| fail("server key")(&e))?;
+    std::fs::create_dir_all(dir).map_err(|e| fail("up")(&e))?;
+    let pk_path = dir.join("public-key.bin");
+    std::fs::write(&pk_path, &public_key).map_err(|e| fail("up")(&e))?;
+    let net = LocalNetwork::start(
+        NetworkInputs {
+            params,
+            keygen,
+            material: vec![
+                ("PublicKey".into(), kms_types::sha3_256(&public_key)),
+                ("ServerKey".into(), kms_types::sha3_256(&server_key)),
+            ],
+            client_key: &ks.client_key,
+            server_key,
+            kms,
+            dir,
+            rpc,
+        },
+        say,
+    )
+    .await?;
+    let info = UpInfo {
+        rpc: net.rpc.clone(),
+        chain_id: CHAIN.into(),
+        key_id: net.key_id.to_string(),
+        app_id: LocalNetwork::APP.into(),
+        blobs: dir.join("blobs").display().to_string(),
+        public_key: pk_path.display().to_string(),
+        admin_key: hex::encode(&net.setup.admin.key().to_bytes()[..]),
+        user_key: hex::encode(&net.user.key().to_bytes()[..]),
+        processes: net
+            .parties
+            .pids()
+            .into_iter()
+            .map(|(h, e)| (h.unwrap_or(0), e.unwrap_or(0)))
+            .collect(),
+        logs: net
+            .parties
+            .logs()
+            .iter()
+            .map(|p| p.display().to_string())
+            .collect(),
+    };
+    let path = dir.join("up.json");
+    std::fs::write(
+        &path,
+        serde_json::to_vec_pretty(&info).map_err(|e| fail("up")(&e))?,
+    )
+    .map_err(|e| fail("up")(&e))?;
+    say(&format!(
+        "running: chain {CHAIN} on {}, key {}, 4 parties (enclave + host processes); details and developer keys in {}; Ctrl-C stops everything",
+        info.rpc,
+        info.key_id,
+        path.display()
+    ));
+    stop.await;
+    drop(net);
+    say("stopped");
+    Ok(info)
 }

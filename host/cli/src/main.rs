@@ -266,6 +266,20 @@ enum Cmd {
         #[arg(long, default_value = "cometbft")]
         cometbft: PathBuf,
     },
+    /// Bring up the developer-mode KMS and leave it running for manual use: a devnet serving
+    /// CometBFT's RPC, 4 parties as enclave and host processes, a key set (insecure dealer)
+    /// registered on chain; `<dir>/up.json` says how to reach it. Ctrl-C stops everything.
+    Up {
+        /// Folder for the chain, blobs, party state and logs.
+        #[arg(long, default_value = "kms-up")]
+        dir: PathBuf,
+        /// RPC address of the chain.
+        #[arg(long, default_value = "127.0.0.1:26657")]
+        rpc: std::net::SocketAddr,
+        /// Parameter set of the key set (`default` or `test-insecure`).
+        #[arg(long, default_value = "default")]
+        params: String,
+    },
     /// Start a network written by `chain-net`: each node's `kms chain-app` and `cometbft start`,
     /// detached (logs in each home, PIDs in `<dir>/pids.json`); waits until every node makes
     /// blocks and prints their RPC addresses.
@@ -794,6 +808,20 @@ async fn run(cli: Cli) -> R<()> {
         }
         Cmd::Enclave { .. } | Cmd::Host { .. } => {
             return Err("the enclave and host processes run from main".into())
+        }
+        Cmd::Up {
+            dir,
+            rpc,
+            params: p,
+        } => {
+            let kms = std::env::current_exe().map_err(|e| e.to_string())?;
+            let stop = async {
+                let _ = tokio::signal::ctrl_c().await;
+            };
+            let mut print = |s: &str| println!("{s}");
+            kms_cli::demo_threshold::up(&dir, rpc, params(&p)?, &kms, stop, &mut print)
+                .await
+                .map_err(|e| e.to_string())?;
         }
         Cmd::ChainUp { dir, cometbft } => {
             let kms = std::env::current_exe().map_err(|e| e.to_string())?;
