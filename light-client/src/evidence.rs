@@ -46,6 +46,7 @@ impl LightClient {
             .ok_or_else(|| Error::NotMonotonic("height overflow".into()))?;
         let trusted = self.height().value();
         let header = if target == trusted {
+            self.check_not_expired(now)?;
             self.trusted_header()
         } else if target > trusted {
             if evidence.header.signed_header.header.height.value() != target {

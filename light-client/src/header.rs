@@ -173,6 +173,21 @@ impl LightClient {
         Ok(VerifiedHeader::of(untrusted))
     }
 
+    /// Refuses once the trusted header is older than the trusting period (a light client that
+    /// was not advanced in time must be re-anchored, never trusted on).
+    pub fn check_not_expired(&self, now: Time) -> Result<(), Error> {
+        let header = &self.trusted.signed_header.header;
+        let expires = (header.time + self.options.trusting_period)
+            .map_err(|e| Error::MalformedCommit(format!("header time out of range: {e}")))?;
+        if expires <= now {
+            return Err(Error::TrustingPeriodExpired {
+                expires_at: expires.to_string(),
+                now: now.to_string(),
+            });
+        }
+        Ok(())
+    }
+
     /// Verifies `untrusted` and makes it the trusted state.
     pub fn update(&mut self, untrusted: LightBlock, now: Time) -> Result<VerifiedHeader, Error> {
         let verified = self.verify(&untrusted, now)?;

@@ -227,7 +227,9 @@ impl Application for KmsApp {
         // here instead of taking block space. Only an accepted transaction's writes are kept.
         let mut s = self.lock();
         let s = &mut *s;
-        let height = s.last_height as u64 + 1;
+        // The state CheckTx builds on is the latest the store holds (a block finalized but not
+        // yet committed included): the overlay is cleared whenever a block is finalized.
+        let height = s.store.latest_version().map_or(1, |v| v + 1);
         let result = decode_tx(&request.tx, &s.chain_id)
             .map_err(TxError::from)
             .and_then(|tx| {
@@ -257,9 +259,16 @@ impl Application for KmsApp {
         let max = request.max_tx_bytes.max(0) as u64;
         let mut used = 0u64;
         let mut txs = Vec::with_capacity(request.txs.len());
+        // Once a sender's transaction is left out, its later ones are too: they would fail on
+        // the nonce gap without paying.
+        let mut left_out = std::collections::BTreeSet::new();
         for raw in request.txs {
+            let Ok(tx) = decode_tx(&raw, &s.chain_id) else {
+                continue;
+            };
             let size = proto_tx_size(raw.len());
-            if used.saturating_add(size) > max || decode_tx(&raw, &s.chain_id).is_err() {
+            if left_out.contains(&tx.sender) || used.saturating_add(size) > max {
+                left_out.insert(tx.sender);
                 continue;
             }
             used += size;
@@ -296,6 +305,9 @@ impl Application for KmsApp {
 
     fn finalize_block(&self, request: RequestFinalizeBlock) -> ResponseFinalizeBlock {
         let mut s = self.lock();
+        // CometBFT may run CheckTx between FinalizeBlock and Commit: an overlay built on the
+        // previous block must not shadow this one's writes.
+        s.check.clear();
         let height = request.height.max(0) as u64;
         let mut block = WriteSet::new();
         let mut tx_results = Vec::with_capacity(request.txs.len());

@@ -1,5 +1,6 @@
 //! PrepareProposal: the mempool's transactions in order, without anything that is not a
-//! transaction of this chain, within `max_tx_bytes` as CometBFT counts it. The size is checked
+//! transaction of this chain, within `max_tx_bytes` as CometBFT counts it; once a sender's
+//! transaction is left out, so are its later ones. The size is checked
 //! against prost's encoding of CometBFT's own `Data` message (an independent computation of what
 //! CometBFT's `Txs.Validate` sums).
 
@@ -51,7 +52,9 @@ fn prepare_proposal_keeps_order_drops_junk_and_respects_max_tx_bytes() {
             addresses: vec![[1; 20]],
         },
     );
-    let small2 = w.tx(CHAIN, Msg::Faucet { amount: 2 });
+    // Another sender's, and the first sender's next one.
+    let small2 = Wallet::random().tx(CHAIN, Msg::Faucet { amount: 2 });
+    let later = w.tx(CHAIN, Msg::Faucet { amount: 3 });
     assert!(large.len() > 1_000 && small.len() < 300);
     for s in [small.len(), large.len()] {
         assert_eq!(
@@ -60,7 +63,13 @@ fn prepare_proposal_keeps_order_drops_junk_and_respects_max_tx_bytes() {
         );
     }
     let junk = b"not a transaction".to_vec();
-    let mempool = [small.clone(), junk, large.clone(), small2.clone()];
+    let mempool = [
+        small.clone(),
+        junk,
+        large.clone(),
+        small2.clone(),
+        later.clone(),
+    ];
     let prepare = |max: usize| {
         app.prepare_proposal(RequestPrepareProposal {
             max_tx_bytes: max as i64,
@@ -73,13 +82,14 @@ fn prepare_proposal_keeps_order_drops_junk_and_respects_max_tx_bytes() {
         .collect::<Vec<_>>()
     };
     // Room for everything valid: junk dropped, order kept.
-    let all = cometbft_size(&[small.clone(), large.clone(), small2.clone()]);
+    let all = cometbft_size(&[small.clone(), large.clone(), small2.clone(), later.clone()]);
     assert_eq!(
         prepare(all),
-        vec![small.clone(), large.clone(), small2.clone()]
+        vec![small.clone(), large.clone(), small2.clone(), later.clone()]
     );
-    // One byte short of the first two: the large one does not fit and is skipped; the later
-    // small one still goes.
+    // One byte short of the first two: the large one does not fit and is skipped; another
+    // sender's later one still goes, but not its own sender's next one (it would fail on the
+    // nonce gap without paying).
     let max = cometbft_size(&[small.clone(), large.clone()]) - 1;
     let out = prepare(max);
     assert_eq!(out, vec![small.clone(), small2.clone()]);

@@ -113,6 +113,28 @@ impl PartyRuntime {
         self.party.signer.address()
     }
 
+    /// The light client's trusted light block (sealed by the enclave process so a restart
+    /// resumes from it instead of genesis).
+    pub fn trusted_block(&self) -> kms_light_client::LightBlock {
+        self.light_client
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .trusted()
+            .clone()
+    }
+
+    /// Advances the light client to a newer light block (the enclave refreshes it while idle,
+    /// so its trust never ages out between requests). An older or equal block is ignored.
+    pub fn advance(&self, block: kms_light_client::LightBlock) -> Result<(), RuntimeError> {
+        let now = self.clock.now()?;
+        let mut lc = self.light_client.lock().unwrap_or_else(|p| p.into_inner());
+        if block.signed_header.header.height <= lc.height() {
+            return Ok(());
+        }
+        lc.update(block, now)?;
+        Ok(())
+    }
+
     /// Squashes on a blocking thread with the server key set there (tfhe keeps it per thread).
     async fn squash(
         &self,

@@ -156,7 +156,7 @@ pub async fn boot(args: Args) -> Result<(), BootError> {
     let (channel, mut jobs, mut accepted) = EnclaveChannel::start(socket);
 
     // Sealed state, through the host.
-    let key_bytes = read(&args.sealing_key)?;
+    let key_bytes = Zeroizing::new(read(&args.sealing_key)?);
     let key: Zeroizing<[u8; 32]> = Zeroizing::new(
         hex_key(&key_bytes)
             .ok_or_else(|| BootError::Usage("sealing key: 64 hex characters".into()))?,
@@ -185,12 +185,6 @@ pub async fn boot(args: Args) -> Result<(), BootError> {
     let vals: Vec<tendermint::validator::Info> = serde_json::from_slice(&state.genesis_validators)
         .map_err(|e| BootError::LightClient(e.to_string()))?;
     let genesis = tendermint::validator::Set::without_proposer(vals);
-    let first: LightBlock = serde_json::from_slice(
-        &ask(&channel, HostRequest::LightBlock { height: 1 })
-            .await?
-            .ok_or_else(|| BootError::LightClient("no block 1".into()))?,
-    )
-    .map_err(|e| BootError::LightClient(e.to_string()))?;
     let root_raw = read(&args.root_ca)?;
     let (cert, pkcs8) =
         split_root(&root_raw).ok_or_else(|| BootError::Usage("root CA file".into()))?;
@@ -215,10 +209,43 @@ pub async fn boot(args: Args) -> Result<(), BootError> {
         trusting_period: Duration::from_secs(14 * 24 * 3600),
         clock_drift: Duration::from_secs(10),
     };
-    let (light_client, _) =
-        LightClient::from_genesis(&state.chain_id, 1, &genesis, first, options, now)
+    // The light client resumes from its sealed trusted block if there is one (a restart after
+    // the chain outgrew the trusting period must not need block 1), else from genesis.
+    let sealed_lc = ask(
+        &channel,
+        HostRequest::GetSealed {
+            name: "light-client".into(),
+        },
+    )
+    .await?;
+    let light_client = match sealed_lc {
+        Some(sealed) => {
+            let raw = sealer.unseal(&PartyState::context(args.party, "light-client"), &sealed)?;
+            let block: LightBlock =
+                serde_json::from_slice(&raw).map_err(|e| BootError::LightClient(e.to_string()))?;
+            if block.signed_header.header.chain_id.as_str() != state.chain_id {
+                return Err(BootError::LightClient(
+                    "sealed block of another chain".into(),
+                ));
+            }
+            let lc = LightClient::from_trusted(block, options)
+                .map_err(|e| BootError::LightClient(e.to_string()))?;
+            lc.check_not_expired(now)
+                .map_err(|e| BootError::LightClient(e.to_string()))?;
+            lc
+        }
+        None => {
+            let first: LightBlock = serde_json::from_slice(
+                &ask(&channel, HostRequest::LightBlock { height: 1 })
+                    .await?
+                    .ok_or_else(|| BootError::LightClient("no block 1".into()))?,
+            )
             .map_err(|e| BootError::LightClient(e.to_string()))?;
-
+            LightClient::from_genesis(&state.chain_id, 1, &genesis, first, options, now)
+                .map_err(|e| BootError::LightClient(e.to_string()))?
+                .0
+        }
+    };
     // The attested mesh over connections the host relays.
     let identity = kms_attested_tls::IdentityKey::from_pkcs8_der(&state.identity_key)
         .map_err(|e| BootError::Tls(e.to_string()))?;
@@ -283,7 +310,7 @@ pub async fn boot(args: Args) -> Result<(), BootError> {
         .map_err(|e| BootError::Setup(e.to_string()))?;
     let domain = state.domain.clone();
     let material = BTreeMap::from([(entry.key_id, entry.material.clone())]);
-    let runtime = PartyRuntime::new(RuntimeParts {
+    let runtime = Arc::new(PartyRuntime::new(RuntimeParts {
         chain_id: state.chain_id.clone(),
         light_client,
         party: Arc::new(ThresholdParty {
@@ -305,25 +332,83 @@ pub async fn boot(args: Args) -> Result<(), BootError> {
         clock,
         net,
         round_deadline: Duration::from_secs(60),
-    });
+    }));
+    // While idle, the light client follows the chain so its trust never ages out.
+    {
+        let (rt, ch, sealer, me) = (runtime.clone(), channel.clone(), sealer.clone(), args.party);
+        tokio::spawn(async move {
+            loop {
+                tokio::time::sleep(LIGHT_CLIENT_REFRESH).await;
+                match ask(&ch, HostRequest::LightBlock { height: 0 }).await {
+                    Ok(Some(raw)) => match serde_json::from_slice::<LightBlock>(&raw) {
+                        Ok(block) => match rt.advance(block) {
+                            Ok(()) => seal_trust(&rt, &ch, &sealer, me).await,
+                            Err(e) => tracing::warn!("light-client refresh refused: {e}"),
+                        },
+                        Err(e) => tracing::warn!("light-client refresh: {e}"),
+                    },
+                    Ok(None) => {}
+                    Err(e) => tracing::warn!("light-client refresh: {e}"),
+                }
+            }
+        });
+    }
     tracing::info!(party, "serving");
-    while let Some(job) = jobs.recv().await {
-        let result = runtime.serve_job(job.job.clone()).await;
+    while let Some(incoming) = jobs.recv().await {
+        let (job, replier) = incoming.into_parts();
+        let result = runtime.serve_job(job).await;
         if let Err(e) = &result {
             tracing::warn!("job refused: {e}");
         }
-        if job.reply(result.map_err(|e| failure(&e))).await.is_err() {
+        if replier
+            .reply(result.map_err(|e| failure(&e)))
+            .await
+            .is_err()
+        {
             break;
         }
+        seal_trust(&runtime, &channel, &sealer, args.party).await;
     }
     tracing::info!("channel closed; exiting");
     Ok(())
 }
 
+/// How often an idle enclave advances its light client.
+pub const LIGHT_CLIENT_REFRESH: Duration = Duration::from_secs(3600);
+
+/// Seals the light client's trusted block and hands it to the host (a restart resumes there).
+async fn seal_trust(
+    runtime: &PartyRuntime,
+    channel: &EnclaveChannel,
+    sealer: &AeadSealer,
+    party: u32,
+) {
+    let sealed = serde_json::to_vec(&runtime.trusted_block())
+        .map_err(|e| e.to_string())
+        .and_then(|raw| {
+            sealer
+                .seal(&PartyState::context(party, "light-client"), &raw)
+                .map_err(|e| e.to_string())
+        });
+    match sealed {
+        Ok(bytes) => {
+            let put = HostRequest::PutSealed {
+                name: "light-client".into(),
+                bytes,
+            };
+            if let Err(e) = ask(channel, put).await {
+                tracing::warn!("sealing the light client's trust: {e}");
+            }
+        }
+        Err(e) => tracing::warn!("sealing the light client's trust: {e}"),
+    }
+}
+
 fn hex_key(raw: &[u8]) -> Option<[u8; 32]> {
     let s = std::str::from_utf8(raw).ok()?.trim();
-    let v = hex::decode(s).ok()?;
-    v.try_into().ok()
+    let mut key = [0u8; 32];
+    hex::decode_to_slice(s, &mut key).ok()?;
+    Some(key)
 }
 
 /// The dev root CA file: 4-byte big-endian certificate length, certificate DER, PKCS#8 key.

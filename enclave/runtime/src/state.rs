@@ -212,7 +212,18 @@ impl PartyState {
                 })
                 .collect(),
         };
-        let mut out = Zeroizing::new(Vec::new());
+        // Room for everything up front, so the buffer is never reallocated (which would leave
+        // unzeroized copies behind).
+        let size = 1024
+            + wire.genesis_validators.len()
+            + wire.identity_key.len()
+            + wire.prss.len() * 64
+            + wire
+                .keys
+                .iter()
+                .map(|k| k.share.len() * 2 + 1024)
+                .sum::<usize>();
+        let mut out = Zeroizing::new(Vec::with_capacity(size));
         ciborium::into_writer(&wire, &mut *out)
             .map_err(|e| StateError::Malformed(e.to_string()))?;
         Ok(out)

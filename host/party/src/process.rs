@@ -160,7 +160,16 @@ fn handler(data_dir: PathBuf, blobs: Blobs, rpc: ChainRpc) -> Handler {
                     Ok(b) => HostResponse::Blob(b),
                     Err(e) => HostResponse::Failed(e.to_string()),
                 },
-                HostRequest::LightBlock { height } => match rpc.light_block(height).await {
+                HostRequest::LightBlock { height } => match async {
+                    let h = if height == 0 {
+                        rpc.latest_height().await?
+                    } else {
+                        height
+                    };
+                    rpc.light_block(h).await
+                }
+                .await
+                {
                     Ok(lb) => match serde_json::to_vec(&lb) {
                         Ok(b) => HostResponse::Blob(Some(b)),
                         Err(e) => HostResponse::Failed(e.to_string()),
@@ -201,6 +210,8 @@ pub async fn run(a: Args) -> Result<(), ProcessError> {
     tokio::spawn(async move {
         loop {
             let Ok((tcp, _)) = peer_listener.accept().await else {
+                // Out of descriptors or the like: back off instead of spinning.
+                tokio::time::sleep(Duration::from_millis(200)).await;
                 continue;
             };
             match relay_to.read().await.as_ref() {

@@ -108,10 +108,19 @@ impl<E: Enclave> PartyHost<E> {
             if let ChainEvent::Request { id, kind } = e {
                 tracing::info!(height = h, request = %id, kind, "approved request");
                 let s = self.serve(id, h).await;
-                if matches!(&s, Served::EnclaveRefused { error, .. } if E::unavailable(error)) {
+                let retry = match &s {
+                    Served::EnclaveRefused { error, .. } => E::unavailable(error),
+                    // The node did not answer: the block is handled again.
+                    Served::NoEvidence { .. } => true,
+                    _ => false,
+                };
+                if retry {
                     // Not refused: unreachable. Nothing of this block counts as handled.
                     self.follower.rewind(h);
-                    return Err(HostError::EnclaveUnavailable { height: h });
+                    return Err(match s {
+                        Served::NoEvidence { error, .. } => HostError::Chain(error),
+                        _ => HostError::EnclaveUnavailable { height: h },
+                    });
                 }
                 served.push(s);
             }

@@ -29,6 +29,8 @@ const OUT_QUEUE: usize = 256;
 const CONN_QUEUE: usize = 64;
 /// Buffer of the in-memory pipe behind each relayed connection.
 const PIPE_BYTES: usize = 256 << 10;
+/// Longest the enclave waits for its host to answer a request.
+pub const REQUEST_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(60);
 /// Most relayed connections open at once on one channel.
 pub const MAX_CONNS: usize = 256;
 
@@ -44,6 +46,12 @@ pub enum ChannelError {
     /// Too many relayed connections are open.
     #[error("too many relayed connections")]
     TooManyConns,
+    /// A connection ID already in use.
+    #[error("relayed connection {0} already open")]
+    DuplicateConn(u64),
+    /// The other side did not answer in time.
+    #[error("no answer within {0:?}")]
+    Timeout(std::time::Duration),
 }
 
 /// Wraps a relayed party frame into this side's outgoing message.
@@ -109,6 +117,9 @@ impl<S: Side> Core<S> {
             if conns.len() >= MAX_CONNS {
                 return Err(ChannelError::TooManyConns);
             }
+            if conns.contains_key(&conn) {
+                return Err(ChannelError::DuplicateConn(conn));
+            }
             conns.insert(conn, tx);
         }
         let (local, pipe) = tokio::io::duplex(PIPE_BYTES);
@@ -159,8 +170,12 @@ impl<S: Side> Core<S> {
             PeerFrame::Data { conn, bytes } => {
                 let tx = self.conns().get(&conn).cloned();
                 if let Some(tx) = tx {
-                    // A full connection queue stalls this channel's reader (backpressure).
-                    let _ = tx.send(bytes).await;
+                    // An oversized chunk, or a connection whose reader does not keep up, ends
+                    // that connection; the channel's one reader never waits on it.
+                    if bytes.len() > PEER_CHUNK_BYTES || tx.try_send(bytes).is_err() {
+                        tracing::warn!(conn, "relayed connection overflowed; closed");
+                        self.conns().remove(&conn);
+                    }
                 }
             }
             PeerFrame::Closed { conn } => {
@@ -189,6 +204,30 @@ pub struct IncomingJob {
 }
 
 impl IncomingJob {
+    /// Sends the enclave's answer back to the host.
+    pub async fn reply(self, result: Result<Outcome, Failure>) -> Result<(), ChannelError> {
+        self.into_parts().1.reply(result).await
+    }
+
+    /// The job and the way to answer it, apart (so the job can be moved, not copied).
+    pub fn into_parts(self) -> (Job, Replier) {
+        (
+            self.job,
+            Replier {
+                corr: self.corr,
+                core: self.core,
+            },
+        )
+    }
+}
+
+/// Answers one job.
+pub struct Replier {
+    corr: u64,
+    core: Arc<Core<EnclaveSide>>,
+}
+
+impl Replier {
     /// Sends the enclave's answer back to the host.
     pub async fn reply(self, result: Result<Outcome, Failure>) -> Result<(), ChannelError> {
         self.core
@@ -222,7 +261,8 @@ impl EnclaveChannel {
         let (out_tx, out_rx) = mpsc::channel(OUT_QUEUE);
         spawn_writer(write, out_rx);
         let core = Core::<EnclaveSide>::new(out_tx, 1);
-        let (jobs_tx, jobs_rx) = mpsc::channel(64);
+        // At most two jobs wait (each up to a frame): the host hands them one at a time anyway.
+        let (jobs_tx, jobs_rx) = mpsc::channel(2);
         let (peers_tx, peers_rx) = mpsc::channel(64);
         let requests: Waiting<HostResponse> = Arc::new(Mutex::new(HashMap::new()));
         let (reader_core, reader_requests) = (core.clone(), requests.clone());
@@ -292,7 +332,16 @@ impl EnclaveChannel {
             .unwrap_or_else(|p| p.into_inner())
             .insert(corr, tx);
         self.core.send(&ToHost::Request { corr, request }).await?;
-        rx.await.map_err(|_| ChannelError::Closed)
+        match tokio::time::timeout(REQUEST_TIMEOUT, rx).await {
+            Ok(r) => r.map_err(|_| ChannelError::Closed),
+            Err(_) => {
+                self.requests
+                    .lock()
+                    .unwrap_or_else(|p| p.into_inner())
+                    .remove(&corr);
+                Err(ChannelError::Timeout(REQUEST_TIMEOUT))
+            }
+        }
     }
 
     /// Opens a relayed connection to party `party`.
@@ -323,10 +372,15 @@ pub struct HostChannel {
     closed: tokio::sync::watch::Receiver<bool>,
 }
 
-/// Copies between a relayed connection and a socket until either ends.
+/// Copies between a relayed connection and a socket until either direction ends, then drops
+/// both (a connection the enclave closed does not linger on the host's socket).
 async fn splice(a: BoxIo, b: BoxIo) {
-    let (mut a, mut b) = (a, b);
-    let _ = tokio::io::copy_bidirectional(&mut a, &mut b).await;
+    let (mut ar, mut aw) = tokio::io::split(a);
+    let (mut br, mut bw) = tokio::io::split(b);
+    tokio::select! {
+        _ = tokio::io::copy(&mut ar, &mut bw) => {}
+        _ = tokio::io::copy(&mut br, &mut aw) => {}
+    }
 }
 
 impl HostChannel {

@@ -79,7 +79,7 @@ pub enum HostRequest {
     },
     /// The chain's light block at `height` (CometBFT JSON), checked by the light client.
     LightBlock {
-        /// The height.
+        /// The height (0: the latest).
         height: u64,
     },
 }
