@@ -6,7 +6,9 @@
 //! ciphertexts by digest, and broadcasts what its enclave signed. The parties talk over mutually
 //! attested TLS (mock NSM). Keygen (insecure dealer), a public decryption and a user decryption
 //! are requested on chain and completed by the parties alone; results are checked against
-//! tfhe-rs's own decryption with the client key.
+//! tfhe-rs's own decryption with the client key. Then, with requests in flight: one validator
+//! down (its party blind), the other three parties complete a request; two down, the chain halts
+//! and a request waits unapproved; both back, it is approved and completed correctly.
 
 mod support;
 
@@ -88,6 +90,30 @@ async fn wait_complete(c: &HttpClient, id: &RequestId, within: Duration) -> Requ
     }
 }
 
+/// The plaintext of a completed public decryption of one ciphertext, from its first response.
+async fn public_plaintext(c: &HttpClient, rec: &RequestRecord, ct: &TypedCiphertext) -> String {
+    let resp: ResponseRecord = codec::decode(
+        &c.abci_query(
+            Some("store".into()),
+            keys::response(&rec.id, &rec.responded[0]),
+            None,
+            false,
+        )
+        .await
+        .unwrap()
+        .value,
+    )
+    .unwrap();
+    let Fulfillment::PublicDecryption { plaintexts, .. } = resp.fulfillment else {
+        panic!("not a public decryption result");
+    };
+    Plaintext {
+        fhe_type: ct.fhe_type,
+        word: plaintexts[..32].try_into().unwrap(),
+    }
+    .to_decimal()
+}
+
 async fn commit(c: &HttpClient, tx: Vec<u8>) {
     let r = c.broadcast_tx_commit(tx).await.unwrap();
     assert!(r.check_tx.code.is_ok(), "CheckTx: {}", r.check_tx.log);
@@ -110,8 +136,8 @@ async fn four_parties_serve_keygen_and_decryptions_through_real_cometbft() {
     let nodes = write_network(&bin, dir.path(), CHAIN, N, &setup.genesis.app_config, 300).unwrap();
 
     let _alone = ONE_NETWORK_AT_A_TIME.lock().await;
-    let _apps = Processes(nodes.iter().map(|n| Some(spawn_app(n))).collect());
-    let _validators = Processes(
+    let mut apps = Processes(nodes.iter().map(|n| Some(spawn_app(n))).collect());
+    let mut validators = Processes(
         nodes
             .iter()
             .map(|n| Some(spawn_validator(&bin, n)))
@@ -460,9 +486,8 @@ async fn four_parties_serve_keygen_and_decryptions_through_real_cometbft() {
         .collect();
     assert_eq!(got, expected, "user decryption");
 
-    // What the hosts reported: every party broadcast an answer to each request or skipped one
-    // already complete; none was refused by its enclave.
-    served_rx.close();
+    // What the hosts reported so far: every party broadcast an answer to each request or
+    // skipped one already complete; none was refused by its enclave.
     let mut log = Vec::new();
     while let Ok(s) = served_rx.try_recv() {
         log.push(s);
@@ -478,4 +503,77 @@ async fn four_parties_serve_keygen_and_decryptions_through_real_cometbft() {
             "party {party} answered nothing: {log:#?}"
         );
     }
+
+    // A public decryption of a fresh ciphertext, submitted through node 0; its value is checked
+    // against tfhe-rs's decryption once it completes.
+    let mut submit = |value: u128| {
+        let ct =
+            encrypt_value(&ks.public_key, FheType::Uint8, ClearValue::Unsigned(value)).unwrap();
+        let req = PublicDecryptionRequest {
+            key_id,
+            ciphertexts: vec![ct.clone()],
+        };
+        let txs = vec![
+            user.tx(
+                CHAIN,
+                Msg::AclGrant {
+                    app_id: "dapp".into(),
+                    handles: vec![ct.digest()],
+                    addresses: vec![user.address()],
+                },
+            ),
+            user.tx(
+                CHAIN,
+                Msg::Request {
+                    app_id: "dapp".into(),
+                    request: KmsRequest::PublicDecrypt(req.to_ref()),
+                },
+            ),
+        ];
+        (ct, req.request_id(), txs)
+    };
+    // One validator down (node 3 and its app): the chain goes on with 3 of 4; party 4, which
+    // follows node 3, is blind, and the other three complete the request.
+    validators.kill(3);
+    apps.kill(3);
+    let (ct, id, txs) = submit(77);
+    blobs.put(&ct.bytes).await.unwrap();
+    for tx in txs {
+        commit(&clients[0], tx).await;
+    }
+    let rec = wait_complete(&clients[0], &id, Duration::from_secs(120)).await;
+    assert!(!rec.responded.contains(&setup.parties[3].address()));
+    let truth = decrypt_ciphertext(0, &ct, &key_id, PARAMS, &ks.client_key)
+        .unwrap()
+        .to_decimal();
+    assert_eq!(public_plaintext(&clients[0], &rec, &ct).await, truth);
+
+    // Two down (nodes 2 and 3): the chain halts; a request sits in node 0's mempool and
+    // nothing is approved or answered.
+    validators.kill(2);
+    apps.kill(2);
+    let (ct, id, txs) = submit(88);
+    blobs.put(&ct.bytes).await.unwrap();
+    for tx in txs {
+        let r = clients[0].broadcast_tx_sync(tx).await.unwrap();
+        assert!(r.code.is_ok(), "CheckTx: {}", r.log);
+    }
+    tokio::time::sleep(Duration::from_secs(5)).await;
+    assert!(
+        record(&clients[0], &id).await.is_none(),
+        "approved without a quorum"
+    );
+
+    // Both back: the chain resumes, the request is approved and completed, correctly.
+    for i in [2, 3] {
+        apps.0[i] = Some(spawn_app(&nodes[i]));
+        validators.0[i] = Some(spawn_validator(&bin, &nodes[i]));
+    }
+    let rec = wait_complete(&clients[0], &id, Duration::from_secs(180)).await;
+    let truth = decrypt_ciphertext(0, &ct, &key_id, PARAMS, &ks.client_key)
+        .unwrap()
+        .to_decimal();
+    assert_eq!(truth, "88");
+    assert_eq!(public_plaintext(&clients[0], &rec, &ct).await, truth);
+    served_rx.close();
 }
