@@ -6,6 +6,12 @@
 //!   (round robin over the nodes); the timed region runs from the first broadcast until the
 //!   last transaction is found committed (`tx` by hash, polled every 50 ms). Reported as seconds
 //!   per transaction (1 / TPS), real / devnet.
+//! * **Request throughput**: the same, with public-decryption *requests* to the ASC (8 funded
+//!   accounts, each with its ACL'd handles on a registered key set; each account's requests go,
+//!   in nonce order, to one node). Set-up (key set registered with material from two parties,
+//!   application, ACL grants, funding) is outside the timed region. No party answers: this is
+//!   the chain's work (CheckTx, gossip, FinalizeBlock with the ISC check, the fee escrow and the
+//!   request record).
 //! * **Latency**: one transaction at a time with `broadcast_tx_commit`, timed from the call to
 //!   its return (the transaction committed); median of `latency_runs`.
 
@@ -36,6 +42,121 @@ pub enum BenchError {
     /// A transaction was refused or never committed.
     #[error("transaction: {0}")]
     Tx(String),
+}
+
+/// Requests per account in the request-throughput run (the devnet's mempool holds at most 16
+/// pending transactions per account).
+const PER_ACCOUNT: usize = 15;
+
+/// The request workload: set-up phases (each committed before the next, through one node) and
+/// the timed requests (account `i`'s at positions `i, i + accounts, …`).
+fn request_workload(setup: &mut DevSetup, requests: usize) -> (Vec<Vec<Vec<u8>>>, Vec<Vec<u8>>) {
+    use kms_chain_types::tx::{Fulfillment, KmsRequest, MaterialItem};
+    use kms_types::{CiphertextRef, FheType, KeyGenRequest, ParamSetName, PublicDecryptionRef};
+    let domain = setup.genesis.app_config.eip712_domain.clone();
+    let keygen = KmsRequest::KeyGen(KeyGenRequest {
+        params: ParamSetName::TestInsecure,
+        label: "bench".into(),
+    });
+    let key_id = keygen.request_id();
+    let mut app_admin = Wallet::random();
+    let phase1 = vec![
+        setup.admin.tx(CHAIN, Msg::Faucet { amount: 1_000_000 }),
+        setup.admin.tx(
+            CHAIN,
+            Msg::CreateApplication {
+                app_id: "bench".into(),
+                admin: app_admin.address(),
+            },
+        ),
+        setup.admin.tx(
+            CHAIN,
+            Msg::Request {
+                app_id: "bench".into(),
+                request: keygen,
+            },
+        ),
+    ];
+    // The key set registered by t + 1 parties' material (no party process runs here).
+    let phase2 = setup
+        .parties
+        .iter_mut()
+        .take(2)
+        .filter_map(|p| {
+            let item =
+                MaterialItem::signed(p.key(), &domain, &key_id, "PublicKey", [7; 32]).ok()?;
+            Some(p.tx(
+                CHAIN,
+                Msg::Fulfill {
+                    request_id: key_id,
+                    fulfillment: Fulfillment::Material { items: vec![item] },
+                },
+            ))
+        })
+        .collect();
+    let per = PER_ACCOUNT;
+    let n_accounts = requests.div_ceil(per).max(1);
+    let mut accounts: Vec<Wallet> = (0..n_accounts).map(|_| Wallet::random()).collect();
+    let handles: Vec<Vec<[u8; 32]>> = (0..n_accounts)
+        .map(|a| {
+            (0..per)
+                .map(|i| kms_types::sha3_256(&[a.to_be_bytes(), i.to_be_bytes()].concat()))
+                .collect()
+        })
+        .collect();
+    // Account funding in one phase (distinct senders); the application admin's grants in
+    // phases of at most PER_ACCOUNT (one sender).
+    let mut phases = vec![phase1, phase2];
+    let mut funding = vec![app_admin.tx(CHAIN, Msg::Faucet { amount: 1_000_000 })];
+    for w in accounts.iter_mut() {
+        funding.push(w.tx(CHAIN, Msg::Faucet { amount: 1_000_000 }));
+    }
+    phases.push(funding);
+    let grants: Vec<Vec<u8>> = accounts
+        .iter()
+        .zip(&handles)
+        .map(|(w, hs)| {
+            app_admin.tx(
+                CHAIN,
+                Msg::AclGrant {
+                    app_id: "bench".into(),
+                    handles: hs.clone(),
+                    addresses: vec![w.address()],
+                },
+            )
+        })
+        .collect();
+    phases.extend(grants.chunks(PER_ACCOUNT).map(<[Vec<u8>]>::to_vec));
+    let mut timed = Vec::with_capacity(per * n_accounts);
+    for i in 0..per {
+        for (w, hs) in accounts.iter_mut().zip(&handles) {
+            if timed.len() == requests {
+                break;
+            }
+            timed.push(w.tx(
+                CHAIN,
+                Msg::Request {
+                    app_id: "bench".into(),
+                    request: KmsRequest::PublicDecrypt(PublicDecryptionRef {
+                        key_id,
+                        ciphertexts: vec![CiphertextRef {
+                            fhe_type: FheType::Uint8,
+                            digest: hs[i],
+                        }],
+                    }),
+                },
+            ));
+        }
+    }
+    (phases, timed)
+}
+
+/// Commits each phase through `c` before the next.
+async fn set_up(c: &HttpClient, phases: Vec<Vec<Vec<u8>>>) -> Result<(), BenchError> {
+    for phase in phases {
+        throughput(std::slice::from_ref(c), phase).await?;
+    }
+    Ok(())
 }
 
 fn faucet_txs(n: usize) -> Vec<Vec<u8>> {
@@ -80,7 +201,15 @@ async fn throughput(clients: &[HttpClient], txs: Vec<Vec<u8>>) -> Result<Duratio
     let deadline = Instant::now() + Duration::from_secs(600);
     let mut pending = hashes;
     while let Some(h) = pending.last().copied() {
-        if clients[0].tx(h, false).await.is_ok() {
+        if let Ok(r) = clients[0].tx(h, false).await {
+            // Counted only if it succeeded (CheckTx executes as FinalizeBlock does, so an
+            // accepted transaction fails only if something changed in between).
+            if r.tx_result.code.is_err() {
+                return Err(BenchError::Tx(format!(
+                    "failed in its block: {}",
+                    r.tx_result.log
+                )));
+            }
             pending.pop();
             continue;
         }
@@ -106,6 +235,21 @@ async fn latency(c: &HttpClient, runs: usize) -> Result<Vec<Duration>, BenchErro
         out.push(t.elapsed());
     }
     Ok(out)
+}
+
+/// The same chain keys (admin, parties) with fresh nonces, for a second chain from the same
+/// genesis.
+fn setup_clone(setup: &DevSetup) -> DevSetup {
+    let again = |w: &Wallet| {
+        kms_eip712::SigningKey::from_bytes(&w.key().to_bytes())
+            .map(Wallet::new)
+            .unwrap_or_else(|_| Wallet::random())
+    };
+    DevSetup {
+        admin: again(&setup.admin),
+        parties: setup.parties.iter().map(again).collect(),
+        genesis: setup.genesis.clone(),
+    }
 }
 
 fn median(mut v: Vec<Duration>) -> f64 {
@@ -138,6 +282,10 @@ pub async fn run(
     let devnet = HttpClient::new(format!("http://{addr}").as_str())?;
     wait_height(&devnet, 2, Duration::from_secs(30)).await?;
     let dev_tp = throughput(std::slice::from_ref(&devnet), faucet_txs(txs)).await?;
+    let mut dev_setup = setup_clone(&setup);
+    let (phases, requests) = request_workload(&mut dev_setup, txs);
+    set_up(&devnet, phases).await?;
+    let dev_req = throughput(std::slice::from_ref(&devnet), requests).await?;
     let dev_lat = latency(&devnet, latency_runs).await?;
     producer.abort();
     server.abort();
@@ -162,12 +310,19 @@ pub async fn run(
             wait_height(c, 2, Duration::from_secs(90)).await?;
         }
         let real_tp = throughput(&clients, faucet_txs(txs)).await?;
-        let real_lat = latency(&clients[0], latency_runs).await?;
-        Ok::<_, BenchError>((real_tp, real_lat))
+        let mut real_setup = setup_clone(&setup);
+        let (phases, requests) = request_workload(&mut real_setup, txs);
+        let first = clients
+            .first()
+            .ok_or_else(|| BenchError::Tx("no node".into()))?;
+        set_up(first, phases).await?;
+        let real_req = throughput(&clients, requests).await?;
+        let real_lat = latency(first, latency_runs).await?;
+        Ok::<_, BenchError>((real_tp, real_req, real_lat))
     }
     .await;
     stop_network(&net, Duration::from_secs(10))?;
-    let (real_tp, real_lat) = result?;
+    let (real_tp, real_req, real_lat) = result?;
 
     let per_tx = |d: Duration| d.as_secs_f64() / txs.max(1) as f64;
     let (lat_real, lat_dev) = (median(real_lat), median(dev_lat));
@@ -178,6 +333,14 @@ pub async fn run(
             baseline_s: per_tx(dev_tp),
             baseline: format!("devnet, {block_ms} ms blocks"),
             ratio: per_tx(real_tp) / per_tx(dev_tp).max(f64::MIN_POSITIVE),
+            runs: 1,
+        },
+        Comparison {
+            name: format!("{txs} public-decryption requests, broadcast to committed, per request"),
+            kms_s: per_tx(real_req),
+            baseline_s: per_tx(dev_req),
+            baseline: format!("devnet, {block_ms} ms blocks"),
+            ratio: per_tx(real_req) / per_tx(dev_req).max(f64::MIN_POSITIVE),
             runs: 1,
         },
         Comparison {
