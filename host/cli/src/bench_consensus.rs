@@ -14,13 +14,18 @@
 //!   request record).
 //! * **Latency**: one transaction at a time with `broadcast_tx_commit`, timed from the call to
 //!   its return (the transaction committed); median of `latency_runs`.
+//! * **Request to completion**: with the 4 parties running as processes (enclave + host each,
+//!   test parameters, insecure dealer), one public decryption at a time: its ACL grant committed
+//!   first (not timed), then the request, timed from its broadcast until the chain shows it
+//!   complete (polled every 20 ms); median of `latency_runs`. On real CometBFT every host follows
+//!   node 0.
 
 use crate::bench::Comparison;
 use crate::network::{start_network, stop_network, write_network};
 use kms_chain_types::tx::Msg;
 use kms_devnet::dev::{DevSetup, Wallet};
 use kms_devnet::{Node, PersistentChain};
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 use tendermint::Time;
 use tendermint_rpc::{Client, HttpClient};
@@ -257,6 +262,35 @@ fn median(mut v: Vec<Duration>) -> f64 {
     v.get(v.len() / 2).map_or(0.0, Duration::as_secs_f64)
 }
 
+/// Request-to-completion latencies of `runs` public decryptions on a started network.
+async fn completion_latency(
+    net: &mut crate::demo_threshold::LocalNetwork,
+    public_key: &kms_engine::tfhe::CompactPublicKey,
+    runs: usize,
+) -> Result<Vec<Duration>, BenchError> {
+    let mut out = Vec::with_capacity(runs);
+    for i in 0..runs {
+        let value = (i % 200) as u128 + 1;
+        let ct = kms_client::encrypt_value(
+            public_key,
+            kms_types::FheType::Uint8,
+            kms_client::ClearValue::Unsigned(value),
+        )
+        .map_err(|e| BenchError::Tx(e.to_string()))?;
+        let (d, plaintext) = net
+            .timed_public_decryption(ct)
+            .await
+            .map_err(|e| BenchError::Tx(e.to_string()))?;
+        if plaintext != value.to_string() {
+            return Err(BenchError::Tx(format!(
+                "decrypted {plaintext}, encrypted {value}"
+            )));
+        }
+        out.push(d);
+    }
+    Ok(out)
+}
+
 /// Runs both workloads on a 4-validator CometBFT network (`cometbft`, apps run by `kms`) and on
 /// the devnet, both with `block_ms` between blocks.
 pub async fn run(
@@ -324,6 +358,89 @@ pub async fn run(
     stop_network(&net, Duration::from_secs(10))?;
     let (real_tp, real_req, real_lat) = result?;
 
+    // Request to completion, with the parties as processes, on a devnet and on real CometBFT.
+    let params = kms_types::ParamSetName::TestInsecure;
+    let keygen = kms_types::KeyGenRequest {
+        params,
+        label: "bench-completion".into(),
+    };
+    let key_id = kms_types::CanonicalRequest::request_id(&keygen);
+    let ks = kms_engine::generate_key_set(params, &key_id, &mut |_| {});
+    kms_engine::tfhe::set_server_key(ks.server_key.decompress());
+    let public_key =
+        kms_engine::serialize_public(&ks.public_key).map_err(|e| BenchError::Tx(e.to_string()))?;
+    let server_key =
+        kms_engine::serialize_public(&ks.server_key).map_err(|e| BenchError::Tx(e.to_string()))?;
+    let material = vec![
+        ("PublicKey".to_string(), kms_types::sha3_256(&public_key)),
+        ("ServerKey".to_string(), kms_types::sha3_256(&server_key)),
+    ];
+    let inputs = |dir: PathBuf| crate::demo_threshold::NetworkInputs {
+        params,
+        keygen: keygen.clone(),
+        material: material.clone(),
+        client_key: &ks.client_key,
+        server_key: server_key.clone(),
+        kms,
+        dir,
+        rpc: ([127, 0, 0, 1], 0).into(),
+        block: Duration::from_millis(block_ms),
+    };
+    let mut quiet = |_: &str| {};
+    let dev_dir = dir.path().join("devnet-parties");
+    let dev_done = {
+        let mut net = crate::demo_threshold::LocalNetwork::start(inputs(dev_dir), &mut quiet)
+            .await
+            .map_err(|e| BenchError::Devnet(e.to_string()))?;
+        completion_latency(&mut net, &ks.public_key, latency_runs).await?
+    };
+    let ids =
+        crate::demo_threshold::Identities::new().map_err(|e| BenchError::Devnet(e.to_string()))?;
+    let net2 = dir.path().join("net-parties");
+    let nodes = write_network(
+        cometbft,
+        &net2,
+        crate::demo_threshold::Identities::CHAIN,
+        4,
+        &ids.setup.genesis.app_config,
+        block_ms,
+    )?;
+    start_network(&net2, cometbft, kms)?;
+    let real_done = async {
+        let rpc0 = nodes
+            .first()
+            .map(|n| format!("http://127.0.0.1:{}", n.rpc))
+            .ok_or_else(|| BenchError::Tx("no node".into()))?;
+        let c = HttpClient::new(rpc0.as_str())?;
+        wait_height(&c, 2, Duration::from_secs(90)).await?;
+        let genesis_path = nodes
+            .first()
+            .map(|n| n.home.join("config/genesis.json"))
+            .ok_or_else(|| BenchError::Tx("no node".into()))?;
+        let genesis: tendermint::Genesis<serde_json::Value> = serde_json::from_slice(
+            &std::fs::read(&genesis_path).map_err(|e| BenchError::Tx(e.to_string()))?,
+        )
+        .map_err(|e| BenchError::Tx(e.to_string()))?;
+        let validators =
+            serde_json::to_vec(&genesis.validators).map_err(|e| BenchError::Tx(e.to_string()))?;
+        let real_dir = dir.path().join("real-parties");
+        let mut net = crate::demo_threshold::LocalNetwork::attach(
+            &rpc0,
+            Vec::new(),
+            ids,
+            validators,
+            inputs(real_dir),
+            &mut quiet,
+        )
+        .await
+        .map_err(|e| BenchError::Tx(e.to_string()))?;
+        completion_latency(&mut net, &ks.public_key, latency_runs).await
+    }
+    .await;
+    stop_network(&net2, Duration::from_secs(10))?;
+    let real_done = real_done?;
+    let (done_real, done_dev) = (median(real_done), median(dev_done));
+
     let per_tx = |d: Duration| d.as_secs_f64() / txs.max(1) as f64;
     let (lat_real, lat_dev) = (median(real_lat), median(dev_lat));
     Ok(vec![
@@ -342,6 +459,15 @@ pub async fn run(
             baseline: format!("devnet, {block_ms} ms blocks"),
             ratio: per_tx(real_req) / per_tx(dev_req).max(f64::MIN_POSITIVE),
             runs: 1,
+        },
+        Comparison {
+            name: "public decryption by the 4 party processes, request to completion (median)"
+                .into(),
+            kms_s: done_real,
+            baseline_s: done_dev,
+            baseline: format!("devnet, {block_ms} ms blocks"),
+            ratio: done_real / done_dev.max(f64::MIN_POSITIVE),
+            runs: latency_runs,
         },
         Comparison {
             name: "one transaction, broadcast_tx_commit latency (median)".into(),

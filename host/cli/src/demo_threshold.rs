@@ -155,9 +155,11 @@ pub struct NetworkInputs<'a> {
     /// The `kms` binary (the parties run as `kms host` and `kms enclave`).
     pub kms: &'a Path,
     /// Where the chain, the blob store and the parties' folders go.
-    pub dir: &'a Path,
+    pub dir: std::path::PathBuf,
     /// The devnet's RPC address (port 0: any free port).
     pub rpc: std::net::SocketAddr,
+    /// The devnet's block interval.
+    pub block: Duration,
 }
 
 /// A developer-mode KMS: a devnet chain serving RPC and n = 4 parties as processes, with one
@@ -182,16 +184,124 @@ pub struct LocalNetwork {
     pub user: Wallet,
     /// Parties whose material completed the keygen request.
     pub keygen_by: Vec<u32>,
-    server: tokio::task::JoinHandle<()>,
-    producer: tokio::task::JoinHandle<()>,
+    tasks: Vec<tokio::task::JoinHandle<()>>,
 }
 
 impl Drop for LocalNetwork {
     fn drop(&mut self) {
         self.parties.stop();
-        self.producer.abort();
-        self.server.abort();
+        for t in &self.tasks {
+            t.abort();
+        }
     }
+}
+
+impl LocalNetwork {
+    /// One public decryption of `ct` through the chain and the parties: its blob stored and its
+    /// handle granted first (not timed), then the request; returns the time from broadcasting
+    /// the request to seeing it complete (polled every 20 ms) and the plaintext.
+    pub async fn timed_public_decryption(
+        &mut self,
+        ct: TypedCiphertext,
+    ) -> Result<(Duration, String), DemoError> {
+        self.blobs
+            .put(&ct.bytes)
+            .await
+            .map_err(|e| fail("blob store")(&e))?;
+        let grant = self.user.tx(
+            CHAIN,
+            Msg::AclGrant {
+                app_id: Self::APP.into(),
+                handles: vec![ct.digest()],
+                addresses: vec![self.user.address()],
+            },
+        );
+        commit(&self.client, "acl", grant).await?;
+        let req = PublicDecryptionRequest {
+            key_id: self.key_id,
+            ciphertexts: vec![ct.clone()],
+        };
+        let id = req.request_id();
+        let tx = self.user.tx(
+            CHAIN,
+            Msg::Request {
+                app_id: Self::APP.into(),
+                request: KmsRequest::PublicDecrypt(req.to_ref()),
+            },
+        );
+        let start = Instant::now();
+        let r = self
+            .client
+            .broadcast_tx_sync(tx)
+            .await
+            .map_err(|e| fail("request")(&e))?;
+        if r.code.is_err() {
+            return Err(fail("request")(&r.log));
+        }
+        let deadline = start + Duration::from_secs(300);
+        let rec = loop {
+            if let Some(rec) = query::<RequestRecord>(&self.client, keys::request(&id)).await {
+                if matches!(rec.status, RequestStatus::Completed { .. }) {
+                    break rec;
+                }
+            }
+            if Instant::now() > deadline {
+                return Err(fail("request")(&"not complete after 5 minutes"));
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        };
+        let elapsed = start.elapsed();
+        let first = rec
+            .responded
+            .first()
+            .ok_or_else(|| fail("request")(&"no responder"))?;
+        match query::<ResponseRecord>(&self.client, keys::response(&id, first))
+            .await
+            .map(|r| r.fulfillment)
+        {
+            Some(Fulfillment::PublicDecryption { plaintexts, .. }) => {
+                let word: [u8; 32] = plaintexts
+                    .get(..32)
+                    .and_then(|w| w.try_into().ok())
+                    .ok_or_else(|| fail("request")(&"short result"))?;
+                Ok((
+                    elapsed,
+                    Plaintext {
+                        fhe_type: ct.fhe_type,
+                        word,
+                    }
+                    .to_decimal(),
+                ))
+            }
+            _ => Err(fail("request")(&"no result on chain")),
+        }
+    }
+}
+
+/// The parties' identities and the chain's keys: TLS identity keys whose digests the config
+/// contract registers, and a developer setup (admin, party signing keys, genesis) for chain
+/// `kms-demo`.
+pub struct Identities {
+    /// Each party's TLS identity key.
+    pub identity: Vec<IdentityKey>,
+    /// Keys and genesis.
+    pub setup: DevSetup,
+}
+
+impl Identities {
+    /// Fresh identities for n = 4, t = 1.
+    pub fn new() -> Result<Self, DemoError> {
+        let identity = (0..N)
+            .map(|_| IdentityKey::generate())
+            .collect::<Result<Vec<_>, _>>()
+            .map_err(|e| fail("identity keys")(&e))?;
+        let digests: Vec<[u8; 32]> = identity.iter().map(IdentityKey::digest).collect();
+        let setup = DevSetup::new(CHAIN, N, T as u32, 4, Time::now()).with_identity_keys(&digests);
+        Ok(Self { identity, setup })
+    }
+
+    /// The chain ID of the setup.
+    pub const CHAIN: &'static str = CHAIN;
 }
 
 impl LocalNetwork {
@@ -204,18 +314,9 @@ impl LocalNetwork {
         inputs: NetworkInputs<'_>,
         say: &mut dyn FnMut(&str),
     ) -> Result<Self, DemoError> {
-        // Each party's long-term TLS identity key; the config contract registers its digest.
-        let identity = (0..N)
-            .map(|_| IdentityKey::generate())
-            .collect::<Result<Vec<_>, _>>()
-            .map_err(|e| fail("identity keys")(&e))?;
-        let digests: Vec<[u8; 32]> = identity.iter().map(IdentityKey::digest).collect();
-        let mut setup =
-            DevSetup::new(CHAIN, N, T as u32, 4, Time::now()).with_identity_keys(&digests);
-        let domain = setup.genesis.app_config.eip712_domain.clone();
-
+        let ids = Identities::new()?;
         // The chain: a 4-validator devnet serving CometBFT's RPC on loopback.
-        let genesis = setup.genesis.clone();
+        let genesis = ids.setup.genesis.clone();
         let chain = PersistentChain::open_or_create(&inputs.dir.join("chain"), || genesis)
             .map_err(|e| fail("devnet")(&e))?;
         let genesis_validators = serde_json::to_vec(chain.chain().validators().validators())
@@ -225,12 +326,40 @@ impl LocalNetwork {
             .serve_rpc(inputs.rpc)
             .await
             .map_err(|e| fail("devnet")(&e))?;
-        let producer = node.spawn_producer(BLOCK);
+        let producer = node.spawn_producer(inputs.block);
         let rpc = format!("http://{addr}");
-        let client = HttpClient::new(rpc.as_str()).map_err(|e| fail("devnet")(&e))?;
         say(&format!(
-        "KMS chain {CHAIN}: devnet with 4 validators, RPC on {rpc}, {N} parties registered, t = {T}"
-    ));
+            "KMS chain {CHAIN}: devnet with 4 validators, RPC on {rpc}, {N} parties registered, t = {T}"
+        ));
+        Self::attach(
+            &rpc,
+            vec![server, producer],
+            ids,
+            genesis_validators,
+            inputs,
+            say,
+        )
+        .await
+    }
+
+    /// The parties and the key set on a chain already running at `rpc` (e.g. real CometBFT
+    /// validators whose genesis holds `ids`' config), its genesis validators as CometBFT JSON;
+    /// `tasks` are stopped with the network.
+    pub async fn attach(
+        rpc: &str,
+        tasks: Vec<tokio::task::JoinHandle<()>>,
+        ids: Identities,
+        genesis_validators: Vec<u8>,
+        inputs: NetworkInputs<'_>,
+        say: &mut dyn FnMut(&str),
+    ) -> Result<Self, DemoError> {
+        let Identities {
+            identity,
+            mut setup,
+        } = ids;
+        let domain = setup.genesis.app_config.eip712_domain.clone();
+        let rpc = rpc.to_string();
+        let client = HttpClient::new(rpc.as_str()).map_err(|e| fail("chain")(&e))?;
 
         // The parties: dealt, sealed, started as processes.
         let blobs_dir = inputs.dir.join("blobs");
@@ -325,8 +454,7 @@ impl LocalNetwork {
             key_id,
             user,
             keygen_by: responder_indices(&rec),
-            server,
-            producer,
+            tasks,
         })
     }
 }
@@ -344,8 +472,9 @@ pub async fn run(
             client_key: inputs.client_key,
             server_key: inputs.server_key,
             kms: inputs.kms,
-            dir: inputs.dir,
+            dir: inputs.dir.to_path_buf(),
             rpc: ([127, 0, 0, 1], 0).into(),
+            block: BLOCK,
         },
         say,
     )
@@ -601,8 +730,9 @@ pub async fn up(
             client_key: &ks.client_key,
             server_key,
             kms,
-            dir,
+            dir: dir.to_path_buf(),
             rpc,
+            block: BLOCK,
         },
         say,
     )
