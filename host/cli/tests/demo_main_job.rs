@@ -1,7 +1,7 @@
-//! The README's main job (`kms demo`) runs through (its parties as separate processes), on the insecure test parameters so it is
+//! The README's main job (`kms demo`) runs through, on the insecure test parameters so it is
 //! fast: the single core, then the same ciphertexts through the KMS chain to 4 threshold
-//! parties. `real_params_e2e` covers the core path on real parameters and
-//! `threshold_decrypt` the threshold path.
+//! parties, each an enclave process and a host process. `real_params_e2e` covers the core path
+//! on real parameters and `threshold_decrypt` the threshold path.
 
 use kms_cli::demo::{run, DemoConfig};
 use kms_types::ParamSetName;
