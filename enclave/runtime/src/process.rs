@@ -124,6 +124,9 @@ async fn ask(ch: &EnclaveChannel, req: HostRequest) -> Result<Option<Vec<u8>>, B
     match ch.request(req).await {
         Ok(HostResponse::Blob(b)) => Ok(b),
         Ok(HostResponse::Stored) => Ok(None),
+        Ok(HostResponse::Chunk { .. }) => {
+            Err(BootError::Host("a piece where a blob was asked".into()))
+        }
         Ok(HostResponse::Failed(e)) => Err(BootError::Host(e)),
         Err(e) => Err(BootError::Channel(e.to_string())),
     }
@@ -281,15 +284,9 @@ pub async fn boot(args: Args) -> Result<(), BootError> {
         .keys
         .pop()
         .ok_or_else(|| BootError::Setup("the state holds no key share".into()))?;
-    let sk_bytes = ask(
-        &channel,
-        HostRequest::Fetch {
-            digest: entry.server_key_digest,
-        },
-    )
-    .await?
-    .filter(|b| kms_types::sha3_256(b) == entry.server_key_digest)
-    .ok_or_else(|| BootError::ServerKey(hex::encode(entry.server_key_digest)))?;
+    let sk_bytes = fetch_large(&channel, entry.server_key_digest, MAX_SERVER_KEY_BYTES)
+        .await?
+        .ok_or_else(|| BootError::ServerKey(hex::encode(entry.server_key_digest)))?;
     let server_key: kms_engine::tfhe::CompressedServerKey =
         kms_engine::deserialize_public(&sk_bytes)
             .map_err(|e| BootError::ServerKey(e.to_string()))?;
@@ -402,6 +399,45 @@ async fn seal_trust(
         }
         Err(e) => tracing::warn!("sealing the light client's trust: {e}"),
     }
+}
+
+/// Largest server key the enclave fetches (the default parameters' is about 360 MiB).
+pub const MAX_SERVER_KEY_BYTES: u64 = 768 << 20;
+
+/// Fetches a blob too large for one frame, piece by piece, and checks its digest; `None` if the
+/// host has no such blob or what it served does not hash to `digest`.
+async fn fetch_large(
+    channel: &EnclaveChannel,
+    digest: [u8; 32],
+    max: u64,
+) -> Result<Option<Vec<u8>>, BootError> {
+    let mut out = Vec::new();
+    loop {
+        let request = HostRequest::FetchChunk {
+            digest,
+            offset: out.len() as u64,
+            len: kms_channel::wire::CHUNK_BYTES,
+        };
+        match channel.request(request).await {
+            Ok(HostResponse::Chunk { total, bytes }) => {
+                if total > max {
+                    return Err(BootError::ServerKey(format!("{total} bytes exceed {max}")));
+                }
+                if bytes.is_empty() && (out.len() as u64) < total {
+                    return Err(BootError::Host("empty piece".into()));
+                }
+                out.extend_from_slice(&bytes);
+                if out.len() as u64 >= total {
+                    break;
+                }
+            }
+            Ok(HostResponse::Blob(None)) => return Ok(None),
+            Ok(HostResponse::Failed(e)) => return Err(BootError::Host(e)),
+            Ok(other) => return Err(BootError::Host(format!("unexpected answer {other:?}"))),
+            Err(e) => return Err(BootError::Channel(e.to_string())),
+        }
+    }
+    Ok((kms_types::sha3_256(&out) == digest).then_some(out))
 }
 
 fn hex_key(raw: &[u8]) -> Option<[u8; 32]> {

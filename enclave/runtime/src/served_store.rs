@@ -72,7 +72,9 @@ impl ServedStore for SealedServedStore {
                 )
                 .map(|v| Some(v.to_vec()))
                 .map_err(|e| e.to_string()),
-            HostResponse::Stored => Err("host answered a read with a write".into()),
+            HostResponse::Stored | HostResponse::Chunk { .. } => {
+                Err("host answered a read with something else".into())
+            }
             HostResponse::Failed(e) => Err(e),
         }
     }
@@ -86,7 +88,9 @@ impl ServedStore for SealedServedStore {
         match self.ask(HostRequest::PutSealed { name, bytes })? {
             HostResponse::Stored => Ok(()),
             HostResponse::Failed(e) => Err(e),
-            HostResponse::Blob(_) => Err("host answered a write with a read".into()),
+            HostResponse::Blob(_) | HostResponse::Chunk { .. } => {
+                Err("host answered a write with a read".into())
+            }
         }
     }
 }

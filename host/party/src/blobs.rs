@@ -50,6 +50,34 @@ impl Blobs {
         Ok(digest)
     }
 
+    /// `len` bytes from `offset` of the blob with this digest, and its total length (`None` if
+    /// absent). Not checked here: the reader checks the assembled blob's digest.
+    pub async fn get_range(
+        &self,
+        digest: &[u8; 32],
+        offset: u64,
+        len: u32,
+    ) -> Result<Option<(u64, Vec<u8>)>, BlobError> {
+        use tokio::io::{AsyncReadExt, AsyncSeekExt};
+        let path = self.path(digest);
+        let io = |source| BlobError::Io {
+            path: path.display().to_string(),
+            source,
+        };
+        let mut f = match tokio::fs::File::open(&path).await {
+            Ok(f) => f,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+            Err(e) => return Err(io(e)),
+        };
+        let total = f.metadata().await.map_err(io)?.len();
+        let start = offset.min(total);
+        let n = (total - start).min(u64::from(len));
+        f.seek(std::io::SeekFrom::Start(start)).await.map_err(io)?;
+        let mut bytes = vec![0u8; n as usize];
+        f.read_exact(&mut bytes).await.map_err(io)?;
+        Ok(Some((total, bytes)))
+    }
+
     /// The blob with this digest, if stored and intact.
     pub async fn get(&self, digest: &[u8; 32]) -> Result<Option<Vec<u8>>, BlobError> {
         let path = self.path(digest);

@@ -156,6 +156,18 @@ fn handler(data_dir: PathBuf, blobs: Blobs, rpc: ChainRpc) -> Handler {
                         }
                     }
                 },
+                HostRequest::FetchChunk {
+                    digest,
+                    offset,
+                    len,
+                } => match blobs
+                    .get_range(&digest, offset, len.min(kms_channel::wire::CHUNK_BYTES))
+                    .await
+                {
+                    Ok(Some((total, bytes))) => HostResponse::Chunk { total, bytes },
+                    Ok(None) => HostResponse::Blob(None),
+                    Err(e) => HostResponse::Failed(e.to_string()),
+                },
                 HostRequest::Fetch { digest } => match blobs.get(&digest).await {
                     Ok(b) => HostResponse::Blob(b),
                     Err(e) => HostResponse::Failed(e.to_string()),

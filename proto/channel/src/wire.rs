@@ -9,6 +9,9 @@ use serde::{Deserialize, Serialize};
 /// chunks of at most [`PEER_CHUNK_BYTES`]).
 pub const MAX_FRAME_BYTES: usize = 64 << 20;
 
+/// Largest piece of a blob fetched with [`HostRequest::FetchChunk`].
+pub const CHUNK_BYTES: u32 = 32 << 20;
+
 /// Largest piece of a relayed party connection per frame.
 pub const PEER_CHUNK_BYTES: usize = 64 << 10;
 
@@ -77,6 +80,17 @@ pub enum HostRequest {
         /// The digest.
         digest: [u8; 32],
     },
+    /// A piece of a public blob too large for one frame (a server key): `len` bytes from
+    /// `offset`; answered with [`HostResponse::Chunk`]. The enclave checks the whole blob's
+    /// digest once assembled.
+    FetchChunk {
+        /// The blob's digest.
+        digest: [u8; 32],
+        /// Where the piece starts.
+        offset: u64,
+        /// Its length (at most [`CHUNK_BYTES`]).
+        len: u32,
+    },
     /// The chain's light block at `height` (CometBFT JSON), checked by the light client.
     LightBlock {
         /// The height (0: the latest).
@@ -89,6 +103,14 @@ pub enum HostRequest {
 pub enum HostResponse {
     /// The blob, if the host has it.
     Blob(#[serde(with = "serde_bytes")] Option<Vec<u8>>),
+    /// A piece of a blob and the blob's total length.
+    Chunk {
+        /// The blob's length.
+        total: u64,
+        /// The piece.
+        #[serde(with = "serde_bytes")]
+        bytes: Vec<u8>,
+    },
     /// Stored.
     Stored,
     /// The host failed (its description).
