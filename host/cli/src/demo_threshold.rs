@@ -251,30 +251,12 @@ impl LocalNetwork {
             tokio::time::sleep(Duration::from_millis(20)).await;
         };
         let elapsed = start.elapsed();
-        let first = rec
-            .responded
-            .first()
-            .ok_or_else(|| fail("request")(&"no responder"))?;
-        match query::<ResponseRecord>(&self.client, keys::response(&id, first))
-            .await
-            .map(|r| r.fulfillment)
-        {
-            Some(Fulfillment::PublicDecryption { plaintexts, .. }) => {
-                let word: [u8; 32] = plaintexts
-                    .get(..32)
-                    .and_then(|w| w.try_into().ok())
-                    .ok_or_else(|| fail("request")(&"short result"))?;
-                Ok((
-                    elapsed,
-                    Plaintext {
-                        fhe_type: ct.fhe_type,
-                        word,
-                    }
-                    .to_decimal(),
-                ))
-            }
-            _ => Err(fail("request")(&"no result on chain")),
-        }
+        let plaintext = public_result(&self.client, &rec, std::slice::from_ref(&ct))
+            .await?
+            .into_iter()
+            .next()
+            .ok_or_else(|| fail("request")(&"no result"))?;
+        Ok((elapsed, plaintext))
     }
 }
 
@@ -554,30 +536,7 @@ pub async fn run(
 
     // Public decryption: completed by t + 1 matching signed results.
     let rec = wait_complete(&client, &public_id, &net.parties).await?;
-    let first = rec
-        .responded
-        .first()
-        .ok_or_else(|| fail("public decryption")(&"no responder"))?;
-    let public = match query::<ResponseRecord>(&client, keys::response(&public_id, first))
-        .await
-        .map(|r| r.fulfillment)
-    {
-        Some(Fulfillment::PublicDecryption { plaintexts, .. }) => plaintexts
-            .chunks(32)
-            .zip(&cts)
-            .map(|(w, ct)| {
-                let word: [u8; 32] = w
-                    .try_into()
-                    .map_err(|_| fail("public decryption")(&"short word"))?;
-                Ok(Plaintext {
-                    fhe_type: ct.fhe_type,
-                    word,
-                }
-                .to_decimal())
-            })
-            .collect::<Result<Vec<_>, DemoError>>()?,
-        _ => return Err(fail("public decryption")(&"no result on chain")),
-    };
+    let public = public_result(&client, &rec, &cts).await?;
     say(&format!(
         "  threshold public decryption: the enclaves verified the request with their own light clients, ran the protocol and signed; the ASC completed it on the matching results of parties {:?}",
         responder_indices(&rec)
@@ -585,26 +544,7 @@ pub async fn run(
 
     // User decryption: the client reads the envelopes from the chain and combines.
     let urec = wait_complete(&client, &user_id, &net.parties).await?;
-    let mut responses = Vec::new();
-    for party in &net.setup.genesis.app_config.parties {
-        let response = query::<ResponseRecord>(&client, keys::response(&user_id, &party.signer))
-            .await
-            .and_then(|r| match r.fulfillment {
-                Fulfillment::UserDecryption {
-                    envelope,
-                    signature,
-                } => Some(Signcrypted {
-                    envelope: Envelope::from_bytes(envelope).ok()?,
-                    response_signature: Signature::from_slice(&signature).ok()?,
-                }),
-                _ => None,
-            });
-        responses.push(UserShareResponse {
-            party: party.index as usize,
-            signer: party.signer,
-            response,
-        });
-    }
+    let responses = user_shares(&client, &user_id, &net.setup.genesis.app_config.parties).await;
     let forwarded: Vec<u32> = responses
         .iter()
         .filter(|r| r.response.is_some())
@@ -655,6 +595,75 @@ pub async fn run(
             .map(Plaintext::to_decimal)
             .collect(),
     })
+}
+
+/// The plaintexts of a completed public decryption `rec` of `cts`, as decimals: its first
+/// responder's signed result (the ASC completed it on t + 1 matching ones).
+pub async fn public_result(
+    c: &HttpClient,
+    rec: &RequestRecord,
+    cts: &[TypedCiphertext],
+) -> Result<Vec<String>, DemoError> {
+    let first = rec
+        .responded
+        .first()
+        .ok_or_else(|| fail("public decryption")(&"no responder"))?;
+    match query::<ResponseRecord>(c, keys::response(&rec.id, first))
+        .await
+        .map(|r| r.fulfillment)
+    {
+        Some(Fulfillment::PublicDecryption { plaintexts, .. }) => {
+            if plaintexts.len() != 32 * cts.len() {
+                return Err(fail("public decryption")(&"result of the wrong length"));
+            }
+            plaintexts
+                .chunks(32)
+                .zip(cts)
+                .map(|(w, ct)| {
+                    let word: [u8; 32] = w
+                        .try_into()
+                        .map_err(|_| fail("public decryption")(&"short word"))?;
+                    Ok(Plaintext {
+                        fhe_type: ct.fhe_type,
+                        word,
+                    }
+                    .to_decimal())
+                })
+                .collect()
+        }
+        _ => Err(fail("public decryption")(&"no result on chain")),
+    }
+}
+
+/// The user-decryption envelopes the chain holds for request `id`, one entry per party of
+/// `parties`; an absent or unparsable envelope is `None` (`user_combine` treats it as a silent
+/// party).
+pub async fn user_shares(
+    c: &HttpClient,
+    id: &RequestId,
+    parties: &[kms_chain_types::state::Party],
+) -> Vec<UserShareResponse> {
+    let mut responses = Vec::with_capacity(parties.len());
+    for party in parties {
+        let response = query::<ResponseRecord>(c, keys::response(id, &party.signer))
+            .await
+            .and_then(|r| match r.fulfillment {
+                Fulfillment::UserDecryption {
+                    envelope,
+                    signature,
+                } => Some(Signcrypted {
+                    envelope: Envelope::from_bytes(envelope).ok()?,
+                    response_signature: Signature::from_slice(&signature).ok()?,
+                }),
+                _ => None,
+            });
+        responses.push(UserShareResponse {
+            party: party.index as usize,
+            signer: party.signer,
+            response,
+        });
+    }
+    responses
 }
 
 /// The indices (in the request's frozen party set) of the signers that responded.

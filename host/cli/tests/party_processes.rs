@@ -14,16 +14,16 @@
 use kms_attested_tls::IdentityKey;
 use kms_chain_types::codec;
 use kms_chain_types::state::{keys, RequestRecord, RequestStatus, ResponseRecord};
-use kms_chain_types::tx::{Fulfillment, KmsRequest, Msg};
+use kms_chain_types::tx::{KmsRequest, Msg};
+use kms_cli::demo_threshold::{public_result, user_shares};
 use kms_cli::parties::{DealInputs, Supervisor};
 use kms_client::{encrypt_value, ClearValue};
 use kms_devnet::dev::{DevSetup, Wallet};
 use kms_devnet::{Node, PersistentChain};
-use kms_eip712::Signature;
 use kms_engine::{decrypt_ciphertext, generate_key_set, serialize_public, Plaintext};
 use kms_host::Blobs;
-use kms_signcryption::{ClientKeyPair, Envelope, Signcrypted};
-use kms_threshold::{user_combine, FloodingParams, UserShareResponse};
+use kms_signcryption::ClientKeyPair;
+use kms_threshold::{user_combine, FloodingParams};
 use kms_types::{
     CanonicalRequest, FheType, KeyGenRequest, ParamSetName, PublicDecryptionRequest, RequestId,
     TypedCiphertext, UserDecryptionRequest,
@@ -292,23 +292,7 @@ async fn four_parties_as_enclave_and_host_processes() {
         let expected = check(&cts);
 
         let rec = wait_complete(&client, &public_id, Duration::from_secs(120), &logs).await;
-        let first = response(&client, &public_id, &rec.responded[0])
-            .await
-            .unwrap();
-        let Fulfillment::PublicDecryption { plaintexts, .. } = first.fulfillment else {
-            panic!("not a public decryption result");
-        };
-        let got: Vec<String> = plaintexts
-            .chunks(32)
-            .zip(&cts)
-            .map(|(w, ct)| {
-                Plaintext {
-                    fhe_type: ct.fhe_type,
-                    word: w.try_into().unwrap(),
-                }
-                .to_decimal()
-            })
-            .collect();
+        let got = public_result(&client, &rec, &cts).await.unwrap();
         assert_eq!(got, expected, "round {round}: public decryption");
 
         wait_complete(&client, &user_id, Duration::from_secs(120), &logs).await;
@@ -326,27 +310,7 @@ async fn four_parties_as_enclave_and_host_processes() {
                 tokio::time::sleep(Duration::from_millis(300)).await;
             }
         }
-        let mut responses = Vec::new();
-        for p in &cfg_parties {
-            let response =
-                response(&client, &user_id, &p.signer)
-                    .await
-                    .and_then(|r| match r.fulfillment {
-                        Fulfillment::UserDecryption {
-                            envelope,
-                            signature,
-                        } => Some(Signcrypted {
-                            envelope: Envelope::from_bytes(envelope).ok()?,
-                            response_signature: Signature::from_slice(&signature).ok()?,
-                        }),
-                        _ => None,
-                    });
-            responses.push(UserShareResponse {
-                party: p.index as usize,
-                signer: p.signer,
-                response,
-            });
-        }
+        let responses = user_shares(&client, &user_id, &cfg_parties).await;
         let answered: Vec<bool> = responses.iter().map(|r| r.response.is_some()).collect();
         match round {
             2 => assert!(!answered[3], "a killed enclave answered"),

@@ -16,22 +16,21 @@ use kms_algebra::prss::{deal_keys, Prss};
 use kms_attestation::{Policy, Release};
 use kms_attested_tls::IdentityKey;
 use kms_chain_types::codec;
-use kms_chain_types::state::{keys, Config, RequestRecord, RequestStatus, ResponseRecord};
-use kms_chain_types::tx::{Fulfillment, KmsRequest, Msg};
+use kms_chain_types::state::{keys, Config, RequestRecord, RequestStatus};
+use kms_chain_types::tx::{KmsRequest, Msg};
+use kms_cli::demo_threshold::{public_result, user_shares};
 use kms_cli::network::write_network;
 use kms_client::{encrypt_value, ClearValue};
 use kms_connector::{ChainRpc, Follower, Wakeup};
 use kms_devnet::dev::{DevSetup, Wallet};
-use kms_eip712::{Signature, SigningKey};
+use kms_eip712::SigningKey;
 use kms_engine::{decrypt_ciphertext, generate_key_set, serialize_public, Plaintext};
 use kms_host::{Blobs, PartyHost, Served};
 use kms_light_client::{LightClient, Options};
 use kms_nsm::{MockNsm, MockRootCa};
 use kms_runtime::{PartyRuntime, RuntimeParts, SystemClock};
-use kms_signcryption::{ClientKeyPair, Envelope, Signcrypted};
-use kms_threshold::{
-    deal_insecure, user_combine, FloodingParams, ThresholdParty, UserShareResponse,
-};
+use kms_signcryption::ClientKeyPair;
+use kms_threshold::{deal_insecure, user_combine, FloodingParams, ThresholdParty};
 use kms_transport::grpc::GrpcParty;
 use kms_transport::tls::PartyTls;
 use kms_types::{
@@ -88,30 +87,6 @@ async fn wait_complete(c: &HttpClient, id: &RequestId, within: Duration) -> Requ
         );
         tokio::time::sleep(Duration::from_millis(300)).await;
     }
-}
-
-/// The plaintext of a completed public decryption of one ciphertext, from its first response.
-async fn public_plaintext(c: &HttpClient, rec: &RequestRecord, ct: &TypedCiphertext) -> String {
-    let resp: ResponseRecord = codec::decode(
-        &c.abci_query(
-            Some("store".into()),
-            keys::response(&rec.id, &rec.responded[0]),
-            None,
-            false,
-        )
-        .await
-        .unwrap()
-        .value,
-    )
-    .unwrap();
-    let Fulfillment::PublicDecryption { plaintexts, .. } = resp.fulfillment else {
-        panic!("not a public decryption result");
-    };
-    Plaintext {
-        fhe_type: ct.fhe_type,
-        word: plaintexts[..32].try_into().unwrap(),
-    }
-    .to_decimal()
 }
 
 async fn commit(c: &HttpClient, tx: Vec<u8>) {
@@ -403,68 +378,12 @@ async fn four_parties_serve_keygen_and_decryptions_through_real_cometbft() {
 
     // Public decryption: completed on chain by t + 1 matching signed results.
     let rec = wait_complete(&clients[3], &public_id, Duration::from_secs(120)).await;
-    let first_signer = rec.responded[0];
-    let resp: ResponseRecord = codec::decode(
-        &clients[0]
-            .abci_query(
-                Some("store".into()),
-                keys::response(&public_id, &first_signer),
-                None,
-                false,
-            )
-            .await
-            .unwrap()
-            .value,
-    )
-    .unwrap();
-    let Fulfillment::PublicDecryption { plaintexts, .. } = resp.fulfillment else {
-        panic!("not a public decryption result");
-    };
-    let got: Vec<String> = plaintexts
-        .chunks(32)
-        .zip(&cts)
-        .map(|(w, ct)| {
-            Plaintext {
-                fhe_type: ct.fhe_type,
-                word: w.try_into().unwrap(),
-            }
-            .to_decimal()
-        })
-        .collect();
+    let got = public_result(&clients[0], &rec, &cts).await.unwrap();
     assert_eq!(got, expected, "public decryption");
 
     // User decryption: every party's envelope on chain; the client verifies and combines.
     let urec = wait_complete(&clients[0], &user_id, Duration::from_secs(120)).await;
-    let mut responses = Vec::new();
-    for p in &cfg.parties {
-        let v = clients[2]
-            .abci_query(
-                Some("store".into()),
-                keys::response(&user_id, &p.signer),
-                None,
-                false,
-            )
-            .await
-            .unwrap()
-            .value;
-        let response = codec::decode::<ResponseRecord>(&v)
-            .ok()
-            .and_then(|r| match r.fulfillment {
-                Fulfillment::UserDecryption {
-                    envelope,
-                    signature,
-                } => Some(Signcrypted {
-                    envelope: Envelope::from_bytes(envelope).ok()?,
-                    response_signature: Signature::from_slice(&signature).ok()?,
-                }),
-                _ => None,
-            });
-        responses.push(UserShareResponse {
-            party: p.index as usize,
-            signer: p.signer,
-            response,
-        });
-    }
+    let responses = user_shares(&clients[2], &user_id, &cfg.parties).await;
     assert!(urec.responded.len() > 2 * T, "2t + 1 envelopes at least");
     let meta: Vec<_> = cts.iter().map(|c| (c.fhe_type, c.digest())).collect();
     let flooding = FloodingParams::for_param_set(PARAMS, N, T, 4, 4).unwrap();
@@ -546,7 +465,12 @@ async fn four_parties_serve_keygen_and_decryptions_through_real_cometbft() {
     let truth = decrypt_ciphertext(0, &ct, &key_id, PARAMS, &ks.client_key)
         .unwrap()
         .to_decimal();
-    assert_eq!(public_plaintext(&clients[0], &rec, &ct).await, truth);
+    assert_eq!(
+        public_result(&clients[0], &rec, std::slice::from_ref(&ct))
+            .await
+            .unwrap()[0],
+        truth
+    );
 
     // Two down (nodes 2 and 3): the chain halts; a request sits in node 0's mempool and
     // nothing is approved or answered.
@@ -574,6 +498,11 @@ async fn four_parties_serve_keygen_and_decryptions_through_real_cometbft() {
         .unwrap()
         .to_decimal();
     assert_eq!(truth, "88");
-    assert_eq!(public_plaintext(&clients[0], &rec, &ct).await, truth);
+    assert_eq!(
+        public_result(&clients[0], &rec, std::slice::from_ref(&ct))
+            .await
+            .unwrap()[0],
+        truth
+    );
     served_rx.close();
 }
