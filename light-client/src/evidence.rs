@@ -6,7 +6,10 @@
 //! (headers are verified forward only).
 
 use crate::approval::{verify_request_approved, ApprovedRequest};
+use crate::state_proof::{decode_proof_ops, verify_membership};
 use crate::{Error, LightBlock, LightClient};
+use kms_chain_types::codec;
+use kms_chain_types::state::{keys, Config};
 use kms_types::RequestId;
 use serde::{Deserialize, Serialize};
 use tendermint::merkle::proof::ProofOps;
@@ -40,27 +43,62 @@ impl LightClient {
         evidence: &RequestEvidence,
         now: Time,
     ) -> Result<ApprovedRequest, Error> {
-        let target = evidence
-            .height
+        let header = self.state_header(evidence.height, &evidence.header, now)?;
+        verify_request_approved(&header, &evidence.id, &evidence.value, &evidence.proof)
+    }
+
+    /// Decides, by itself, what the config contract holds after block `evidence.height`
+    /// (parties, their signers and registered identity keys, attestation policies): advances to
+    /// `height + 1` as [`LightClient::verify_evidence`] does and checks the proof of the
+    /// config record against that header's app hash.
+    pub fn verify_config(&mut self, evidence: &ConfigEvidence, now: Time) -> Result<Config, Error> {
+        let header = self.state_header(evidence.height, &evidence.header, now)?;
+        let commitment = decode_proof_ops(&evidence.proof, keys::CONFIG)?;
+        verify_membership(&header, &commitment, keys::CONFIG, &evidence.value)?;
+        codec::decode(&evidence.value).map_err(|e| Error::RecordMalformed(e.to_string()))
+    }
+
+    /// The verified header committing the state after block `height`: the trusted one, or
+    /// `block` (which must be at `height + 1`) verified forward.
+    fn state_header(
+        &mut self,
+        height: u64,
+        block: &LightBlock,
+        now: Time,
+    ) -> Result<crate::VerifiedHeader, Error> {
+        let target = height
             .checked_add(1)
             .ok_or_else(|| Error::NotMonotonic("height overflow".into()))?;
         let trusted = self.height().value();
-        let header = if target == trusted {
+        if target == trusted {
             self.check_not_expired(now)?;
-            self.trusted_header()
+            Ok(self.trusted_header())
         } else if target > trusted {
-            if evidence.header.signed_header.header.height.value() != target {
+            if block.signed_header.header.height.value() != target {
                 return Err(Error::NotMonotonic(format!(
-                    "light block at height {}, the state at {} needs {target}",
-                    evidence.header.signed_header.header.height, evidence.height
+                    "light block at height {}, the state at {height} needs {target}",
+                    block.signed_header.header.height
                 )));
             }
-            self.update(evidence.header.clone(), now)?
+            self.update(block.clone(), now)
         } else {
-            return Err(Error::NotMonotonic(format!(
+            Err(Error::NotMonotonic(format!(
                 "evidence at height {target} is below the trusted height {trusted}"
-            )));
-        };
-        verify_request_approved(&header, &evidence.id, &evidence.value, &evidence.proof)
+            )))
+        }
     }
+}
+
+/// Untrusted evidence of the config contract's record after block `height`: the light block at
+/// `height + 1` and the `abci_query` answer (path `store`, key `config`, `prove = true`).
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct ConfigEvidence {
+    /// The state height the query was made at.
+    pub height: u64,
+    /// The light block at `height + 1`.
+    pub header: LightBlock,
+    /// The stored config record.
+    pub value: Vec<u8>,
+    /// Its ICS23 proof.
+    pub proof: ProofOps,
 }

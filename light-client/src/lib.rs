@@ -31,7 +31,7 @@ pub mod tx_proof;
 
 pub use approval::{verify_request_approved, ApprovedRequest};
 pub use error::Error;
-pub use evidence::RequestEvidence;
+pub use evidence::{ConfigEvidence, RequestEvidence};
 pub use header::{LightClient, VerifiedHeader};
 pub use tendermint_light_client_verifier::options::Options;
 pub use tendermint_light_client_verifier::types::LightBlock;

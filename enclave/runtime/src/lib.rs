@@ -21,6 +21,7 @@ mod clock;
 mod party;
 #[cfg(feature = "insecure-dev")]
 pub mod process;
+pub mod sealing;
 pub mod served_store;
 pub mod state;
 

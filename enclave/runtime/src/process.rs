@@ -7,17 +7,23 @@
 //! validators (checking the chain's first block), bring up the attested TLS mesh over relayed
 //! connections, then serve the host's jobs one at a time.
 //!
+//! Sealing: AWS KMS (`--aws-kms-key-arn`, [`crate::sealing`]: the data key released only to
+//! this attested enclave, over TLS terminating here) or, in developer mode, a local key file
+//! (`--dev-sealing-key`).
+//!
 //! Developer mode only for now (this binary needs the `insecure-dev` feature): the NSM is the
-//! mock (its root CA from `--dev-root-ca`) and the sealing key a local file
-//! (`--dev-sealing-key`). Production (`/dev/nsm`, AWS KMS sealing, vsock) is not built yet.
+//! mock (its root CA from `--dev-root-ca`). Production boot (`/dev/nsm`, vsock, the image's
+//! measured configuration) is the reproducible-image issue's.
 
+use crate::sealing::{self, production_roots, SealingError, SealingSource};
 use crate::state::{AeadSealer, PartyState};
 use crate::{AttestedClock, Clock, PartyRuntime, RuntimeError, RuntimeParts};
 use kms_attestation::{Policy, Release};
 use kms_channel::addr::ChannelAddr;
 use kms_channel::mux::EnclaveChannel;
 use kms_channel::wire::{Failure, FailureKind, HostRequest, HostResponse};
-use kms_light_client::{LightBlock, LightClient, Options};
+use kms_light_client::{ConfigEvidence, LightBlock, LightClient, Options};
+use kms_sealing::KmsConfig;
 use kms_threshold::{FloodingParams, ServedLog, ThresholdParty};
 use std::collections::BTreeMap;
 use std::path::PathBuf;
@@ -49,6 +55,12 @@ pub enum BootError {
     /// The sealed state does not open or decode.
     #[error("state: {0}")]
     State(#[from] crate::state::StateError),
+    /// A sealed object does not open under the data key.
+    #[error(transparent)]
+    Aead(#[from] kms_sealing::AeadError),
+    /// No data key.
+    #[error("sealing: {0}")]
+    Sealing(#[from] SealingError),
     /// The server key the host served is not the sealed digest's.
     #[error("server key {0} does not match its digest or does not decode")]
     ServerKey(String),
@@ -61,6 +73,9 @@ pub enum BootError {
     /// A local file (developer mode) could not be read.
     #[error("file {0}: {1}")]
     File(PathBuf, std::io::Error),
+    /// The config contract does not register this enclave's keys for its party.
+    #[error("not registered: {0}")]
+    NotRegistered(String),
     /// Something else in setting up the runtime.
     #[error("{0}")]
     Setup(String),
@@ -70,16 +85,36 @@ pub enum BootError {
 pub struct Args {
     party: u32,
     channel: ChannelAddr,
-    sealing_key: PathBuf,
+    dev_key: Option<PathBuf>,
+    aws: Option<AwsArgs>,
+    import_dev_state: bool,
     root_ca: PathBuf,
 }
 
-/// Parses the command line (`--party N --channel unix:PATH|vsock:CID:PORT --dev-sealing-key FILE
-/// --dev-root-ca FILE`).
+/// AWS KMS sealing options.
+struct AwsArgs {
+    key_arn: String,
+    region: String,
+    endpoint_host: Option<String>,
+    dev_ca: Option<PathBuf>,
+}
+
+/// Parses the command line: `--party N --channel unix:PATH|vsock:CID:PORT --dev-root-ca FILE`
+/// and either `--dev-sealing-key FILE` (a local data key) or AWS KMS sealing with
+/// `--aws-kms-key-arn ARN --aws-region REGION [--aws-kms-endpoint-host HOST]
+/// [--dev-aws-kms-ca DER] [--import-dev-state --dev-sealing-key FILE]` (the last: a first boot
+/// that takes over the dealer's state sealed under that key and reseals it under a new AWS KMS
+/// data key).
 pub fn parse_args(args: impl IntoIterator<Item = String>) -> Result<Args, BootError> {
     let mut it = args.into_iter();
-    let (mut party, mut channel, mut sealing_key, mut root_ca) = (None, None, None, None);
+    let (mut party, mut channel, mut dev_key, mut root_ca) = (None, None, None, None);
+    let (mut key_arn, mut region, mut endpoint_host, mut dev_ca) = (None, None, None, None);
+    let mut import_dev_state = false;
     while let Some(a) = it.next() {
+        if a == "--import-dev-state" {
+            import_dev_state = true;
+            continue;
+        }
         let mut val = || {
             it.next()
                 .ok_or_else(|| BootError::Usage(format!("{a} needs a value")))
@@ -99,17 +134,75 @@ pub fn parse_args(args: impl IntoIterator<Item = String>) -> Result<Args, BootEr
                         .map_err(|e| BootError::Usage(e.to_string()))?,
                 )
             }
-            "--dev-sealing-key" => sealing_key = Some(PathBuf::from(val()?)),
+            "--dev-sealing-key" => dev_key = Some(PathBuf::from(val()?)),
             "--dev-root-ca" => root_ca = Some(PathBuf::from(val()?)),
+            "--aws-kms-key-arn" => key_arn = Some(val()?),
+            "--aws-region" => region = Some(val()?),
+            "--aws-kms-endpoint-host" => endpoint_host = Some(val()?),
+            "--dev-aws-kms-ca" => dev_ca = Some(PathBuf::from(val()?)),
             other => return Err(BootError::Usage(format!("unknown argument {other}"))),
         }
+    }
+    let aws = match (key_arn, region) {
+        (Some(key_arn), Some(region)) => Some(AwsArgs {
+            key_arn,
+            region,
+            endpoint_host,
+            dev_ca,
+        }),
+        (None, None) => None,
+        _ => {
+            return Err(BootError::Usage(
+                "--aws-kms-key-arn and --aws-region go together".into(),
+            ))
+        }
+    };
+    if dev_key.is_none() && (aws.is_none() || import_dev_state) {
+        return Err(BootError::Usage("--dev-sealing-key is required".into()));
+    }
+    if import_dev_state && aws.is_none() {
+        return Err(BootError::Usage(
+            "--import-dev-state reseals under AWS KMS: it needs --aws-kms-key-arn".into(),
+        ));
     }
     Ok(Args {
         party: need(party, "--party")?,
         channel: need(channel, "--channel")?,
-        sealing_key: need(sealing_key, "--dev-sealing-key")?,
+        dev_key,
+        aws,
+        import_dev_state,
         root_ca: need(root_ca, "--dev-root-ca")?,
     })
+}
+
+impl Args {
+    fn sealing_source(&self) -> Result<SealingSource, BootError> {
+        match (&self.aws, &self.dev_key) {
+            (Some(aws), _) => {
+                let mut config = KmsConfig::aws(&aws.region, &aws.key_arn);
+                if let Some(h) = &aws.endpoint_host {
+                    config.endpoint_host = h.clone();
+                }
+                let roots = match &aws.dev_ca {
+                    None => production_roots(),
+                    Some(path) => {
+                        tracing::warn!(
+                            "developer mode: trusting {} for the AWS KMS endpoint",
+                            path.display()
+                        );
+                        let mut roots = rustls::RootCertStore::empty();
+                        roots
+                            .add(read(path)?.into())
+                            .map_err(|e| BootError::Usage(format!("--dev-aws-kms-ca: {e}")))?;
+                        roots
+                    }
+                };
+                Ok(SealingSource::AwsKms { config, roots })
+            }
+            (None, Some(path)) => Ok(SealingSource::DevKeyFile(path.clone())),
+            (None, None) => Err(BootError::Usage("no sealing key source".into())),
+        }
+    }
 }
 
 fn need<T>(v: Option<T>, name: &str) -> Result<T, BootError> {
@@ -124,8 +217,8 @@ async fn ask(ch: &EnclaveChannel, req: HostRequest) -> Result<Option<Vec<u8>>, B
     match ch.request(req).await {
         Ok(HostResponse::Blob(b)) => Ok(b),
         Ok(HostResponse::Stored) => Ok(None),
-        Ok(HostResponse::Chunk { .. }) => {
-            Err(BootError::Host("a piece where a blob was asked".into()))
+        Ok(HostResponse::Chunk { .. } | HostResponse::AwsCredentials(_)) => {
+            Err(BootError::Host("an answer to another question".into()))
         }
         Ok(HostResponse::Failed(e)) => Err(BootError::Host(e)),
         Err(e) => Err(BootError::Channel(e.to_string())),
@@ -150,7 +243,7 @@ fn failure(e: &RuntimeError) -> Failure {
 
 /// Boots and serves until the channel closes.
 pub async fn boot(args: Args) -> Result<(), BootError> {
-    tracing::warn!("developer mode: mock NSM, local sealing key; NOT a production enclave");
+    tracing::warn!("developer mode: mock NSM; NOT a production enclave");
     let socket = args
         .channel
         .connect()
@@ -158,36 +251,8 @@ pub async fn boot(args: Args) -> Result<(), BootError> {
         .map_err(|e| BootError::Channel(e.to_string()))?;
     let (channel, mut jobs, mut accepted) = EnclaveChannel::start(socket);
 
-    // Sealed state, through the host.
-    let key_bytes = Zeroizing::new(read(&args.sealing_key)?);
-    let key: Zeroizing<[u8; 32]> = Zeroizing::new(
-        hex_key(&key_bytes)
-            .ok_or_else(|| BootError::Usage("sealing key: 64 hex characters".into()))?,
-    );
-    let sealer = Arc::new(AeadSealer::new(&key));
-    let sealed = ask(
-        &channel,
-        HostRequest::GetSealed {
-            name: "state".into(),
-        },
-    )
-    .await?
-    .ok_or(BootError::NoState)?;
-    let plain = sealer.unseal(&PartyState::context(args.party, "state"), &sealed)?;
-    let mut state = PartyState::decode(&plain)?;
-    tracing::info!(
-        party = state.party,
-        n = state.n,
-        t = state.t,
-        keys = state.keys.len(),
-        "state unsealed"
-    );
-
-    // The trust root: the sealed genesis validators; block 1 must verify against them.
-    let (n, party) = (state.n as usize, state.party as usize);
-    let vals: Vec<tendermint::validator::Info> = serde_json::from_slice(&state.genesis_validators)
-        .map_err(|e| BootError::LightClient(e.to_string()))?;
-    let genesis = tendermint::validator::Set::without_proposer(vals);
+    // The mock NSM (developer mode): documents under the dev root, the dev release's PCRs.
+    let party = args.party as usize;
     let root_raw = read(&args.root_ca)?;
     let (cert, pkcs8) =
         split_root(&root_raw).ok_or_else(|| BootError::Usage("root CA file".into()))?;
@@ -202,6 +267,51 @@ pub async fn boot(args: Args) -> Result<(), BootError> {
         kms_nsm::MockNsm::new(root, &format!("i-party-{party}"), DEV_PCRS, now_unix)
             .map_err(|e| BootError::Tls(e.to_string()))?,
     );
+
+    // The data key, then the sealed state, through the host.
+    let source = args.sealing_source()?;
+    let key = if args.import_dev_state {
+        import_dev_state(&channel, &args, &source, nsm.clone()).await?
+    } else {
+        sealing::open_data_key(&channel, &source, nsm.clone()).await?
+    };
+    tracing::info!(
+        source = match source {
+            SealingSource::AwsKms { .. } => "AWS KMS (attested recipient)",
+            SealingSource::DevKeyFile(_) => "local key file (developer mode)",
+        },
+        "data key obtained"
+    );
+    let sealer = Arc::new(AeadSealer::new(&key));
+    let sealed = ask(
+        &channel,
+        HostRequest::GetSealed {
+            name: "state".into(),
+        },
+    )
+    .await?
+    .ok_or(BootError::NoState)?;
+    let plain = sealer.unseal(&PartyState::context(args.party, "state"), &sealed)?;
+    let mut state = PartyState::decode(&plain)?;
+    if state.party != args.party {
+        return Err(BootError::Setup(format!(
+            "the sealed state is party {}'s",
+            state.party
+        )));
+    }
+    tracing::info!(
+        party = state.party,
+        n = state.n,
+        t = state.t,
+        keys = state.keys.len(),
+        "state unsealed"
+    );
+
+    // The trust root: the sealed genesis validators; block 1 must verify against them.
+    let n = state.n as usize;
+    let vals: Vec<tendermint::validator::Info> = serde_json::from_slice(&state.genesis_validators)
+        .map_err(|e| BootError::LightClient(e.to_string()))?;
+    let genesis = tendermint::validator::Set::without_proposer(vals);
     // Trusted time: the enclave clock, checked against a fresh NSM document at every reading.
     let clock = Arc::new(AttestedClock::new(nsm.clone(), MAX_CLOCK_SKEW));
     let now = clock
@@ -249,13 +359,35 @@ pub async fn boot(args: Args) -> Result<(), BootError> {
                 .0
         }
     };
-    // The attested mesh over connections the host relays.
+    // The parties as the config contract registers them, proven to the light client: a
+    // party is the identity key registered for it on chain, not what the host or the
+    // provisioning said.
     let identity = kms_attested_tls::IdentityKey::from_pkcs8_der(&state.identity_key)
         .map_err(|e| BootError::Tls(e.to_string()))?;
+    let mut light_client = light_client;
+    let evidence: ConfigEvidence = serde_json::from_slice(
+        &ask(&channel, HostRequest::ConfigEvidence)
+            .await?
+            .ok_or_else(|| BootError::LightClient("no config evidence".into()))?,
+    )
+    .map_err(|e| BootError::LightClient(e.to_string()))?;
+    let config = light_client
+        .verify_config(&evidence, now)
+        .map_err(|e| BootError::LightClient(e.to_string()))?;
+    let signer_address = kms_eip712::SigningKey::from_bytes(&state.signer_key)
+        .map_err(|e| BootError::Setup(e.to_string()))?
+        .address();
+    let registered = registered_identities(&config, &state, signer_address, identity.digest())?;
+    if registered != state.registered {
+        tracing::warn!(
+            "the chain's registered identities differ from the provisioned ones; using the chain's"
+        );
+    }
+
+    // The attested mesh over connections the host relays.
     let policy = Policy::production(vec![Release::from_image("kms dev", DEV_PCRS)], 300);
-    let tls =
-        kms_transport::tls::PartyTls::for_party(nsm, party, &state.registered, identity, policy)
-            .map_err(|e| BootError::Tls(e.to_string()))?;
+    let tls = kms_transport::tls::PartyTls::for_party(nsm, party, &registered, identity, policy)
+        .map_err(|e| BootError::Tls(e.to_string()))?;
     let (in_tx, in_rx) = tokio::sync::mpsc::channel::<kms_transport::tls::BoxIo>(64);
     tokio::spawn(async move {
         while let Some(io) = accepted.recv().await {
@@ -401,6 +533,104 @@ async fn seal_trust(
     }
 }
 
+/// A first boot under AWS KMS in developer mode: the dealer sealed this party's state under a
+/// local provisioning key; the enclave gets a new data key from AWS KMS, reseals the state
+/// under it and stores it, after which the provisioning key is no longer needed. Idempotent: if
+/// the data key exists and the state opens under it, the import happened already. (Until the
+/// DKG issue lands, a dealer provisions every party; with the DKG the state is created here.)
+async fn import_dev_state(
+    channel: &EnclaveChannel,
+    args: &Args,
+    source: &SealingSource,
+    nsm: Arc<dyn kms_nsm::Nsm>,
+) -> Result<Zeroizing<[u8; 32]>, BootError> {
+    let SealingSource::AwsKms { config, roots } = source else {
+        return Err(BootError::Usage(
+            "--import-dev-state needs AWS KMS sealing".into(),
+        ));
+    };
+    let context = PartyState::context(args.party, "state");
+    let sealed = ask(
+        channel,
+        HostRequest::GetSealed {
+            name: "state".into(),
+        },
+    )
+    .await?
+    .ok_or(BootError::NoState)?;
+    let key = match sealing::open_data_key(channel, source, nsm.clone()).await {
+        Ok(key) => {
+            if AeadSealer::new(&key).unseal(&context, &sealed).is_ok() {
+                tracing::info!("state already sealed under AWS KMS; nothing to import");
+                return Ok(key);
+            }
+            key
+        }
+        Err(SealingError::NoRecord) => {
+            sealing::create_data_key(channel, config.clone(), roots.clone(), nsm).await?
+        }
+        Err(e) => return Err(e.into()),
+    };
+    let dev_key = args
+        .dev_key
+        .as_ref()
+        .ok_or_else(|| BootError::Usage("--import-dev-state needs --dev-sealing-key".into()))?;
+    let plain = AeadSealer::new(&sealing::key_file(dev_key)?).unseal(&context, &sealed)?;
+    let resealed = AeadSealer::new(&key).seal(&context, &plain)?;
+    ask(
+        channel,
+        HostRequest::PutSealed {
+            name: "state".into(),
+            bytes: resealed,
+        },
+    )
+    .await?;
+    tracing::info!("dealer-provisioned state resealed under the AWS KMS data key");
+    Ok(key)
+}
+
+/// The registered identity-key digests, `[p − 1]` for party p, from the verified config: the
+/// config must name exactly parties 1..=n, and this party's record must carry this enclave's
+/// signer and identity key.
+fn registered_identities(
+    config: &kms_chain_types::state::Config,
+    state: &PartyState,
+    signer: [u8; 20],
+    identity: [u8; 32],
+) -> Result<Vec<[u8; 32]>, BootError> {
+    let n = state.n as usize;
+    if config.parties.len() != n {
+        return Err(BootError::NotRegistered(format!(
+            "the config contract has {} parties, the sealed state {n}",
+            config.parties.len()
+        )));
+    }
+    let mut registered = vec![[0u8; 32]; n];
+    for p in &config.parties {
+        let slot = (p.index as usize)
+            .checked_sub(1)
+            .and_then(|i| registered.get_mut(i))
+            .ok_or_else(|| BootError::NotRegistered(format!("party index {}", p.index)))?;
+        *slot = p.identity_key_digest;
+    }
+    let me = config
+        .parties
+        .iter()
+        .find(|p| p.index == state.party)
+        .ok_or_else(|| BootError::NotRegistered(format!("no party {}", state.party)))?;
+    if me.signer != signer {
+        return Err(BootError::NotRegistered(
+            "the config contract registers another signer for this party".into(),
+        ));
+    }
+    if me.identity_key_digest != identity {
+        return Err(BootError::NotRegistered(
+            "the config contract registers another identity key for this party".into(),
+        ));
+    }
+    Ok(registered)
+}
+
 /// Largest server key the enclave fetches (the default parameters' is about 360 MiB).
 pub const MAX_SERVER_KEY_BYTES: u64 = 768 << 20;
 
@@ -438,13 +668,6 @@ async fn fetch_large(
         }
     }
     Ok((kms_types::sha3_256(&out) == digest).then_some(out))
-}
-
-fn hex_key(raw: &[u8]) -> Option<[u8; 32]> {
-    let s = std::str::from_utf8(raw).ok()?.trim();
-    let mut key = [0u8; 32];
-    hex::decode_to_slice(s, &mut key).ok()?;
-    Some(key)
 }
 
 /// The dev root CA file: 4-byte big-endian certificate length, certificate DER, PKCS#8 key.

@@ -72,7 +72,7 @@ impl ServedStore for SealedServedStore {
                 )
                 .map(|v| Some(v.to_vec()))
                 .map_err(|e| e.to_string()),
-            HostResponse::Stored | HostResponse::Chunk { .. } => {
+            HostResponse::Stored | HostResponse::Chunk { .. } | HostResponse::AwsCredentials(_) => {
                 Err("host answered a read with something else".into())
             }
             HostResponse::Failed(e) => Err(e),
@@ -88,8 +88,10 @@ impl ServedStore for SealedServedStore {
         match self.ask(HostRequest::PutSealed { name, bytes })? {
             HostResponse::Stored => Ok(()),
             HostResponse::Failed(e) => Err(e),
-            HostResponse::Blob(_) | HostResponse::Chunk { .. } => {
-                Err("host answered a write with a read".into())
+            HostResponse::Blob(_)
+            | HostResponse::Chunk { .. }
+            | HostResponse::AwsCredentials(_) => {
+                Err("host answered a write with something else".into())
             }
         }
     }

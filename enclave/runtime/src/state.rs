@@ -8,8 +8,6 @@
 //! (`GenerateDataKey` with the enclave's attestation as `Recipient`); in developer mode it is a
 //! local key file (insecure, loud).
 
-use aes_gcm::aead::{Aead, Payload};
-use aes_gcm::{Aes256Gcm, KeyInit, Nonce};
 use kms_algebra::prss::{PrssKey, PrssKeys};
 use kms_threshold::SnsKeyShare;
 use kms_types::{ParamSetName, RequestId};
@@ -19,75 +17,16 @@ use zeroize::{Zeroize, Zeroizing};
 /// Why state could not be sealed, unsealed or decoded.
 #[derive(Debug, thiserror::Error)]
 pub enum StateError {
-    /// The sealed blob is not authentic for this key and context (tampered, another party's,
-    /// another name's).
-    #[error("sealed blob does not open for {0}")]
-    Unseal(String),
-    /// Sealing failed.
-    #[error("sealing failed")]
-    Seal,
+    /// Sealing or unsealing failed (a blob that is not authentic for this key and context:
+    /// tampered, another party's, another name's).
+    #[error(transparent)]
+    Aead(#[from] kms_sealing::AeadError),
     /// The state does not decode.
     #[error("state: {0}")]
     Malformed(String),
 }
 
-/// AES-256-GCM sealing under a data key.
-pub struct AeadSealer {
-    cipher: Aes256Gcm,
-}
-
-impl std::fmt::Debug for AeadSealer {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str("AeadSealer(<key>)")
-    }
-}
-
-const NONCE_BYTES: usize = 12;
-
-impl AeadSealer {
-    /// A sealer under `key`.
-    pub fn new(key: &Zeroizing<[u8; 32]>) -> Self {
-        Self {
-            cipher: Aes256Gcm::new(key.as_slice().into()),
-        }
-    }
-
-    /// `nonce ‖ AES-256-GCM(plaintext, aad = context)`.
-    pub fn seal(&self, context: &str, plaintext: &[u8]) -> Result<Vec<u8>, StateError> {
-        let mut nonce = [0u8; NONCE_BYTES];
-        rand_core::RngCore::fill_bytes(&mut rand_core::OsRng, &mut nonce);
-        let ct = self
-            .cipher
-            .encrypt(
-                Nonce::from_slice(&nonce),
-                Payload {
-                    msg: plaintext,
-                    aad: context.as_bytes(),
-                },
-            )
-            .map_err(|_| StateError::Seal)?;
-        let mut out = nonce.to_vec();
-        out.extend_from_slice(&ct);
-        Ok(out)
-    }
-
-    /// Opens a blob sealed for `context`.
-    pub fn unseal(&self, context: &str, sealed: &[u8]) -> Result<Zeroizing<Vec<u8>>, StateError> {
-        let (nonce, ct) = sealed
-            .split_first_chunk::<NONCE_BYTES>()
-            .ok_or_else(|| StateError::Unseal(context.into()))?;
-        self.cipher
-            .decrypt(
-                Nonce::from_slice(nonce),
-                Payload {
-                    msg: ct,
-                    aad: context.as_bytes(),
-                },
-            )
-            .map(Zeroizing::new)
-            .map_err(|_| StateError::Unseal(context.into()))
-    }
-}
+pub use kms_sealing::AeadSealer;
 
 /// One key set the party holds a share of.
 pub struct KeyEntry {

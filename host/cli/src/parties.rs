@@ -78,8 +78,27 @@ pub struct PartyFiles {
     pub signer: [u8; 20],
 }
 
+/// AWS KMS sealing for the enclaves instead of their local key files: each enclave's first
+/// boot reseals the dealer's state under a data key that the KMS endpoint releases only to an
+/// attested enclave, and every later boot gets that key back from it.
+#[derive(Clone, Debug)]
+pub struct DevAwsKms {
+    /// Where the hosts relay the enclaves' KMS connections (`HOST:PORT`).
+    pub endpoint: String,
+    /// The endpoint's TLS name.
+    pub endpoint_host: String,
+    /// The region.
+    pub region: String,
+    /// The CA the enclaves trust for the endpoint (DER; a local endpoint's own).
+    pub ca_der: Vec<u8>,
+    /// Each party's KMS key ARN, index p − 1.
+    pub key_arns: Vec<String>,
+}
+
 /// The parties of one developer-mode network, as processes.
 pub struct Supervisor {
+    aws: Option<(DevAwsKms, PathBuf)>,
+    imported: Vec<bool>,
     kms: PathBuf,
     rpc: String,
     blobs: PathBuf,
@@ -174,7 +193,8 @@ impl Supervisor {
                 }],
             };
             let sealed = AeadSealer::new(&key)
-                .seal(&PartyState::context(p as u32, "state"), &state.encode()?)?;
+                .seal(&PartyState::context(p as u32, "state"), &state.encode()?)
+                .map_err(StateError::from)?;
             let path = sealed_dir.join("state");
             std::fs::write(&path, sealed).map_err(io(&path))?;
             parties.push(PartyFiles {
@@ -193,6 +213,8 @@ impl Supervisor {
         std::fs::write(&peers, serde_json::to_vec(&addrs).unwrap_or_default())
             .map_err(io(&peers))?;
         Ok(Self {
+            aws: None,
+            imported: vec![false; n],
             kms: kms.to_path_buf(),
             rpc: rpc.to_string(),
             blobs: blobs.to_path_buf(),
@@ -203,6 +225,32 @@ impl Supervisor {
             parties,
             moduli,
         })
+    }
+
+    /// Seals the enclaves' state with AWS KMS (see [`DevAwsKms`]); call before starting them.
+    pub fn use_aws_kms(&mut self, aws: DevAwsKms) -> Result<(), SupervisorError> {
+        if aws.key_arns.len() != self.parties.len() {
+            return Err(SupervisorError::Spawn("one KMS key per party".into()));
+        }
+        let dir = self
+            .root_ca
+            .parent()
+            .map(Path::to_path_buf)
+            .unwrap_or_default();
+        let ca = dir.join("aws-kms-ca.der");
+        std::fs::write(&ca, &aws.ca_der).map_err(io(&ca))?;
+        self.aws = Some((aws, ca));
+        Ok(())
+    }
+
+    /// The mock NSM's root certificate (DER): what a verifier of the enclaves' attestation
+    /// documents pins.
+    pub fn nsm_root_der(&self) -> Result<Vec<u8>, SupervisorError> {
+        let raw = std::fs::read(&self.root_ca).map_err(io(&self.root_ca))?;
+        raw.split_first_chunk::<4>()
+            .and_then(|(len, rest)| rest.get(..u32::from_be_bytes(*len) as usize))
+            .map(<[u8]>::to_vec)
+            .ok_or_else(|| SupervisorError::Deal("malformed root CA file".into()))
     }
 
     fn log(path: &Path) -> Result<std::fs::File, SupervisorError> {
@@ -244,6 +292,11 @@ impl Supervisor {
             .arg(&self.blobs)
             .args(["--signer", &format!("0x{}", hex::encode(p.signer))])
             .args(["--poll-ms", "150"])
+            .args(
+                self.aws
+                    .iter()
+                    .flat_map(|(a, _)| ["--aws-kms-endpoint".to_string(), a.endpoint.clone()]),
+            )
             .stdout(Stdio::null())
             .stderr(Self::log(&p.dir.join("host.log"))?)
             .spawn()
@@ -271,15 +324,37 @@ impl Supervisor {
             }
             std::thread::sleep(Duration::from_millis(50));
         }
-        let child = Command::new(&self.kms)
-            .arg("enclave")
+        let mut cmd = Command::new(&self.kms);
+        cmd.arg("enclave")
             .args(["--party", &(i + 1).to_string()])
             .arg("--channel")
             .arg(format!("unix:{}", p.socket.display()))
-            .arg("--dev-sealing-key")
-            .arg(&p.sealing_key)
             .arg("--dev-root-ca")
-            .arg(&self.root_ca)
+            .arg(&self.root_ca);
+        match &self.aws {
+            None => {
+                cmd.arg("--dev-sealing-key").arg(&p.sealing_key);
+            }
+            Some((aws, ca)) => {
+                let arn = aws.key_arns.get(i).ok_or_else(|| {
+                    SupervisorError::Spawn(format!("no KMS key for party {}", i + 1))
+                })?;
+                cmd.args(["--aws-kms-key-arn", arn, "--aws-region", &aws.region])
+                    .args(["--aws-kms-endpoint-host", &aws.endpoint_host])
+                    .arg("--dev-aws-kms-ca")
+                    .arg(ca);
+                // The first start takes over the dealer's state; later ones need only KMS.
+                if !self.imported.get(i).copied().unwrap_or(true) {
+                    cmd.arg("--import-dev-state")
+                        .arg("--dev-sealing-key")
+                        .arg(&p.sealing_key);
+                    if let Some(done) = self.imported.get_mut(i) {
+                        *done = true;
+                    }
+                }
+            }
+        }
+        let child = cmd
             .stdout(Stdio::null())
             .stderr(Self::log(&p.dir.join("enclave.log"))?)
             .spawn()

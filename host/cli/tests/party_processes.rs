@@ -10,18 +10,24 @@
 //! * One enclave killed: the next requests complete through the other three.
 //! * Restarted, it boots from its sealed state and answers again.
 //! * An enclave whose host has no sealed state for it refuses to start (no fresh identity).
+//!
+//! The enclaves seal with AWS KMS, against a local KMS endpoint that releases a data key only
+//! to an enclave whose attestation document carries the release's PCRs: each first boot
+//! reseals the dealer's state under a new data key (four keys released), the developer key
+//! files are then deleted, and the restart gets its key back from KMS (a fifth release).
 
 use kms_attested_tls::IdentityKey;
 use kms_chain_types::codec;
 use kms_chain_types::state::{keys, RequestRecord, RequestStatus, ResponseRecord};
 use kms_chain_types::tx::{KmsRequest, Msg};
 use kms_cli::demo_threshold::{public_result, user_shares};
-use kms_cli::parties::{DealInputs, Supervisor};
+use kms_cli::parties::{DealInputs, DevAwsKms, Supervisor};
 use kms_client::{encrypt_value, ClearValue};
 use kms_devnet::dev::{DevSetup, Wallet};
 use kms_devnet::{Node, PersistentChain};
 use kms_engine::{decrypt_ciphertext, generate_key_set, serialize_public, Plaintext};
 use kms_host::Blobs;
+use kms_mock_aws_kms::{MockKey, MockKms};
 use kms_signcryption::ClientKeyPair;
 use kms_threshold::{user_combine, FloodingParams};
 use kms_types::{
@@ -29,6 +35,7 @@ use kms_types::{
     TypedCiphertext, UserDecryptionRequest,
 };
 use std::path::{Path, PathBuf};
+use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 use tendermint::Time;
 use tendermint_rpc::{Client, HttpClient};
@@ -156,6 +163,40 @@ async fn four_parties_as_enclave_and_host_processes() {
         },
     )
     .unwrap();
+    // AWS KMS sealing: a local endpoint holding one key per party, whose key policy requires
+    // the dev release's PCRs in documents under the mock NSM's root.
+    std::env::set_var("AWS_ACCESS_KEY_ID", "AKIAPARTYHOSTS000001");
+    std::env::set_var("AWS_SECRET_ACCESS_KEY", "test-secret");
+    let arns: Vec<String> = (1..=N)
+        .map(|p| format!("arn:aws:kms:mock-region:11112222333{p}:key/party-{p}"))
+        .collect();
+    let now = || {
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+    };
+    let aws_kms = MockKms::start(
+        arns.iter()
+            .map(|arn| MockKey {
+                arn: arn.clone(),
+                pcrs: kms_runtime::process::DEV_PCRS,
+            })
+            .collect(),
+        kms_attestation::PinnedRoot::from_der(&parties.nsm_root_der().unwrap()).unwrap(),
+        "AKIAPARTYHOSTS000001",
+        now,
+    )
+    .await
+    .unwrap();
+    parties
+        .use_aws_kms(DevAwsKms {
+            endpoint: aws_kms.addr.to_string(),
+            endpoint_host: kms_mock_aws_kms::HOST_NAME.into(),
+            region: "mock-region".into(),
+            ca_der: aws_kms.ca_der.clone(),
+            key_arns: arns,
+        })
+        .unwrap();
     parties.start().unwrap();
     let logs = parties.logs();
 
@@ -190,6 +231,21 @@ async fn four_parties_as_enclave_and_host_processes() {
     )
     .await;
     wait_complete(&client, &key_id, Duration::from_secs(90), &logs).await;
+    // Every enclave took over its state under its own AWS KMS data key; the developer keys
+    // are gone from here on.
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while aws_kms.counters.released.load(Ordering::SeqCst) < N {
+        assert!(
+            Instant::now() < deadline,
+            "not every enclave got its data key"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert_eq!(aws_kms.counters.released.load(Ordering::SeqCst), N);
+    for p in &parties.parties {
+        std::fs::remove_file(&p.sealing_key).unwrap();
+        assert!(p.dir.join("sealed/data-key").exists());
+    }
 
     // Requests on ciphertexts the client encrypted under the public key.
     kms_engine::tfhe::set_server_key(ks.server_key.decompress());
@@ -280,6 +336,8 @@ async fn four_parties_as_enclave_and_host_processes() {
                 assert!(Instant::now() < deadline, "party 4 never came back");
                 tokio::time::sleep(Duration::from_millis(100)).await;
             }
+            // Its data key came back from KMS (its key file is gone).
+            assert_eq!(aws_kms.counters.released.load(Ordering::SeqCst), N + 1);
         }
         let (cts, client_keys, public_id, user_id, txs) = decrypt(&mut user);
         for ct in &cts {
@@ -349,4 +407,17 @@ async fn four_parties_as_enclave_and_host_processes() {
     assert!(!status.success());
     let log = std::fs::read_to_string(parties.parties[0].dir.join("enclave.log")).unwrap();
     assert!(log.contains("no sealed state"), "{log}");
+
+    // Nor one whose host lost its data-key record: KMS is not asked for a new key.
+    parties.kill_enclave(1);
+    std::fs::remove_file(parties.parties[1].dir.join("sealed/data-key")).unwrap();
+    let released = aws_kms.counters.released.load(Ordering::SeqCst);
+    parties.start_enclave(1).unwrap();
+    let status = parties
+        .enclave_exit(1, Duration::from_secs(30))
+        .expect("the enclave kept running without its data key");
+    assert!(!status.success());
+    let log = std::fs::read_to_string(parties.parties[1].dir.join("enclave.log")).unwrap();
+    assert!(log.contains("no sealed data-key record"), "{log}");
+    assert_eq!(aws_kms.counters.released.load(Ordering::SeqCst), released);
 }

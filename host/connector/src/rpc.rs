@@ -4,7 +4,7 @@ use crate::ConnectorError;
 use kms_chain_types::codec;
 use kms_chain_types::state::{keys, Account};
 use kms_chain_types::Address;
-use kms_light_client::{LightBlock, RequestEvidence};
+use kms_light_client::{ConfigEvidence, LightBlock, RequestEvidence};
 use kms_types::RequestId;
 use tendermint::abci::Event;
 use tendermint::block::Height;
@@ -121,6 +121,19 @@ impl ChainRpc {
         let header = self.light_block(h.saturating_add(1)).await?;
         Ok(RequestEvidence {
             id,
+            height: h,
+            header,
+            value,
+            proof,
+        })
+    }
+
+    /// The config contract's record as of the state after block `h`, with its proof and the
+    /// light block at `h + 1`.
+    pub async fn config_evidence(&self, h: u64) -> Result<ConfigEvidence, ConnectorError> {
+        let (value, proof) = self.proven_query(keys::CONFIG.to_vec(), h).await?;
+        let header = self.light_block(h.saturating_add(1)).await?;
+        Ok(ConfigEvidence {
             height: h,
             header,
             value,

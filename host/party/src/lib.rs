@@ -10,6 +10,7 @@
 
 #![forbid(unsafe_code)]
 
+pub mod aws;
 mod blobs;
 pub mod process;
 mod serve;

@@ -11,7 +11,7 @@
 use crate::{Blobs, PartyHost, Served};
 use kms_channel::addr::ChannelAddr;
 use kms_channel::mux::{BoxIo, Dialer, Handler, HostChannel};
-use kms_channel::wire::{HostRequest, HostResponse};
+use kms_channel::wire::{Destination, HostRequest, HostResponse};
 use kms_connector::{ChainRpc, Follower};
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -41,6 +41,7 @@ pub struct Args {
     blobs: PathBuf,
     signer: [u8; 20],
     poll: Duration,
+    aws_kms: Option<String>,
 }
 
 fn need<T>(v: Option<T>, name: &str) -> Result<T, ProcessError> {
@@ -48,12 +49,13 @@ fn need<T>(v: Option<T>, name: &str) -> Result<T, ProcessError> {
 }
 
 /// Parses the command line (`--channel unix:PATH|vsock:CID:PORT --listen ADDR --peers FILE --rpc URL
-/// --data-dir DIR --blobs DIR --signer 0x… [--poll-ms N]`).
+/// --data-dir DIR --blobs DIR --signer 0x… [--poll-ms N] [--aws-kms-endpoint HOST:PORT]`).
 pub fn parse_args(args: impl IntoIterator<Item = String>) -> Result<Args, ProcessError> {
     let mut it = args.into_iter();
     let (mut channel, mut listen, mut peers, mut rpc, mut data_dir, mut blobs, mut signer) =
         (None, None, None, None, None, None, None);
     let mut poll = Duration::from_millis(250);
+    let mut aws_kms = None;
     while let Some(a) = it.next() {
         let mut val = || {
             it.next()
@@ -95,6 +97,7 @@ pub fn parse_args(args: impl IntoIterator<Item = String>) -> Result<Args, Proces
                         .map_err(|_| ProcessError::Usage("--poll-ms N".into()))?,
                 )
             }
+            "--aws-kms-endpoint" => aws_kms = Some(val()?),
             // Accepted for symmetry with the enclave's command line; the host does not need it.
             "--party" => {
                 val()?;
@@ -111,6 +114,27 @@ pub fn parse_args(args: impl IntoIterator<Item = String>) -> Result<Args, Proces
         blobs: need(blobs, "--blobs")?,
         signer: need(signer, "--signer")?,
         poll,
+        aws_kms,
+    })
+}
+
+/// Where the host relays its enclave's connections: party `p` to `peers[p − 1]`, AWS KMS to
+/// `aws_kms` (`HOST:PORT`) if configured; nothing else.
+pub fn dialer(peers: Vec<String>, aws_kms: Option<String>) -> Dialer {
+    let routes = Arc::new((peers, aws_kms));
+    Arc::new(move |to| {
+        let routes = routes.clone();
+        Box::pin(async move {
+            let (peers, aws_kms) = &*routes;
+            let addr = match to {
+                Destination::Party(p) => peers.get((p as usize).wrapping_sub(1)),
+                Destination::AwsKms => aws_kms.as_ref(),
+            }
+            .cloned()
+            .ok_or_else(|| std::io::Error::other(format!("no address for {to:?}")))?;
+            let s = tokio::net::TcpStream::connect(addr).await?;
+            Ok(Box::new(s) as BoxIo)
+        })
     })
 }
 
@@ -124,7 +148,9 @@ fn sealed_path(dir: &std::path::Path, name: &str) -> Option<PathBuf> {
     .then(|| dir.join("sealed").join(name))
 }
 
-fn handler(data_dir: PathBuf, blobs: Blobs, rpc: ChainRpc) -> Handler {
+/// How the host answers its enclave: sealed blobs under `data_dir/sealed`, public blobs from
+/// `blobs`, light blocks from `rpc`, AWS credentials from the SDK's default chain.
+pub fn handler(data_dir: PathBuf, blobs: Blobs, rpc: ChainRpc) -> Handler {
     Arc::new(move |req| {
         let (data_dir, blobs, rpc) = (data_dir.clone(), blobs.clone(), rpc.clone());
         Box::pin(async move {
@@ -172,6 +198,21 @@ fn handler(data_dir: PathBuf, blobs: Blobs, rpc: ChainRpc) -> Handler {
                     Ok(b) => HostResponse::Blob(b),
                     Err(e) => HostResponse::Failed(e.to_string()),
                 },
+                HostRequest::AwsCredentials => crate::aws::credentials().await,
+                HostRequest::ConfigEvidence => match async {
+                    // The state after the block before the latest: its proof needs the
+                    // latest block's header.
+                    let h = rpc.latest_height().await?.saturating_sub(1).max(1);
+                    rpc.config_evidence(h).await
+                }
+                .await
+                {
+                    Ok(ev) => match serde_json::to_vec(&ev) {
+                        Ok(b) => HostResponse::Blob(Some(b)),
+                        Err(e) => HostResponse::Failed(e.to_string()),
+                    },
+                    Err(e) => HostResponse::Failed(e.to_string()),
+                },
                 HostRequest::LightBlock { height } => match async {
                     let h = if height == 0 {
                         rpc.latest_height().await?
@@ -204,18 +245,7 @@ pub async fn run(a: Args) -> Result<(), ProcessError> {
         .map_err(|e| ProcessError::Io(a.listen.clone(), e))?;
     let rpc = ChainRpc::new(&a.rpc)?;
     let blobs = Blobs::new(&a.blobs);
-    let peers = Arc::new(a.peers.clone());
-    let dial: Dialer = Arc::new(move |p| {
-        let peers = peers.clone();
-        Box::pin(async move {
-            let addr = peers
-                .get((p as usize).wrapping_sub(1))
-                .cloned()
-                .ok_or_else(|| std::io::Error::other(format!("no address for party {p}")))?;
-            let s = tokio::net::TcpStream::connect(addr).await?;
-            Ok(Box::new(s) as BoxIo)
-        })
-    });
+    let dial = dialer(a.peers.clone(), a.aws_kms.clone());
     // The current enclave's channel; incoming party connections go to it.
     let current: Arc<tokio::sync::RwLock<Option<HostChannel>>> = Arc::default();
     let relay_to = current.clone();

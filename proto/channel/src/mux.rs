@@ -4,7 +4,7 @@
 //! the enclave's attested TLS terminates in the enclave and the host sees only ciphertext.
 
 use crate::wire::{
-    self, Failure, HostRequest, HostResponse, PeerFrame, ToEnclave, ToHost, WireError,
+    self, Destination, Failure, HostRequest, HostResponse, PeerFrame, ToEnclave, ToHost, WireError,
     PEER_CHUNK_BYTES,
 };
 use crate::{Job, Outcome};
@@ -33,6 +33,13 @@ const PIPE_BYTES: usize = 256 << 10;
 pub const REQUEST_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(60);
 /// Most relayed connections open at once on one channel.
 pub const MAX_CONNS: usize = 256;
+/// Most relayed bytes received and not yet read, over all connections of one side (the other
+/// side controls them: without a shared budget, [`MAX_CONNS`] connections that are never read
+/// could hold `MAX_CONNS × CONN_QUEUE × PEER_CHUNK_BYTES` = 1 GiB). A connection whose chunk does
+/// not fit is closed.
+pub const INBOUND_BUDGET_BYTES: usize = 64 << 20;
+
+type Chunk = (Vec<u8>, tokio::sync::OwnedSemaphorePermit);
 
 /// Why the channel failed.
 #[derive(Debug, thiserror::Error)]
@@ -79,7 +86,8 @@ impl Side for HostSide {
 /// What both sides share: the outgoing queue and the relayed connections.
 struct Core<S: Side> {
     out: mpsc::Sender<Vec<u8>>,
-    conns: Mutex<HashMap<u64, mpsc::Sender<Vec<u8>>>>,
+    conns: Mutex<HashMap<u64, mpsc::Sender<Chunk>>>,
+    inbound: Arc<tokio::sync::Semaphore>,
     next_conn: AtomicU64,
     _side: std::marker::PhantomData<S>,
 }
@@ -89,12 +97,13 @@ impl<S: Side> Core<S> {
         Arc::new(Self {
             out,
             conns: Mutex::new(HashMap::new()),
+            inbound: Arc::new(tokio::sync::Semaphore::new(INBOUND_BUDGET_BYTES)),
             next_conn: AtomicU64::new(first_conn),
             _side: std::marker::PhantomData,
         })
     }
 
-    fn conns(&self) -> std::sync::MutexGuard<'_, HashMap<u64, mpsc::Sender<Vec<u8>>>> {
+    fn conns(&self) -> std::sync::MutexGuard<'_, HashMap<u64, mpsc::Sender<Chunk>>> {
         self.conns.lock().unwrap_or_else(|p| p.into_inner())
     }
 
@@ -111,7 +120,7 @@ impl<S: Side> Core<S> {
     /// Registers relayed connection `conn` and returns its local end: what is written to it
     /// goes out as frames, what arrives in frames can be read from it.
     fn open(self: &Arc<Self>, conn: u64) -> Result<BoxIo, ChannelError> {
-        let (tx, mut rx) = mpsc::channel::<Vec<u8>>(CONN_QUEUE);
+        let (tx, mut rx) = mpsc::channel::<Chunk>(CONN_QUEUE);
         {
             let mut conns = self.conns();
             if conns.len() >= MAX_CONNS {
@@ -148,7 +157,8 @@ impl<S: Side> Core<S> {
         });
         // Inbound: frames → local reads.
         tokio::spawn(async move {
-            while let Some(bytes) = rx.recv().await {
+            // Each chunk's share of the budget is returned once it is in the pipe.
+            while let Some((bytes, _permit)) = rx.recv().await {
                 if pipe_write.write_all(&bytes).await.is_err() {
                     break;
                 }
@@ -170,9 +180,15 @@ impl<S: Side> Core<S> {
             PeerFrame::Data { conn, bytes } => {
                 let tx = self.conns().get(&conn).cloned();
                 if let Some(tx) = tx {
-                    // An oversized chunk, or a connection whose reader does not keep up, ends
-                    // that connection; the channel's one reader never waits on it.
-                    if bytes.len() > PEER_CHUNK_BYTES || tx.try_send(bytes).is_err() {
+                    // An oversized chunk, a connection whose reader does not keep up, or bytes
+                    // beyond the shared budget end that connection; the channel's one reader
+                    // never waits on it.
+                    let permit = u32::try_from(bytes.len())
+                        .ok()
+                        .filter(|_| bytes.len() <= PEER_CHUNK_BYTES)
+                        .and_then(|n| self.inbound.clone().try_acquire_many_owned(n).ok());
+                    let sent = permit.is_some_and(|p| tx.try_send((bytes, p)).is_ok());
+                    if !sent {
                         tracing::warn!(conn, "relayed connection overflowed; closed");
                         self.conns().remove(&conn);
                     }
@@ -346,16 +362,25 @@ impl EnclaveChannel {
 
     /// Opens a relayed connection to party `party`.
     pub async fn dial(&self, party: u32) -> Result<BoxIo, ChannelError> {
+        self.connect(Destination::Party(party)).await
+    }
+
+    /// Opens a relayed connection to `to` (the host maps it to an address).
+    pub async fn connect(&self, to: Destination) -> Result<BoxIo, ChannelError> {
         let conn = self.core.next_id();
         let io = self.core.open(conn)?;
-        self.core.send(&ToHost::PeerConnect { conn, party }).await?;
+        self.core.send(&ToHost::Connect { conn, to }).await?;
         Ok(io)
     }
 }
 
-/// How the host reaches party `p`'s host (a TCP connection to the address on record).
-pub type Dialer =
-    Arc<dyn Fn(u32) -> Pin<Box<dyn Future<Output = std::io::Result<BoxIo>> + Send>> + Send + Sync>;
+/// How the host reaches a [`Destination`] (party `p`: a TCP connection to the address on
+/// record; AWS KMS: its configured endpoint).
+pub type Dialer = Arc<
+    dyn Fn(Destination) -> Pin<Box<dyn Future<Output = std::io::Result<BoxIo>> + Send>>
+        + Send
+        + Sync,
+>;
 
 type Pending = Waiting<Result<Outcome, Failure>>;
 
@@ -414,7 +439,7 @@ impl HostChannel {
                             let _ = w.send(result);
                         }
                     }
-                    Ok(Some(ToHost::PeerConnect { conn, party })) => {
+                    Ok(Some(ToHost::Connect { conn, to })) => {
                         if conn % 2 != 1 {
                             tracing::warn!(conn, "enclave asked for an even connection ID");
                             continue;
@@ -422,15 +447,15 @@ impl HostChannel {
                         let local = match reader_core.open(conn) {
                             Ok(io) => io,
                             Err(e) => {
-                                tracing::warn!(party, "relay refused: {e}");
+                                tracing::warn!(?to, "relay refused: {e}");
                                 continue;
                             }
                         };
                         let dial = dial.clone();
                         tokio::spawn(async move {
-                            match dial(party).await {
+                            match dial(to).await {
                                 Ok(remote) => splice(local, remote).await,
-                                Err(e) => tracing::warn!(party, "cannot reach party: {e}"),
+                                Err(e) => tracing::warn!(?to, "cannot reach destination: {e}"),
                             }
                         });
                     }

@@ -96,6 +96,44 @@ pub enum HostRequest {
         /// The height (0: the latest).
         height: u64,
     },
+    /// The config contract's record with its ICS23 proof as of a recent height, and the light
+    /// block committing it (JSON of `kms_light_client::ConfigEvidence`), checked by the light
+    /// client: the parties and their registered identities come from it.
+    ConfigEvidence,
+    /// The host's AWS credentials (its instance role's), for the enclave to sign its own AWS
+    /// KMS requests with. They authorize nothing on their own: the key policy releases data keys
+    /// only to an attested enclave, and only over TLS that terminates in the enclave.
+    AwsCredentials,
+}
+
+/// Where a relayed connection goes. The enclave names a destination; the host alone maps it to
+/// an address (party addresses on record, the AWS KMS endpoint in its configuration), so the
+/// enclave can reach nothing else.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Destination {
+    /// Party `p`'s host (1-based), which relays to that party's enclave.
+    Party(u32),
+    /// The AWS KMS endpoint (TLS to it terminates in the enclave).
+    AwsKms,
+}
+
+/// AWS credentials as the host hands them over (a role's temporary credentials).
+#[derive(Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AwsCredentials {
+    /// The access key ID.
+    pub access_key_id: String,
+    /// The secret access key.
+    pub secret_access_key: String,
+    /// The session token of temporary credentials.
+    pub session_token: Option<String>,
+}
+
+impl std::fmt::Debug for AwsCredentials {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("AwsCredentials")
+            .field("access_key_id", &self.access_key_id)
+            .finish_non_exhaustive()
+    }
 }
 
 /// The host's answer to a [`HostRequest`].
@@ -113,6 +151,8 @@ pub enum HostResponse {
     },
     /// Stored.
     Stored,
+    /// The answer to [`HostRequest::AwsCredentials`].
+    AwsCredentials(AwsCredentials),
     /// The host failed (its description).
     Failed(String),
 }
@@ -160,13 +200,12 @@ pub enum ToHost {
         /// What the enclave did.
         result: Result<Outcome, Failure>,
     },
-    /// Open a connection to party `party` (at the address the config contract gives) as `conn`
-    /// (odd).
-    PeerConnect {
+    /// Open a relayed connection `conn` (odd) to `to`.
+    Connect {
         /// The connection.
         conn: u64,
-        /// The party (1-based).
-        party: u32,
+        /// Where to.
+        to: Destination,
     },
     /// Relayed party traffic.
     Peer(PeerFrame),

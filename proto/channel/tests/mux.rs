@@ -3,6 +3,7 @@
 //! refused before allocation and end the channel.
 
 use kms_channel::mux::{BoxIo, Dialer, EnclaveChannel, Handler, HostChannel};
+use kms_channel::wire::Destination;
 use kms_channel::wire::{self, HostRequest, HostResponse, WireError, MAX_FRAME_BYTES};
 use std::sync::Arc;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -26,9 +27,9 @@ async fn echo_server() -> std::net::SocketAddr {
 async fn relayed_connections_carry_bytes_both_ways() {
     let (host_io, enclave_io) = tokio::net::UnixStream::pair().unwrap();
     let echo = echo_server().await;
-    let dial: Dialer = Arc::new(move |party| {
+    let dial: Dialer = Arc::new(move |to| {
         Box::pin(async move {
-            assert_eq!(party, 3);
+            assert_eq!(to, Destination::Party(3));
             let s = tokio::net::TcpStream::connect(echo).await?;
             Ok(Box::new(s) as BoxIo)
         })
@@ -140,4 +141,71 @@ async fn relayed_connections_close_when_the_enclave_goes_away() {
     assert_eq!(n, 0);
     let (_, another) = tokio::io::duplex(1024);
     assert!(host.relay_incoming(Box::new(another)).await.is_err());
+}
+
+/// A hostile host pushes relayed bytes into many connections its enclave never reads. Each
+/// stays under its own queue bound (3 MiB of 64 KiB chunks), but together they exceed the
+/// shared inbound budget: the enclave closes connections instead of buffering 96 MiB.
+#[tokio::test]
+async fn relayed_bytes_nobody_reads_stay_within_the_inbound_budget() {
+    use kms_channel::mux::INBOUND_BUDGET_BYTES;
+    use kms_channel::wire::{PeerFrame, ToEnclave, PEER_CHUNK_BYTES};
+    const CONNS: u64 = 32;
+    const CHUNKS: usize = 48;
+    let (mut host_io, enclave_io) = tokio::net::UnixStream::pair().unwrap();
+    let (_enclave, _jobs, mut accepted) = EnclaveChannel::start(Box::new(enclave_io));
+    let frame = |m: &ToEnclave| wire::encode(m).unwrap();
+    let writer = tokio::spawn(async move {
+        for c in 0..CONNS {
+            host_io
+                .write_all(&frame(&ToEnclave::PeerAccepted { conn: 2 * c + 2 }))
+                .await
+                .unwrap();
+        }
+        for _ in 0..CHUNKS {
+            for c in 0..CONNS {
+                let data = ToEnclave::Peer(PeerFrame::Data {
+                    conn: 2 * c + 2,
+                    bytes: vec![7u8; PEER_CHUNK_BYTES],
+                });
+                host_io.write_all(&frame(&data)).await.unwrap();
+            }
+        }
+        // A last connection: once it is announced, every frame before it was handled.
+        host_io
+            .write_all(&frame(&ToEnclave::PeerAccepted { conn: 10_000 }))
+            .await
+            .unwrap();
+        host_io
+    });
+    let mut conns = Vec::new();
+    for _ in 0..=CONNS {
+        conns.push(accepted.recv().await.unwrap());
+    }
+    let _host_io = writer.await.unwrap();
+    conns.pop();
+    // What each connection delivers: a closed one ends early, an open one blocks after all.
+    let (mut total, mut closed) = (0usize, 0usize);
+    for mut io in conns {
+        let mut got = 0usize;
+        let mut buf = vec![0u8; 1 << 16];
+        loop {
+            match tokio::time::timeout(std::time::Duration::from_millis(300), io.read(&mut buf))
+                .await
+            {
+                Ok(Ok(0)) | Ok(Err(_)) => {
+                    closed += 1;
+                    break;
+                }
+                Ok(Ok(n)) => got += n,
+                Err(_) => break,
+            }
+        }
+        total += got;
+    }
+    assert!(closed > 0, "no connection was closed");
+    let sent = CONNS as usize * CHUNKS * PEER_CHUNK_BYTES;
+    assert!(total < sent);
+    // The budget, plus what sits in each connection's pipe.
+    assert!(total <= INBOUND_BUDGET_BYTES + CONNS as usize * (256 << 10) + PEER_CHUNK_BYTES);
 }
