@@ -162,6 +162,28 @@ pub struct NetworkInputs<'a> {
     pub block: Duration,
 }
 
+/// One public decryption, timed from submission (`broadcast_tx_sync`) to the first poll (every
+/// 20 ms) that finds the request complete.
+#[derive(Clone, Debug)]
+pub struct TimedDecryption {
+    /// The request.
+    pub id: RequestId,
+    /// Submission to completion.
+    pub elapsed: Duration,
+    /// Wall clock at submission.
+    pub submitted_unix_ms: u64,
+    /// Wall clock when seen complete.
+    pub done_unix_ms: u64,
+    /// The decrypted value.
+    pub plaintext: String,
+}
+
+fn unix_ms() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as u64)
+}
+
 /// A developer-mode KMS: a devnet chain serving RPC and n = 4 parties as processes, with one
 /// key set registered on chain and a funded user who administers application
 /// [`LocalNetwork::APP`]. Dropping it stops everything.
@@ -204,6 +226,17 @@ impl LocalNetwork {
         &mut self,
         ct: TypedCiphertext,
     ) -> Result<(Duration, String), DemoError> {
+        self.timed_public_decryption_at(ct)
+            .await
+            .map(|t| (t.elapsed, t.plaintext))
+    }
+
+    /// [`LocalNetwork::timed_public_decryption`] with the request ID and the wall-clock times
+    /// it was submitted and seen complete (for matching the parties' logs).
+    pub async fn timed_public_decryption_at(
+        &mut self,
+        ct: TypedCiphertext,
+    ) -> Result<TimedDecryption, DemoError> {
         self.blobs
             .put(&ct.bytes)
             .await
@@ -230,6 +263,7 @@ impl LocalNetwork {
             },
         );
         let start = Instant::now();
+        let submitted_unix_ms = unix_ms();
         let r = self
             .client
             .broadcast_tx_sync(tx)
@@ -251,12 +285,19 @@ impl LocalNetwork {
             tokio::time::sleep(Duration::from_millis(20)).await;
         };
         let elapsed = start.elapsed();
+        let done_unix_ms = unix_ms();
         let plaintext = public_result(&self.client, &rec, std::slice::from_ref(&ct))
             .await?
             .into_iter()
             .next()
             .ok_or_else(|| fail("request")(&"no result"))?;
-        Ok((elapsed, plaintext))
+        Ok(TimedDecryption {
+            id,
+            elapsed,
+            submitted_unix_ms,
+            done_unix_ms,
+            plaintext,
+        })
     }
 }
 

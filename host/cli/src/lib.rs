@@ -6,6 +6,7 @@
 pub mod auditor;
 pub mod bench;
 pub mod bench_consensus;
+pub mod bench_runtime;
 pub mod chain;
 pub mod demo;
 pub mod demo_threshold;

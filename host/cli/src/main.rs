@@ -346,6 +346,17 @@ enum Cmd {
         #[arg(long, default_value_t = 1000)]
         block_ms: u64,
     },
+    /// Where a public decryption's latency goes with the 4 parties as enclave and host
+    /// processes on a devnet: chain wait, verification, squash, MPC, fulfillment, each against
+    /// the end-to-end latency; and each process's memory.
+    BenchRuntime {
+        /// Decryptions (median).
+        #[arg(long, default_value_t = 11)]
+        runs: usize,
+        /// Milliseconds between blocks.
+        #[arg(long, default_value_t = 1000)]
+        block_ms: u64,
+    },
     /// Benchmark against tfhe-rs baselines in the same run.
     Bench {
         /// Parameter set.
@@ -888,6 +899,24 @@ async fn run(cli: Cli) -> R<()> {
                 .await
                 .map_err(|e| e.to_string())?;
             print_comparisons(&res, json, 1e3, "ms")?;
+        }
+        Cmd::BenchRuntime { runs, block_ms } => {
+            let kms = std::env::current_exe().map_err(|e| e.to_string())?;
+            let report = kms_cli::bench_runtime::run(&kms, runs, block_ms)
+                .await
+                .map_err(|e| e.to_string())?;
+            print_comparisons(&report.phases, json, 1e3, "ms")?;
+            if !json {
+                for (p, ep, ec, hp, hc) in &report.memory {
+                    println!(
+                        "party {p}: enclave peak {:.1} MiB, now {:.1} MiB; host peak {:.1} MiB, now {:.1} MiB",
+                        *ep as f64 / 1024.0,
+                        *ec as f64 / 1024.0,
+                        *hp as f64 / 1024.0,
+                        *hc as f64 / 1024.0
+                    );
+                }
+            }
         }
         Cmd::BenchChain { runs } => {
             let res = tokio::task::spawn_blocking(move || kms_cli::chain::bench_light_client(runs))

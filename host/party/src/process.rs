@@ -201,9 +201,16 @@ pub fn handler(data_dir: PathBuf, blobs: Blobs, rpc: ChainRpc) -> Handler {
                 HostRequest::AwsCredentials => crate::aws::credentials().await,
                 HostRequest::ConfigEvidence => match async {
                     // The state after the block before the latest: its proof needs the
-                    // latest block's header.
-                    let h = rpc.latest_height().await?.saturating_sub(1).max(1);
-                    rpc.config_evidence(h).await
+                    // latest block's header (so wait for a young chain's second block).
+                    let mut latest = rpc.latest_height().await?;
+                    for _ in 0..100 {
+                        if latest >= 2 {
+                            break;
+                        }
+                        tokio::time::sleep(Duration::from_millis(300)).await;
+                        latest = rpc.latest_height().await?;
+                    }
+                    rpc.config_evidence(latest.saturating_sub(1).max(1)).await
                 }
                 .await
                 {

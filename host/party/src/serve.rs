@@ -73,6 +73,14 @@ pub enum Served<E> {
     },
 }
 
+/// Wall-clock milliseconds since the Unix epoch (for the log lines `kms bench-runtime` reads;
+/// the host's clock is never trusted for anything else).
+fn unix_ms() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as u64)
+}
+
 /// One party's host.
 pub struct PartyHost<E: Enclave> {
     follower: Follower,
@@ -195,11 +203,13 @@ impl<E: Enclave> PartyHost<E> {
             client_key,
             nonce,
         };
+        tracing::info!(request = %id, at_unix_ms = unix_ms(), "job handed to the enclave");
         match self.enclave.serve(job).await {
             Ok(Outcome::Skip(skip)) => Served::Skipped { id, skip },
             Ok(Outcome::Broadcast(tx)) => match rpc.broadcast(tx).await {
                 Ok(tx_hash) => {
                     self.next_nonce = nonce + 1;
+                    tracing::info!(request = %id, at_unix_ms = unix_ms(), "fulfillment broadcast");
                     Served::Broadcast { id, tx_hash }
                 }
                 Err(error) => {

@@ -1,0 +1,334 @@
+//! `kms bench-runtime`: where the time of a public decryption goes, with the four parties as
+//! enclave and host processes on a devnet (test parameters).
+//!
+//! Each run submits one public decryption of an `FheUint8` (`broadcast_tx_sync`) and polls the
+//! chain every 20 ms until the request is complete. The parties' logs give, per party:
+//! * **chain wait**: submission → the host hands the job to its enclave (inclusion in a block,
+//!   the next block, whose header proves the state, the host's poll, fetching the evidence and
+//!   the ciphertext);
+//! * **verification**: the enclave's clock reading, light-client verification of the header
+//!   chain and the ICS23 proof of approval;
+//! * **squash**: noise squashing of the ciphertext under the party's server key;
+//! * **MPC**: the threshold round (masked shares exchanged over attested TLS, robust opening,
+//!   EIP-712 signing of the plaintext);
+//! * **fulfillment**: signing the transaction, broadcasting it, inclusion, and the chain
+//!   counting t + 1 agreeing results, until the client's poll sees completion.
+//!
+//! Per request, each phase is the median over the parties (fulfillment: completion minus the
+//! median party's broadcast); the report gives the median over requests of each, next to the
+//! median end-to-end latency, as a share of it. A phase's share is its ratio to that baseline.
+
+use crate::bench::Comparison;
+use crate::demo_threshold::{LocalNetwork, NetworkInputs, TimedDecryption};
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+/// Why the benchmark stopped.
+#[derive(Debug, thiserror::Error)]
+pub enum BenchRuntimeError {
+    /// The network or a request failed.
+    #[error("{0}")]
+    Run(String),
+    /// The parties' logs lack a line for a request.
+    #[error("party {party} logged no {what} for request {request}")]
+    MissingLog {
+        /// The party.
+        party: usize,
+        /// Which line.
+        what: &'static str,
+        /// The request.
+        request: String,
+    },
+}
+
+/// What one party logged about one request, milliseconds.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct PartyTimes {
+    /// Wall clock when its host handed the job over.
+    pub handed_unix_ms: Option<u64>,
+    /// Verification.
+    pub verify_ms: Option<f64>,
+    /// Squashing.
+    pub squash_ms: Option<f64>,
+    /// The threshold round.
+    pub mpc_ms: Option<f64>,
+    /// Signing the transaction.
+    pub sign_ms: Option<f64>,
+    /// Wall clock when its host broadcast the answer.
+    pub broadcast_unix_ms: Option<u64>,
+}
+
+fn strip_ansi(line: &str) -> String {
+    let mut out = String::with_capacity(line.len());
+    let mut chars = line.chars();
+    while let Some(c) = chars.next() {
+        if c == '\u{1b}' {
+            for d in chars.by_ref() {
+                if d.is_ascii_alphabetic() {
+                    break;
+                }
+            }
+        } else {
+            out.push(c);
+        }
+    }
+    out
+}
+
+fn field<'a>(line: &'a str, name: &str) -> Option<&'a str> {
+    let key = format!("{name}=");
+    let at = line.find(&key)? + key.len();
+    line.get(at..)?.split_whitespace().next()
+}
+
+/// Reads the timing lines of a host's and an enclave's logs, by request ID.
+pub fn read_logs(host_log: &str, enclave_log: &str) -> BTreeMap<String, PartyTimes> {
+    let mut out: BTreeMap<String, PartyTimes> = BTreeMap::new();
+    for raw in host_log.lines().chain(enclave_log.lines()) {
+        let line = strip_ansi(raw);
+        let Some(request) = field(&line, "request") else {
+            continue;
+        };
+        let entry = out.entry(request.to_string()).or_default();
+        let ms = |name| field(&line, name).and_then(|v| v.parse::<u64>().ok());
+        let us = |name| ms(name).map(|v| v as f64 / 1e3);
+        if line.contains("job handed to the enclave") {
+            // The first hand-over (a host may hand a job again after its enclave restarts).
+            entry.handed_unix_ms = entry.handed_unix_ms.or(ms("at_unix_ms"));
+        } else if line.contains("fulfillment broadcast") {
+            entry.broadcast_unix_ms = entry.broadcast_unix_ms.or(ms("at_unix_ms"));
+        } else if line.contains("phase timings") {
+            entry.verify_ms = us("verify_us");
+            entry.squash_ms = us("squash_us");
+            entry.mpc_ms = us("mpc_us");
+            entry.sign_ms = us("sign_us");
+        }
+    }
+    out
+}
+
+fn median(mut v: Vec<f64>) -> f64 {
+    v.sort_by(f64::total_cmp);
+    v.get(v.len() / 2).copied().unwrap_or(0.0)
+}
+
+/// One request's split, milliseconds.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Split {
+    /// Submission → job handed over.
+    pub chain_wait: f64,
+    /// Verification in the enclave.
+    pub verify: f64,
+    /// Squashing.
+    pub squash: f64,
+    /// The threshold round.
+    pub mpc: f64,
+    /// Signing, broadcast, inclusion, completion.
+    pub fulfillment: f64,
+    /// Submission → seen complete.
+    pub total: f64,
+}
+
+/// The split of one timed request from the parties' times.
+pub fn split(t: &TimedDecryption, parties: &[PartyTimes]) -> Option<Split> {
+    let get = |f: &dyn Fn(&PartyTimes) -> Option<f64>| -> Option<f64> {
+        let v: Vec<f64> = parties.iter().filter_map(f).collect();
+        (!v.is_empty()).then(|| median(v))
+    };
+    let handed = get(&|p| p.handed_unix_ms.map(|v| v as f64))?;
+    let broadcast = get(&|p| p.broadcast_unix_ms.map(|v| v as f64))?;
+    let sign = get(&|p| p.sign_ms)?;
+    Some(Split {
+        chain_wait: handed - t.submitted_unix_ms as f64,
+        verify: get(&|p| p.verify_ms)?,
+        squash: get(&|p| p.squash_ms)?,
+        mpc: get(&|p| p.mpc_ms)?,
+        fulfillment: sign + (t.done_unix_ms as f64 - broadcast),
+        total: t.elapsed.as_secs_f64() * 1e3,
+    })
+}
+
+/// Peak and current resident memory of a process, KiB (`VmHWM`, `VmRSS`).
+pub fn memory_kib(pid: u32) -> Option<(u64, u64)> {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
+    let get = |name: &str| {
+        status
+            .lines()
+            .find(|l| l.starts_with(name))?
+            .split_whitespace()
+            .nth(1)?
+            .parse()
+            .ok()
+    };
+    Some((get("VmHWM:")?, get("VmRSS:")?))
+}
+
+/// The report: the phases as comparisons against the end-to-end latency, and each enclave's
+/// and host's memory (peak, current; KiB).
+pub struct Report {
+    /// Median of each phase against the median end-to-end latency.
+    pub phases: Vec<Comparison>,
+    /// (party, enclave peak, enclave current, host peak, host current), KiB.
+    pub memory: Vec<(usize, u64, u64, u64, u64)>,
+}
+
+/// Runs `runs` public decryptions on a devnet with `block_ms` between blocks and the parties
+/// as processes of `kms`.
+pub async fn run(kms: &Path, runs: usize, block_ms: u64) -> Result<Report, BenchRuntimeError> {
+    let err = |e: &dyn std::fmt::Display| BenchRuntimeError::Run(e.to_string());
+    let dir = tempfile::tempdir().map_err(|e| err(&e))?;
+    let params = kms_types::ParamSetName::TestInsecure;
+    let keygen = kms_types::KeyGenRequest {
+        params,
+        label: "bench-runtime".into(),
+    };
+    let key_id = kms_types::CanonicalRequest::request_id(&keygen);
+    let ks = kms_engine::generate_key_set(params, &key_id, &mut |_| {});
+    // The client's encryption expands the compact list, which needs the server key.
+    kms_engine::tfhe::set_server_key(ks.server_key.decompress());
+    let public_key = kms_engine::serialize_public(&ks.public_key).map_err(|e| err(&e))?;
+    let server_key = kms_engine::serialize_public(&ks.server_key).map_err(|e| err(&e))?;
+    let material = vec![
+        ("PublicKey".to_string(), kms_types::sha3_256(&public_key)),
+        ("ServerKey".to_string(), kms_types::sha3_256(&server_key)),
+    ];
+    let mut quiet = |_: &str| {};
+    let mut net = LocalNetwork::start(
+        NetworkInputs {
+            params,
+            keygen,
+            material,
+            client_key: &ks.client_key,
+            server_key,
+            kms,
+            dir: dir.path().join("net"),
+            rpc: ([127, 0, 0, 1], 0).into(),
+            block: Duration::from_millis(block_ms),
+        },
+        &mut quiet,
+    )
+    .await
+    .map_err(|e| err(&e))?;
+    let mut timed = Vec::with_capacity(runs);
+    for i in 0..runs {
+        let value = (i % 200) as u128 + 1;
+        let ct = kms_client::encrypt_value(
+            &ks.public_key,
+            kms_types::FheType::Uint8,
+            kms_client::ClearValue::Unsigned(value),
+        )
+        .map_err(|e| err(&e))?;
+        let t = net
+            .timed_public_decryption_at(ct)
+            .await
+            .map_err(|e| err(&e))?;
+        if t.plaintext != value.to_string() {
+            return Err(BenchRuntimeError::Run(format!(
+                "decrypted {}, encrypted {value}",
+                t.plaintext
+            )));
+        }
+        timed.push(t);
+    }
+    // Late answers (the parties beyond t + 1) are logged shortly after completion.
+    tokio::time::sleep(Duration::from_millis(2 * block_ms + 500)).await;
+
+    let dirs: Vec<PathBuf> = net.parties.parties.iter().map(|p| p.dir.clone()).collect();
+    let logs: Vec<BTreeMap<String, PartyTimes>> = dirs
+        .iter()
+        .map(|d| {
+            let read = |f: &str| std::fs::read_to_string(d.join(f)).unwrap_or_default();
+            read_logs(&read("host.log"), &read("enclave.log"))
+        })
+        .collect();
+    let mut splits = Vec::with_capacity(timed.len());
+    for t in &timed {
+        let key = t.id.to_string();
+        let per_party: Vec<PartyTimes> = logs
+            .iter()
+            .map(|l| l.get(&key).cloned().unwrap_or_default())
+            .collect();
+        let s = split(t, &per_party).ok_or_else(|| BenchRuntimeError::MissingLog {
+            party: per_party
+                .iter()
+                .position(|p| p.mpc_ms.is_none())
+                .map_or(0, |i| i + 1),
+            what: "timing line",
+            request: key.clone(),
+        })?;
+        splits.push(s);
+    }
+    let memory = net
+        .parties
+        .pids()
+        .iter()
+        .enumerate()
+        .filter_map(|(i, (host, enclave))| {
+            let (ep, ec) = memory_kib((*enclave)?)?;
+            let (hp, hc) = memory_kib((*host)?)?;
+            Some((i + 1, ep, ec, hp, hc))
+        })
+        .collect();
+    drop(net);
+
+    let total = median(splits.iter().map(|s| s.total).collect()) / 1e3;
+    let phase = |name: &str, f: fn(&Split) -> f64| {
+        let v = median(splits.iter().map(f).collect()) / 1e3;
+        Comparison {
+            name: name.into(),
+            kms_s: v,
+            baseline_s: total,
+            baseline: "end-to-end latency (median)".into(),
+            ratio: if total > 0.0 { v / total } else { 0.0 },
+            runs,
+        }
+    };
+    Ok(Report {
+        phases: vec![
+            phase("chain wait", |s| s.chain_wait),
+            phase("verification", |s| s.verify),
+            phase("squash", |s| s.squash),
+            phase("MPC", |s| s.mpc),
+            phase("fulfillment", |s| s.fulfillment),
+            phase("end to end", |s| s.total),
+        ],
+        memory,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn reads_the_lines_the_host_and_the_enclave_write() {
+        let host = "2026-12-07T06:50:00Z  \u{1b}[32m INFO\u{1b}[0m kms_host::serve: \u{1b}[3mrequest\u{1b}[0m\u{1b}[2m=\u{1b}[0mab12 \u{1b}[3mat_unix_ms\u{1b}[0m\u{1b}[2m=\u{1b}[0m1000 job handed to the enclave\n\
+                    x INFO kms_host::serve: request=ab12 at_unix_ms=1900 fulfillment broadcast\n\
+                    x INFO kms_host::serve: request=ab12 at_unix_ms=5000 job handed to the enclave\n";
+        let enclave = "x INFO kms_runtime::party: phase timings request=ab12 verify_us=2500 squash_us=100000 mpc_us=600000 sign_us=300\n";
+        let l = read_logs(host, enclave);
+        assert_eq!(
+            l.get("ab12"),
+            Some(&PartyTimes {
+                handed_unix_ms: Some(1000),
+                verify_ms: Some(2.5),
+                squash_ms: Some(100.0),
+                mpc_ms: Some(600.0),
+                sign_ms: Some(0.3),
+                broadcast_unix_ms: Some(1900),
+            })
+        );
+        let t = TimedDecryption {
+            id: kms_types::RequestId::from_bytes([0; 20]),
+            elapsed: Duration::from_millis(2400),
+            submitted_unix_ms: 100,
+            done_unix_ms: 2500,
+            plaintext: "1".into(),
+        };
+        let s = split(&t, &[l["ab12"].clone()]).unwrap();
+        assert_eq!(s.chain_wait, 900.0);
+        assert_eq!(s.fulfillment, 600.3);
+        assert_eq!(s.total, 2400.0);
+    }
+}
