@@ -12,6 +12,7 @@
 
 pub mod aws;
 mod blobs;
+pub mod limit;
 pub mod process;
 mod serve;
 

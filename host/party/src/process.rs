@@ -256,13 +256,19 @@ pub async fn run(a: Args) -> Result<(), ProcessError> {
     // The current enclave's channel; incoming party connections go to it.
     let current: Arc<tokio::sync::RwLock<Option<HostChannel>>> = Arc::default();
     let relay_to = current.clone();
+    let limiter = crate::limit::PeerLimiter::new(crate::limit::MAX_PER_ADDRESS);
     tokio::spawn(async move {
         loop {
-            let Ok((tcp, _)) = peer_listener.accept().await else {
+            let Ok((tcp, from)) = peer_listener.accept().await else {
                 // Out of descriptors or the like: back off instead of spinning.
                 tokio::time::sleep(Duration::from_millis(200)).await;
                 continue;
             };
+            let Some(permit) = limiter.admit(from.ip()) else {
+                tracing::warn!(%from, "too many relayed connections from one address; refused");
+                continue;
+            };
+            let tcp = crate::limit::Counted::new(tcp, permit);
             match relay_to.read().await.as_ref() {
                 Some(ch) => {
                     if let Err(e) = ch.relay_incoming(Box::new(tcp)).await {
