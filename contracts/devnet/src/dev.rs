@@ -77,7 +77,8 @@ pub struct DevSetup {
 }
 
 impl DevSetup {
-    /// `n` parties with threshold `t` and `validators` validator keys.
+    /// `n` parties with threshold `t` and `validators` validator keys. Each party's endpoint
+    /// (where its host accepts relayed party connections) is a free loopback port.
     pub fn new(chain_id: &str, n: usize, t: u32, validators: usize, genesis_time: Time) -> Self {
         let admin = Wallet::random();
         let parties: Vec<Wallet> = (0..n).map(|_| Wallet::random()).collect();
@@ -88,7 +89,7 @@ impl DevSetup {
                 .map(|(i, w)| Party {
                     index: i as u32 + 1,
                     signer: w.address(),
-                    endpoint: format!("http://127.0.0.1:{}", 50100 + i),
+                    endpoint: free_endpoint(50100 + i),
                     attestation_policy: "{\"mode\":\"developer\"}".into(),
                     // A distinct placeholder with no key behind it: parties that talk over the
                     // attested mesh register their real keys with `with_identity_keys`.
@@ -184,4 +185,12 @@ impl ManualChain {
             .map(|rs| rs.iter().map(|r| r.code).collect())
             .unwrap_or_default()
     }
+}
+
+/// `127.0.0.1:<a port free now>` (`fallback` if none can be found).
+fn free_endpoint(fallback: usize) -> String {
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map_or(fallback, |a| usize::from(a.port()));
+    format!("127.0.0.1:{port}")
 }

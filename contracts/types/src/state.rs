@@ -16,7 +16,9 @@ pub struct Party {
     pub index: u32,
     /// Address of the key that signs the party's results and transactions.
     pub signer: Address,
-    /// Where the party's KMS endpoint is reachable (informational).
+    /// `HOST:PORT` where the party's host accepts party connections (relayed to its enclave):
+    /// the only address other hosts connect to for this party. Who answers there is checked by
+    /// attested TLS, so a wrong address costs availability, never secrecy.
     pub endpoint: String,
     /// The attestation policy other parties and clients apply to this party (JSON of
     /// `kms_attestation::Policy`, trusted PCR releases).

@@ -410,6 +410,13 @@ impl LocalNetwork {
                 client_key: inputs.client_key,
                 server_key_digest,
                 material: inputs.material.clone(),
+                endpoints: setup
+                    .genesis
+                    .app_config
+                    .parties
+                    .iter()
+                    .map(|p| p.endpoint.clone())
+                    .collect(),
             },
         )
         .map_err(|e| fail("provision parties")(&e))?;

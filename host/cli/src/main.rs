@@ -306,7 +306,7 @@ enum Cmd {
         args: Vec<String>,
     },
     /// One party's host process (what `kms-host` runs). Arguments: `--channel unix:PATH
-    /// --listen ADDR --peers FILE --rpc URL --data-dir DIR --blobs DIR --signer 0x… [--poll-ms N]`.
+    /// --listen ADDR --rpc URL --data-dir DIR --blobs DIR --signer 0x… [--poll-ms N]`.
     Host {
         /// Passed to the host process.
         #[arg(trailing_var_arg = true, allow_hyphen_values = true)]

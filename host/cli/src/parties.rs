@@ -61,6 +61,8 @@ pub struct DealInputs<'a> {
     pub server_key_digest: [u8; 32],
     /// The key set's public material (data type, SHA3-256).
     pub material: Vec<(String, [u8; 32])>,
+    /// Each party's endpoint in the config contract (`HOST:PORT`), where its host listens.
+    pub endpoints: Vec<String>,
 }
 
 /// One party's files.
@@ -72,8 +74,8 @@ pub struct PartyFiles {
     pub socket: PathBuf,
     /// The developer-mode sealing key (hex).
     pub sealing_key: PathBuf,
-    /// The port its host relays party traffic on.
-    pub port: u16,
+    /// Where its host accepts party connections (its endpoint in the config contract).
+    pub endpoint: String,
     /// Its signer address (for its host's nonce lookups).
     pub signer: [u8; 20],
 }
@@ -103,7 +105,6 @@ pub struct Supervisor {
     rpc: String,
     blobs: PathBuf,
     root_ca: PathBuf,
-    peers: PathBuf,
     /// Each party's files, index p − 1.
     pub parties: Vec<PartyFiles>,
     /// Message and carry modulus of the squashed blocks (what a user-decryption client needs).
@@ -112,16 +113,10 @@ pub struct Supervisor {
     enclaves: Vec<Option<Child>>,
 }
 
-fn free_port() -> Result<u16, SupervisorError> {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .map(|a| a.port())
-        .map_err(|e| SupervisorError::Io("127.0.0.1:0".into(), e))
-}
-
 impl Supervisor {
     /// Deals the key set and the PRSS keys, seals each party's state under `dir/party<p>`, and
-    /// writes the mock NSM root and the peers' addresses. `kms` is the `kms` binary, `rpc` the
+    /// writes the mock NSM root. The hosts find each other at the endpoints the config contract
+    /// registers (`inputs.endpoints`, the same list). `kms` is the `kms` binary, `rpc` the
     /// chain node the hosts follow, `blobs` the blob store they share.
     pub fn provision(
         dir: &Path,
@@ -201,17 +196,14 @@ impl Supervisor {
                 socket: pdir.join("channel.sock"),
                 dir: pdir,
                 sealing_key,
-                port: free_port()?,
+                endpoint: inputs
+                    .endpoints
+                    .get(i)
+                    .cloned()
+                    .ok_or_else(|| SupervisorError::Deal(format!("no endpoint for party {p}")))?,
                 signer: address,
             });
         }
-        let peers = dir.join("peers.json");
-        let addrs: Vec<String> = parties
-            .iter()
-            .map(|p| format!("127.0.0.1:{}", p.port))
-            .collect();
-        std::fs::write(&peers, serde_json::to_vec(&addrs).unwrap_or_default())
-            .map_err(io(&peers))?;
         Ok(Self {
             aws: None,
             imported: vec![false; n],
@@ -219,7 +211,6 @@ impl Supervisor {
             rpc: rpc.to_string(),
             blobs: blobs.to_path_buf(),
             root_ca,
-            peers,
             hosts: (0..n).map(|_| None).collect(),
             enclaves: (0..n).map(|_| None).collect(),
             parties,
@@ -282,9 +273,7 @@ impl Supervisor {
             .arg("host")
             .arg("--channel")
             .arg(format!("unix:{}", p.socket.display()))
-            .args(["--listen", &format!("127.0.0.1:{}", p.port)])
-            .arg("--peers")
-            .arg(&self.peers)
+            .args(["--listen", &p.endpoint])
             .args(["--rpc", &self.rpc])
             .arg("--data-dir")
             .arg(&p.dir)

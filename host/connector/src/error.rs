@@ -22,6 +22,9 @@ pub enum ConnectorError {
     /// A stored account record does not decode.
     #[error("account record: {0}")]
     Account(String),
+    /// The stored config record does not decode.
+    #[error("config record: {0}")]
+    Config(String),
     /// The cursor file could not be read or written.
     #[error("cursor {path}: {source}")]
     Cursor {

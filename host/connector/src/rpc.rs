@@ -2,7 +2,7 @@
 
 use crate::ConnectorError;
 use kms_chain_types::codec;
-use kms_chain_types::state::{keys, Account};
+use kms_chain_types::state::{keys, Account, Config};
 use kms_chain_types::Address;
 use kms_light_client::{ConfigEvidence, LightBlock, RequestEvidence};
 use kms_types::RequestId;
@@ -139,6 +139,12 @@ impl ChainRpc {
             value,
             proof,
         })
+    }
+
+    /// The config contract's record in the latest state (unproven: for the host's routing only).
+    pub async fn config(&self) -> Result<Config, ConnectorError> {
+        let v = self.query(keys::CONFIG.to_vec(), 0).await?;
+        codec::decode::<Config>(&v).map_err(|e| ConnectorError::Config(e.to_string()))
     }
 
     /// The events the transactions of block `h` emitted.

@@ -2,7 +2,7 @@
 //! host.
 //!
 //! It listens for its enclave on the channel socket, relays the enclave's party connections
-//! (TCP on `--listen` in, the peers' addresses out), stores the enclave's sealed blobs under
+//! (TCP on `--listen` in, out to the endpoints the config contract registers), stores the enclave's sealed blobs under
 //! `--data-dir/sealed` without being able to read them, serves public blobs from `--blobs`,
 //! follows the KMS chain at `--rpc` and hands each approved request to the enclave, and
 //! broadcasts what the enclave signed. When the enclave goes away it waits for it to come back
@@ -35,7 +35,6 @@ pub enum ProcessError {
 pub struct Args {
     channel: ChannelAddr,
     listen: String,
-    peers: Vec<String>,
     rpc: String,
     data_dir: PathBuf,
     blobs: PathBuf,
@@ -48,12 +47,12 @@ fn need<T>(v: Option<T>, name: &str) -> Result<T, ProcessError> {
     v.ok_or_else(|| ProcessError::Usage(format!("{name} is required")))
 }
 
-/// Parses the command line (`--channel unix:PATH|vsock:CID:PORT --listen ADDR --peers FILE --rpc URL
+/// Parses the command line (`--channel unix:PATH|vsock:CID:PORT --listen ADDR --rpc URL
 /// --data-dir DIR --blobs DIR --signer 0x… [--poll-ms N] [--aws-kms-endpoint HOST:PORT]`).
 pub fn parse_args(args: impl IntoIterator<Item = String>) -> Result<Args, ProcessError> {
     let mut it = args.into_iter();
-    let (mut channel, mut listen, mut peers, mut rpc, mut data_dir, mut blobs, mut signer) =
-        (None, None, None, None, None, None, None);
+    let (mut channel, mut listen, mut rpc, mut data_dir, mut blobs, mut signer) =
+        (None, None, None, None, None, None);
     let mut poll = Duration::from_millis(250);
     let mut aws_kms = None;
     while let Some(a) = it.next() {
@@ -70,15 +69,6 @@ pub fn parse_args(args: impl IntoIterator<Item = String>) -> Result<Args, Proces
                 )
             }
             "--listen" => listen = Some(val()?),
-            "--peers" => {
-                let path = PathBuf::from(val()?);
-                let raw = std::fs::read(&path)
-                    .map_err(|e| ProcessError::Io(path.display().to_string(), e))?;
-                peers = Some(
-                    serde_json::from_slice::<Vec<String>>(&raw)
-                        .map_err(|e| ProcessError::Usage(format!("--peers: {e}")))?,
-                );
-            }
             "--rpc" => rpc = Some(val()?),
             "--data-dir" => data_dir = Some(PathBuf::from(val()?)),
             "--blobs" => blobs = Some(PathBuf::from(val()?)),
@@ -108,7 +98,6 @@ pub fn parse_args(args: impl IntoIterator<Item = String>) -> Result<Args, Proces
     Ok(Args {
         channel: need(channel, "--channel")?,
         listen: need(listen, "--listen")?,
-        peers: need(peers, "--peers")?,
         rpc: need(rpc, "--rpc")?,
         data_dir: need(data_dir, "--data-dir")?,
         blobs: need(blobs, "--blobs")?,
@@ -118,19 +107,26 @@ pub fn parse_args(args: impl IntoIterator<Item = String>) -> Result<Args, Proces
     })
 }
 
-/// Where the host relays its enclave's connections: party `p` to `peers[p − 1]`, AWS KMS to
-/// `aws_kms` (`HOST:PORT`) if configured; nothing else.
-pub fn dialer(peers: Vec<String>, aws_kms: Option<String>) -> Dialer {
-    let routes = Arc::new((peers, aws_kms));
+/// Where the host relays its enclave's connections: party `p` to the endpoint the config
+/// contract registers for it (read from the chain at each dial, so a changed party set is
+/// followed), AWS KMS to `aws_kms` (`HOST:PORT`) if configured; nothing else.
+pub fn dialer(rpc: ChainRpc, aws_kms: Option<String>) -> Dialer {
+    let routes = Arc::new((rpc, aws_kms));
     Arc::new(move |to| {
         let routes = routes.clone();
         Box::pin(async move {
-            let (peers, aws_kms) = &*routes;
+            let (rpc, aws_kms) = &*routes;
             let addr = match to {
-                Destination::Party(p) => peers.get((p as usize).wrapping_sub(1)),
-                Destination::AwsKms => aws_kms.as_ref(),
+                Destination::Party(p) => rpc
+                    .config()
+                    .await
+                    .map_err(std::io::Error::other)?
+                    .parties
+                    .into_iter()
+                    .find(|party| party.index == p)
+                    .map(|party| party.endpoint),
+                Destination::AwsKms => aws_kms.clone(),
             }
-            .cloned()
             .ok_or_else(|| std::io::Error::other(format!("no address for {to:?}")))?;
             let s = tokio::net::TcpStream::connect(addr).await?;
             Ok(Box::new(s) as BoxIo)
@@ -252,7 +248,7 @@ pub async fn run(a: Args) -> Result<(), ProcessError> {
         .map_err(|e| ProcessError::Io(a.listen.clone(), e))?;
     let rpc = ChainRpc::new(&a.rpc)?;
     let blobs = Blobs::new(&a.blobs);
-    let dial = dialer(a.peers.clone(), a.aws_kms.clone());
+    let dial = dialer(rpc.clone(), a.aws_kms.clone());
     // The current enclave's channel; incoming party connections go to it.
     let current: Arc<tokio::sync::RwLock<Option<HostChannel>>> = Arc::default();
     let relay_to = current.clone();

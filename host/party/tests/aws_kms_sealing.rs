@@ -72,7 +72,7 @@ impl World {
         let rpc = kms_connector::ChainRpc::new("http://127.0.0.1:9").unwrap();
         let host = HostChannel::start(
             Box::new(host_io),
-            kms_host::process::dialer(vec![], Some(kms_addr.to_string())),
+            kms_host::process::dialer(rpc.clone(), Some(kms_addr.to_string())),
             kms_host::process::handler(self.data_dir.path().to_path_buf(), blobs, rpc),
         );
         let (enclave, _jobs, _accepted) = EnclaveChannel::start(Box::new(enclave_io));
