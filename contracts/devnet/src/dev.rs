@@ -119,6 +119,16 @@ impl DevSetup {
         }
     }
 
+    /// Each party's endpoint in the genesis config, index p − 1.
+    pub fn endpoints(&self) -> Vec<String> {
+        self.genesis
+            .app_config
+            .parties
+            .iter()
+            .map(|p| p.endpoint.clone())
+            .collect()
+    }
+
     /// Registers the parties' TLS identity keys: `digests[i]` (SHA-256 of party i + 1's
     /// SubjectPublicKeyInfo, `kms_attested_tls::IdentityKey::digest`) becomes its
     /// `identity_key_digest` in the genesis config.

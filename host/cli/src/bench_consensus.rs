@@ -359,40 +359,16 @@ pub async fn run(
     let (real_tp, real_req, real_lat) = result?;
 
     // Request to completion, with the parties as processes, on a devnet and on real CometBFT.
-    let params = kms_types::ParamSetName::TestInsecure;
-    let keygen = kms_types::KeyGenRequest {
-        params,
-        label: "bench-completion".into(),
-    };
-    let key_id = kms_types::CanonicalRequest::request_id(&keygen);
-    let ks = kms_engine::generate_key_set(params, &key_id, &mut |_| {});
-    kms_engine::tfhe::set_server_key(ks.server_key.decompress());
-    let public_key =
-        kms_engine::serialize_public(&ks.public_key).map_err(|e| BenchError::Tx(e.to_string()))?;
-    let server_key =
-        kms_engine::serialize_public(&ks.server_key).map_err(|e| BenchError::Tx(e.to_string()))?;
-    let material = vec![
-        ("PublicKey".to_string(), kms_types::sha3_256(&public_key)),
-        ("ServerKey".to_string(), kms_types::sha3_256(&server_key)),
-    ];
-    let inputs = |dir: PathBuf| crate::demo_threshold::NetworkInputs {
-        params,
-        keygen: keygen.clone(),
-        material: material.clone(),
-        client_key: &ks.client_key,
-        server_key: server_key.clone(),
-        kms,
-        dir,
-        rpc: ([127, 0, 0, 1], 0).into(),
-        block: Duration::from_millis(block_ms),
-    };
+    let dealt = crate::demo_threshold::DealtKeySet::test("bench-completion")
+        .map_err(|e| BenchError::Tx(e.to_string()))?;
+    let inputs = |dir: PathBuf| dealt.inputs(kms, dir, Duration::from_millis(block_ms));
     let mut quiet = |_: &str| {};
     let dev_dir = dir.path().join("devnet-parties");
     let dev_done = {
         let mut net = crate::demo_threshold::LocalNetwork::start(inputs(dev_dir), &mut quiet)
             .await
             .map_err(|e| BenchError::Devnet(e.to_string()))?;
-        completion_latency(&mut net, &ks.public_key, latency_runs).await?
+        completion_latency(&mut net, &dealt.keys.public_key, latency_runs).await?
     };
     let ids =
         crate::demo_threshold::Identities::new().map_err(|e| BenchError::Devnet(e.to_string()))?;
@@ -434,7 +410,7 @@ pub async fn run(
         )
         .await
         .map_err(|e| BenchError::Tx(e.to_string()))?;
-        completion_latency(&mut net, &ks.public_key, latency_runs).await
+        completion_latency(&mut net, &dealt.keys.public_key, latency_runs).await
     }
     .await;
     stop_network(&net2, Duration::from_secs(10))?;

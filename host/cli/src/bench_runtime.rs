@@ -19,7 +19,7 @@
 //! median end-to-end latency, as a share of it. A phase's share is its ratio to that baseline.
 
 use crate::bench::Comparison;
-use crate::demo_threshold::{LocalNetwork, NetworkInputs, TimedDecryption};
+use crate::demo_threshold::{DealtKeySet, LocalNetwork, TimedDecryption};
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -178,34 +178,10 @@ pub struct Report {
 pub async fn run(kms: &Path, runs: usize, block_ms: u64) -> Result<Report, BenchRuntimeError> {
     let err = |e: &dyn std::fmt::Display| BenchRuntimeError::Run(e.to_string());
     let dir = tempfile::tempdir().map_err(|e| err(&e))?;
-    let params = kms_types::ParamSetName::TestInsecure;
-    let keygen = kms_types::KeyGenRequest {
-        params,
-        label: "bench-runtime".into(),
-    };
-    let key_id = kms_types::CanonicalRequest::request_id(&keygen);
-    let ks = kms_engine::generate_key_set(params, &key_id, &mut |_| {});
-    // The client's encryption expands the compact list, which needs the server key.
-    kms_engine::tfhe::set_server_key(ks.server_key.decompress());
-    let public_key = kms_engine::serialize_public(&ks.public_key).map_err(|e| err(&e))?;
-    let server_key = kms_engine::serialize_public(&ks.server_key).map_err(|e| err(&e))?;
-    let material = vec![
-        ("PublicKey".to_string(), kms_types::sha3_256(&public_key)),
-        ("ServerKey".to_string(), kms_types::sha3_256(&server_key)),
-    ];
+    let dealt = DealtKeySet::test("bench-runtime").map_err(|e| err(&e))?;
     let mut quiet = |_: &str| {};
     let mut net = LocalNetwork::start(
-        NetworkInputs {
-            params,
-            keygen,
-            material,
-            client_key: &ks.client_key,
-            server_key,
-            kms,
-            dir: dir.path().join("net"),
-            rpc: ([127, 0, 0, 1], 0).into(),
-            block: Duration::from_millis(block_ms),
-        },
+        dealt.inputs(kms, dir.path().join("net"), Duration::from_millis(block_ms)),
         &mut quiet,
     )
     .await
@@ -214,7 +190,7 @@ pub async fn run(kms: &Path, runs: usize, block_ms: u64) -> Result<Report, Bench
     for i in 0..runs {
         let value = (i % 200) as u128 + 1;
         let ct = kms_client::encrypt_value(
-            &ks.public_key,
+            &dealt.keys.public_key,
             kms_types::FheType::Uint8,
             kms_client::ClearValue::Unsigned(value),
         )

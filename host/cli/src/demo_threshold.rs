@@ -162,6 +162,67 @@ pub struct NetworkInputs<'a> {
     pub block: Duration,
 }
 
+/// A test-parameter key set for the insecure dealer, with what a [`NetworkInputs`] needs:
+/// the keygen request, the serialized server key and the public material's handles. The
+/// server key is also installed on this thread (client encryption expands compact lists).
+pub struct DealtKeySet {
+    /// The keygen request (its ID is the key ID).
+    pub keygen: KeyGenRequest,
+    /// The key set.
+    pub keys: kms_engine::KeySet,
+    /// The serialized (compressed) server key.
+    pub server_key: Vec<u8>,
+    /// Public material handles: (data type, SHA3-256).
+    pub material: Vec<(String, [u8; 32])>,
+}
+
+impl DealtKeySet {
+    /// Generates one under `label` with the `test-insecure` parameters.
+    pub fn test(label: &str) -> Result<Self, DemoError> {
+        let params = ParamSetName::TestInsecure;
+        let keygen = KeyGenRequest {
+            params,
+            label: label.into(),
+        };
+        let keys = kms_engine::generate_key_set(params, &keygen.request_id(), &mut |_| {});
+        kms_engine::tfhe::set_server_key(keys.server_key.decompress());
+        let public_key =
+            kms_engine::serialize_public(&keys.public_key).map_err(|e| fail("keys")(&e))?;
+        let server_key =
+            kms_engine::serialize_public(&keys.server_key).map_err(|e| fail("keys")(&e))?;
+        let material = vec![
+            ("PublicKey".to_string(), kms_types::sha3_256(&public_key)),
+            ("ServerKey".to_string(), kms_types::sha3_256(&server_key)),
+        ];
+        Ok(Self {
+            keygen,
+            keys,
+            server_key,
+            material,
+        })
+    }
+
+    /// The inputs of a [`LocalNetwork`] for this key set.
+    pub fn inputs<'a>(
+        &'a self,
+        kms: &'a Path,
+        dir: std::path::PathBuf,
+        block: Duration,
+    ) -> NetworkInputs<'a> {
+        NetworkInputs {
+            params: self.keygen.params,
+            keygen: self.keygen.clone(),
+            material: self.material.clone(),
+            client_key: &self.keys.client_key,
+            server_key: self.server_key.clone(),
+            kms,
+            dir,
+            rpc: ([127, 0, 0, 1], 0).into(),
+            block,
+        }
+    }
+}
+
 /// One public decryption, timed from submission (`broadcast_tx_sync`) to the first poll (every
 /// 20 ms) that finds the request complete.
 #[derive(Clone, Debug)]
@@ -410,13 +471,7 @@ impl LocalNetwork {
                 client_key: inputs.client_key,
                 server_key_digest,
                 material: inputs.material.clone(),
-                endpoints: setup
-                    .genesis
-                    .app_config
-                    .parties
-                    .iter()
-                    .map(|p| p.endpoint.clone())
-                    .collect(),
+                endpoints: setup.endpoints(),
             },
         )
         .map_err(|e| fail("provision parties")(&e))?;

@@ -160,13 +160,7 @@ async fn four_parties_as_enclave_and_host_processes() {
             client_key: &ks.client_key,
             server_key_digest,
             material,
-            endpoints: setup
-                .genesis
-                .app_config
-                .parties
-                .iter()
-                .map(|p| p.endpoint.clone())
-                .collect(),
+            endpoints: setup.endpoints(),
         },
     )
     .unwrap();
