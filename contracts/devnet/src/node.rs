@@ -2,7 +2,6 @@
 //! one persistent chain.
 
 use crate::persist::{PersistError, PersistentChain};
-use std::net::SocketAddr;
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 use tendermint::Time;
@@ -77,22 +76,10 @@ impl Node {
         })
     }
 
-    /// Serves the RPC on `addr`; returns the bound address and the server task.
-    pub async fn serve_rpc(
-        &self,
-        addr: SocketAddr,
-    ) -> std::io::Result<(SocketAddr, tokio::task::JoinHandle<()>)> {
-        let listener = tokio::net::TcpListener::bind(addr).await?;
-        let bound = listener.local_addr()?;
+    /// Records where the RPC is served (reported by `status`).
+    pub(crate) fn set_rpc_address(&self, address: String) {
         if let Ok(mut s) = self.rpc_address.lock() {
-            *s = format!("tcp://{bound}");
+            *s = address;
         }
-        let app = crate::rpc::router(self.clone());
-        let task = tokio::spawn(async move {
-            if let Err(e) = axum::serve(listener, app).await {
-                tracing::error!("devnet RPC server stopped: {e}");
-            }
-        });
-        Ok((bound, task))
     }
 }

@@ -17,6 +17,25 @@ use tendermint::block::Height;
 use tendermint_proto::v0_38::abci as pb;
 use tendermint_rpc::endpoint;
 
+impl Node {
+    /// Serves the RPC on `addr`; returns the bound address and the server task.
+    pub async fn serve_rpc(
+        &self,
+        addr: std::net::SocketAddr,
+    ) -> std::io::Result<(std::net::SocketAddr, tokio::task::JoinHandle<()>)> {
+        let listener = tokio::net::TcpListener::bind(addr).await?;
+        let bound = listener.local_addr()?;
+        self.set_rpc_address(format!("tcp://{bound}"));
+        let app = router(self.clone());
+        let task = tokio::spawn(async move {
+            if let Err(e) = axum::serve(listener, app).await {
+                tracing::error!("devnet RPC server stopped: {e}");
+            }
+        });
+        Ok((bound, task))
+    }
+}
+
 /// How long `broadcast_tx_commit` waits for the block.
 pub const COMMIT_TIMEOUT: Duration = Duration::from_secs(30);
 

@@ -7,7 +7,7 @@
 //! future body format dropped it). Replays on the same chain are stopped by the account nonce.
 
 use crate::codec::{self, CodecError};
-use crate::state::{Config, FeeSchedule, Party};
+use crate::config::{Config, FeeSchedule, Party};
 use crate::Address;
 use kms_eip712::{Signature, SigningKey};
 use kms_types::{

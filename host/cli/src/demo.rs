@@ -67,23 +67,7 @@ pub struct DemoReport {
     pub timings: Vec<(String, f64)>,
 }
 
-/// A demo failure, with the step that failed.
-#[derive(Debug, thiserror::Error)]
-#[error("demo step '{step}' failed: {message}")]
-pub struct DemoError {
-    /// The step.
-    pub step: &'static str,
-    /// What happened.
-    pub message: String,
-}
-
-/// A closure turning an error into a [`DemoError`] of `step`.
-pub fn fail(step: &'static str) -> impl Fn(&dyn std::fmt::Display) -> DemoError {
-    move |e| DemoError {
-        step,
-        message: e.to_string(),
-    }
-}
+pub use crate::demo_error::{fail, DemoError};
 
 fn values() -> Vec<(FheType, ClearValue)> {
     vec![

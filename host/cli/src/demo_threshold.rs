@@ -16,7 +16,7 @@
 //! * Public decryption completes on chain with t + 1 matching signed results; user decryption's
 //!   envelopes go through the chain and the client verifies and combines them.
 
-use crate::demo::{fail, DemoError};
+use crate::demo_error::{fail, DemoError};
 use crate::parties::{DealInputs, Supervisor};
 use kms_attested_tls::IdentityKey;
 use kms_chain_types::codec;

@@ -9,6 +9,7 @@ pub mod bench_consensus;
 pub mod bench_runtime;
 pub mod chain;
 pub mod demo;
+pub mod demo_error;
 pub mod demo_threshold;
 pub mod devserver;
 pub mod network;
