@@ -31,6 +31,9 @@ use std::sync::Arc;
 use std::time::Duration;
 use zeroize::Zeroizing;
 
+/// Oldest config evidence (by its header's time against the trusted clock) the enclave boots on.
+pub const MAX_CONFIG_AGE: Duration = Duration::from_secs(300);
+
 /// Largest difference between the enclave clock and the NSM's before the enclave refuses to act.
 pub const MAX_CLOCK_SKEW: Duration = Duration::from_secs(5);
 
@@ -179,7 +182,24 @@ impl Args {
     fn sealing_source(&self) -> Result<SealingSource, BootError> {
         match (&self.aws, &self.dev_key) {
             (Some(aws), _) => {
-                let mut config = KmsConfig::aws(&aws.region, &aws.key_arn);
+                // The region names the endpoint: it must be the key's own.
+                let arn_region = aws.key_arn.split(':').nth(3).unwrap_or_default();
+                let plain = |r: &str| {
+                    !r.is_empty()
+                        && r.bytes()
+                            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
+                };
+                if !aws.key_arn.starts_with("arn:aws")
+                    || arn_region != aws.region
+                    || !plain(arn_region)
+                {
+                    return Err(BootError::Usage(format!(
+                        "--aws-region {} is not the region of key {}",
+                        aws.region, aws.key_arn
+                    )));
+                }
+                let owner = format!("party-{}", self.party);
+                let mut config = KmsConfig::aws(&aws.region, &aws.key_arn, &owner);
                 if let Some(h) = &aws.endpoint_host {
                     config.endpoint_host = h.clone();
                 }
@@ -374,6 +394,16 @@ pub async fn boot(args: Args) -> Result<(), BootError> {
     let config = light_client
         .verify_config(&evidence, now)
         .map_err(|e| BootError::LightClient(e.to_string()))?;
+    // Recent state only: a host must not boot the enclave on a party set from days ago.
+    let proven_at = evidence.header.signed_header.header.time;
+    let age = now.duration_since(proven_at).unwrap_or(Duration::ZERO);
+    if age > MAX_CONFIG_AGE {
+        return Err(BootError::LightClient(format!(
+            "the config evidence is {}s old (at most {}s)",
+            age.as_secs(),
+            MAX_CONFIG_AGE.as_secs()
+        )));
+    }
     let signer_address = kms_eip712::SigningKey::from_bytes(&state.signer_key)
         .map_err(|e| BootError::Setup(e.to_string()))?
         .address();
@@ -598,6 +628,15 @@ fn registered_identities(
     signer: [u8; 20],
     identity: [u8; 32],
 ) -> Result<Vec<[u8; 32]>, BootError> {
+    config
+        .validate()
+        .map_err(|e| BootError::NotRegistered(format!("invalid config: {e}")))?;
+    if config.threshold != state.t {
+        return Err(BootError::NotRegistered(format!(
+            "the config contract's threshold is {}, the sealed state's {}",
+            config.threshold, state.t
+        )));
+    }
     let n = state.n as usize;
     if config.parties.len() != n {
         return Err(BootError::NotRegistered(format!(

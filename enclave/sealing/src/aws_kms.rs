@@ -34,18 +34,26 @@ pub struct KmsConfig {
     pub endpoint_host: String,
     /// The KMS key's full ARN (KMS answers with the ARN; an alias or bare ID would not compare).
     pub key_arn: String,
+    /// Whose data key it is (`party-<p>`): sent as the encryption context
+    /// `{"kms-party": owner}`, which KMS binds to the ciphertext blob, so another party's record
+    /// does not decrypt for this enclave even under a shared key or policy.
+    pub owner: String,
 }
 
 impl KmsConfig {
-    /// The regional endpoint of `region` and the key `key_arn`.
-    pub fn aws(region: &str, key_arn: &str) -> Self {
+    /// The regional endpoint of `region`, the key `key_arn`, the data key of `owner`.
+    pub fn aws(region: &str, key_arn: &str, owner: &str) -> Self {
         Self {
             region: region.into(),
             endpoint_host: format!("kms.{region}.amazonaws.com"),
             key_arn: key_arn.into(),
+            owner: owner.into(),
         }
     }
 }
+
+/// The encryption-context key naming the data key's owner.
+pub const ENCRYPTION_CONTEXT_KEY: &str = "kms-party";
 
 /// The host's credentials, as the enclave uses them to sign requests.
 pub struct Credentials {
@@ -241,6 +249,7 @@ impl AwsKmsSealing {
             .generate_data_key()
             .key_id(&self.config.key_arn)
             .key_spec(DataKeySpec::Aes256)
+            .encryption_context(ENCRYPTION_CONTEXT_KEY, &self.config.owner)
             .recipient(recipient)
             .send()
             .await
@@ -271,6 +280,7 @@ impl AwsKmsSealing {
             .key_id(&self.config.key_arn)
             .encryption_algorithm(EncryptionAlgorithmSpec::SymmetricDefault)
             .ciphertext_blob(Blob::new(record.ciphertext_blob.clone()))
+            .encryption_context(ENCRYPTION_CONTEXT_KEY, &self.config.owner)
             .recipient(recipient)
             .send()
             .await

@@ -121,7 +121,8 @@ impl RelayedHttps {
             hyper::client::conn::http1::handshake(hyper_util::rt::TokioIo::new(tls))
                 .await
                 .map_err(|e| ConnectorError::io(e.into()))?;
-        let driver = tokio::spawn(connection);
+        // The connection task ends with this call, whatever its outcome.
+        let _driver = AbortOnDrop(tokio::spawn(connection));
         let response = sender
             .send_request(request)
             .await
@@ -132,9 +133,16 @@ impl RelayedHttps {
             .await
             .map_err(ConnectorError::io)?
             .to_bytes();
-        driver.abort();
         HttpResponse::try_from(http::Response::from_parts(parts, SdkBody::from(body)))
             .map_err(|e| ConnectorError::other(e.into(), None))
+    }
+}
+
+struct AbortOnDrop<T>(tokio::task::JoinHandle<T>);
+
+impl<T> Drop for AbortOnDrop<T> {
+    fn drop(&mut self) {
+        self.0.abort();
     }
 }
 

@@ -252,7 +252,8 @@ pub async fn run(a: Args) -> Result<(), ProcessError> {
     // The current enclave's channel; incoming party connections go to it.
     let current: Arc<tokio::sync::RwLock<Option<HostChannel>>> = Arc::default();
     let relay_to = current.clone();
-    let limiter = crate::limit::PeerLimiter::new(crate::limit::MAX_PER_ADDRESS);
+    let limiter =
+        crate::limit::PeerLimiter::new(crate::limit::MAX_PER_ADDRESS, crate::limit::MAX_INCOMING);
     tokio::spawn(async move {
         loop {
             let Ok((tcp, from)) = peer_listener.accept().await else {

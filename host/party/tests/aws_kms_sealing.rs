@@ -90,6 +90,7 @@ impl World {
             region: "mock-region".into(),
             endpoint_host: HOST_NAME.into(),
             key_arn: ARN.into(),
+            owner: "party-1".into(),
         }
     }
 
@@ -217,6 +218,23 @@ async fn a_host_cannot_substitute_the_endpoint_the_key_or_the_blob() {
     std::fs::write(w.record_path(), record.encode()).unwrap();
     let tampered = sealing::open_data_key(&enclave, &w.source(), w.nsm(PCRS)).await;
     match tampered {
+        Err(SealingError::Kms(KmsSealingError::Kms(msg))) => {
+            assert!(msg.starts_with("InvalidCiphertextException"), "{msg}")
+        }
+        other => panic!("expected InvalidCiphertextException, got {other:?}"),
+    }
+
+    // Party 1's honest record handed to another party's enclave under the same key and
+    // policy: the encryption context (the owner) does not match, KMS refuses.
+    std::fs::write(w.record_path(), &honest).unwrap();
+    let other_party = SealingSource::AwsKms {
+        config: KmsConfig {
+            owner: "party-2".into(),
+            ..w.config()
+        },
+        roots: w.roots(),
+    };
+    match sealing::open_data_key(&enclave, &other_party, w.nsm(PCRS)).await {
         Err(SealingError::Kms(KmsSealingError::Kms(msg))) => {
             assert!(msg.starts_with("InvalidCiphertextException"), "{msg}")
         }

@@ -41,6 +41,15 @@ pub const INBOUND_BUDGET_BYTES: usize = 64 << 20;
 
 type Chunk = (Vec<u8>, tokio::sync::OwnedSemaphorePermit);
 
+/// One relayed connection as the multiplexer holds it.
+struct Relay {
+    /// Chunks for its local end.
+    tx: mpsc::Sender<Chunk>,
+    /// Ends its inbound task at once: queued chunks dropped (their budget returned), the local
+    /// end sees end-of-stream.
+    kill: Arc<tokio::sync::Notify>,
+}
+
 /// Why the channel failed.
 #[derive(Debug, thiserror::Error)]
 pub enum ChannelError {
@@ -86,7 +95,7 @@ impl Side for HostSide {
 /// What both sides share: the outgoing queue and the relayed connections.
 struct Core<S: Side> {
     out: mpsc::Sender<Vec<u8>>,
-    conns: Mutex<HashMap<u64, mpsc::Sender<Chunk>>>,
+    conns: Mutex<HashMap<u64, Relay>>,
     inbound: Arc<tokio::sync::Semaphore>,
     next_conn: AtomicU64,
     _side: std::marker::PhantomData<S>,
@@ -103,7 +112,7 @@ impl<S: Side> Core<S> {
         })
     }
 
-    fn conns(&self) -> std::sync::MutexGuard<'_, HashMap<u64, mpsc::Sender<Chunk>>> {
+    fn conns(&self) -> std::sync::MutexGuard<'_, HashMap<u64, Relay>> {
         self.conns.lock().unwrap_or_else(|p| p.into_inner())
     }
 
@@ -121,6 +130,7 @@ impl<S: Side> Core<S> {
     /// goes out as frames, what arrives in frames can be read from it.
     fn open(self: &Arc<Self>, conn: u64) -> Result<BoxIo, ChannelError> {
         let (tx, mut rx) = mpsc::channel::<Chunk>(CONN_QUEUE);
+        let kill = Arc::new(tokio::sync::Notify::new());
         {
             let mut conns = self.conns();
             if conns.len() >= MAX_CONNS {
@@ -129,7 +139,13 @@ impl<S: Side> Core<S> {
             if conns.contains_key(&conn) {
                 return Err(ChannelError::DuplicateConn(conn));
             }
-            conns.insert(conn, tx);
+            conns.insert(
+                conn,
+                Relay {
+                    tx,
+                    kill: kill.clone(),
+                },
+            );
         }
         let (local, pipe) = tokio::io::duplex(PIPE_BYTES);
         let (mut pipe_read, mut pipe_write) = tokio::io::split(pipe);
@@ -157,12 +173,20 @@ impl<S: Side> Core<S> {
         });
         // Inbound: frames → local reads.
         tokio::spawn(async move {
-            // Each chunk's share of the budget is returned once it is in the pipe.
-            while let Some((bytes, _permit)) = rx.recv().await {
-                if pipe_write.write_all(&bytes).await.is_err() {
-                    break;
+            // Each chunk's share of the budget is returned once it is in the pipe, or when the
+            // connection is killed (its queue dropped).
+            loop {
+                let next = tokio::select! {
+                    () = kill.notified() => break,
+                    next = rx.recv() => next,
+                };
+                let Some((bytes, _permit)) = next else { break };
+                tokio::select! {
+                    () = kill.notified() => break,
+                    written = pipe_write.write_all(&bytes) => if written.is_err() { break },
                 }
             }
+            drop(rx);
             let _ = pipe_write.shutdown().await;
         });
         Ok(Box::new(local))
@@ -174,11 +198,23 @@ impl<S: Side> Core<S> {
         self.conns().clear();
     }
 
+    /// Ends relayed connection `conn` now: its queued bytes are dropped (their budget
+    /// returned), its local end sees end-of-stream, and the other side is told (best effort:
+    /// never waiting on a full outgoing queue).
+    fn kill(&self, conn: u64) {
+        if let Some(relay) = self.conns().remove(&conn) {
+            relay.kill.notify_one();
+        }
+        if let Ok(frame) = wire::encode(&S::peer(PeerFrame::Closed { conn })) {
+            let _ = self.out.try_send(frame);
+        }
+    }
+
     /// Delivers a relayed frame that arrived.
     async fn deliver(&self, frame: PeerFrame) {
         match frame {
             PeerFrame::Data { conn, bytes } => {
-                let tx = self.conns().get(&conn).cloned();
+                let tx = self.conns().get(&conn).map(|r| r.tx.clone());
                 if let Some(tx) = tx {
                     // An oversized chunk, a connection whose reader does not keep up, or bytes
                     // beyond the shared budget end that connection; the channel's one reader
@@ -190,7 +226,7 @@ impl<S: Side> Core<S> {
                     let sent = permit.is_some_and(|p| tx.try_send((bytes, p)).is_ok());
                     if !sent {
                         tracing::warn!(conn, "relayed connection overflowed; closed");
-                        self.conns().remove(&conn);
+                        self.kill(conn);
                     }
                 }
             }

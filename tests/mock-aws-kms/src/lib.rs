@@ -5,7 +5,8 @@
 //! production key policy with `kms:RecipientAttestation` conditions enforces: a request without
 //! a `Recipient` is denied, and the `Recipient`'s attestation document must verify (signature
 //! chain to the configured root, freshness, not debug mode) with PCR0/1/2 equal to the
-//! policy's. The data key then leaves only as `CiphertextForRecipient` ([`cms::envelope`]),
+//! policy's. Ciphertext blobs are bound to the request's `EncryptionContext`, as KMS binds
+//! them. The data key then leaves only as `CiphertextForRecipient` ([`cms::envelope`]),
 //! never in the clear. The `Authorization` header must name the configured access key ID (the
 //! SigV4 signature itself is not checked).
 //!
@@ -197,6 +198,22 @@ fn b64(v: &Value, field: &'static str) -> Result<Vec<u8>, Refusal> {
         .map_err(|_| Refusal("ValidationException", format!("{field} is not base64")))
 }
 
+/// The encryption context as bound into a blob: `key=value` pairs sorted, `;`-joined.
+fn context(input: &Value) -> Result<String, Refusal> {
+    let Some(ctx) = input.get("EncryptionContext") else {
+        return Ok(String::new());
+    };
+    let map = ctx
+        .as_object()
+        .ok_or_else(|| Refusal("ValidationException", "EncryptionContext".into()))?;
+    let mut pairs: Vec<String> = map
+        .iter()
+        .map(|(k, v)| format!("{k}={}", v.as_str().unwrap_or_default()))
+        .collect();
+    pairs.sort();
+    Ok(pairs.join(";"))
+}
+
 impl State {
     async fn answer(&self, req: http::Request<hyper::body::Incoming>) -> Reply {
         let result = self.handle(req).await;
@@ -307,12 +324,13 @@ impl State {
         rand_core::RngCore::fill_bytes(&mut rand_core::OsRng, &mut data_key);
         let mut nonce = [0u8; 12];
         rand_core::RngCore::fill_bytes(&mut rand_core::OsRng, &mut nonce);
+        let aad = format!("{}|{}", key.arn, context(input)?);
         let ct = master
             .encrypt(
                 Nonce::from_slice(&nonce),
                 Payload {
                     msg: &data_key,
-                    aad: key.arn.as_bytes(),
+                    aad: aad.as_bytes(),
                 },
             )
             .map_err(|_| Refusal("KMSInternalException", "encrypt".into()))?;
@@ -331,12 +349,13 @@ impl State {
         let (nonce, ct) = blob
             .split_first_chunk::<12>()
             .ok_or_else(|| Refusal("InvalidCiphertextException", "too short".into()))?;
+        let aad = format!("{}|{}", key.arn, context(input)?);
         let data_key = master
             .decrypt(
                 Nonce::from_slice(nonce),
                 Payload {
                     msg: ct,
-                    aad: key.arn.as_bytes(),
+                    aad: aad.as_bytes(),
                 },
             )
             .map_err(|_| {
