@@ -117,6 +117,13 @@ const OAEP_SHA256: &[&str] = &[
     "rsa_mgf1_md:sha256",
 ];
 
+/// Streamed BER with a subject key identifier, OAEP-SHA-256 and AES-256-CBC: AWS's shape.
+fn encrypt_as_aws(dir: &Path, content: &[u8]) -> Vec<u8> {
+    let mut opts = vec!["-stream", "-keyid"];
+    opts.extend_from_slice(OAEP_SHA256);
+    encrypt(dir, content, &opts)
+}
+
 fn setup() -> (tempfile::TempDir, RecipientKey) {
     let dir = tempfile::tempdir().unwrap();
     let key = RecipientKey::generate().unwrap();
@@ -128,9 +135,7 @@ fn setup() -> (tempfile::TempDir, RecipientKey) {
 fn streamed_ber_with_subject_key_identifier_as_aws_sends_it() {
     let (dir, key) = setup();
     let data_key: [u8; 32] = std::array::from_fn(|i| (i as u8).wrapping_mul(37) ^ 0x5a);
-    let mut opts = vec!["-stream", "-keyid"];
-    opts.extend_from_slice(OAEP_SHA256);
-    let cms = encrypt(dir.path(), &data_key, &opts);
+    let cms = encrypt_as_aws(dir.path(), &data_key);
     // BER, not DER: the outer SEQUENCE has an indefinite length and the message ends in
     // end-of-contents octets.
     assert_eq!(&cms[..2], &[0x30, 0x80]);
@@ -151,9 +156,7 @@ fn der_with_issuer_and_serial_number_as_localstack_sends_it() {
 fn chunked_content_longer_than_one_chunk() {
     let (dir, key) = setup();
     let content: Vec<u8> = (0..10_000u32).map(|i| (i % 251) as u8).collect();
-    let mut opts = vec!["-stream", "-keyid"];
-    opts.extend_from_slice(OAEP_SHA256);
-    let cms = encrypt(dir.path(), &content, &opts);
+    let cms = encrypt_as_aws(dir.path(), &content);
     assert_eq!(*key.unwrap(&cms).unwrap(), content);
 }
 
@@ -187,9 +190,7 @@ fn refuses_other_algorithms() {
 #[test]
 fn another_recipients_message_and_tampering_are_refused() {
     let (dir, key) = setup();
-    let mut opts = vec!["-stream", "-keyid"];
-    opts.extend_from_slice(OAEP_SHA256);
-    let cms = encrypt(dir.path(), &[1u8; 32], &opts);
+    let cms = encrypt_as_aws(dir.path(), &[1u8; 32]);
     // For another key: the content key does not decrypt.
     let other = RecipientKey::generate().unwrap();
     assert_eq!(

@@ -227,11 +227,15 @@ impl AwsKmsSealing {
         }
     }
 
-    fn unwrap(
+    /// The data key of an answer: from the configured key, never in the clear, unwrapped.
+    fn release(
+        &self,
         key: RecipientKey,
+        key_id: Option<&str>,
         plaintext: Option<&Blob>,
         for_recipient: Option<&Blob>,
     ) -> Result<Zeroizing<[u8; 32]>, KmsSealingError> {
+        self.check_key(key_id)?;
         if plaintext.is_some_and(|p| !p.as_ref().is_empty()) {
             return Err(KmsSealingError::PlaintextReturned);
         }
@@ -254,8 +258,12 @@ impl AwsKmsSealing {
             .send()
             .await
             .map_err(kms_error)?;
-        self.check_key(out.key_id())?;
-        let data_key = Self::unwrap(key, out.plaintext(), out.ciphertext_for_recipient())?;
+        let data_key = self.release(
+            key,
+            out.key_id(),
+            out.plaintext(),
+            out.ciphertext_for_recipient(),
+        )?;
         let blob = out
             .ciphertext_blob()
             .ok_or_else(|| KmsSealingError::Kms("no CiphertextBlob".into()))?;
@@ -285,8 +293,12 @@ impl AwsKmsSealing {
             .send()
             .await
             .map_err(kms_error)?;
-        self.check_key(out.key_id())?;
-        let data_key = Self::unwrap(key, out.plaintext(), out.ciphertext_for_recipient())?;
+        let data_key = self.release(
+            key,
+            out.key_id(),
+            out.plaintext(),
+            out.ciphertext_for_recipient(),
+        )?;
         tracing::info!(key = %self.config.key_arn, "AWS KMS released the data key to this enclave");
         Ok(data_key)
     }
