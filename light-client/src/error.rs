@@ -65,6 +65,14 @@ pub enum Error {
         commit_hash: String,
     },
     /// The new header is not newer than the trusted one (height or time).
+    /// State proven under a header older than the caller accepts.
+    #[error("state proven under a header {age_s}s old (at most {max_s}s)")]
+    StaleState {
+        /// The header's age, seconds.
+        age_s: u64,
+        /// The largest accepted age, seconds.
+        max_s: u64,
+    },
     #[error("header does not move forward: {0}")]
     NotMonotonic(String),
     /// The commit is malformed (no signatures, wrong length, unknown signer...).

@@ -50,9 +50,23 @@ impl LightClient {
     /// Decides, by itself, what the config contract holds after block `evidence.height`
     /// (parties, their signers and registered identity keys, attestation policies): advances to
     /// `height + 1` as [`LightClient::verify_evidence`] does and checks the proof of the
-    /// config record against that header's app hash.
-    pub fn verify_config(&mut self, evidence: &ConfigEvidence, now: Time) -> Result<Config, Error> {
+    /// config record against that header's app hash. The header must be at most `max_age` old
+    /// at `now`: whoever supplies the evidence picks the height, and must not pick a party set
+    /// from long ago.
+    pub fn verify_config(
+        &mut self,
+        evidence: &ConfigEvidence,
+        now: Time,
+        max_age: std::time::Duration,
+    ) -> Result<Config, Error> {
         let header = self.state_header(evidence.height, &evidence.header, now)?;
+        let age = now.duration_since(header.time()).unwrap_or_default();
+        if age > max_age {
+            return Err(Error::StaleState {
+                age_s: age.as_secs(),
+                max_s: max_age.as_secs(),
+            });
+        }
         let commitment = decode_proof_ops(&evidence.proof, keys::CONFIG)?;
         verify_membership(&header, &commitment, keys::CONFIG, &evidence.value)?;
         codec::decode(&evidence.value).map_err(|e| Error::RecordMalformed(e.to_string()))

@@ -21,6 +21,7 @@ mod clock;
 mod party;
 #[cfg(feature = "insecure-dev")]
 pub mod process;
+pub mod registration;
 pub mod sealing;
 pub mod served_store;
 pub mod state;

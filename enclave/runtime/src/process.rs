@@ -15,6 +15,7 @@
 //! mock (its root CA from `--dev-root-ca`). Production boot (`/dev/nsm`, vsock, the image's
 //! measured configuration) is the reproducible-image issue's.
 
+use crate::registration::{registered_identities, RegistrationError};
 use crate::sealing::{self, production_roots, SealingError, SealingSource};
 use crate::state::{AeadSealer, PartyState};
 use crate::{AttestedClock, Clock, PartyRuntime, RuntimeError, RuntimeParts};
@@ -78,7 +79,7 @@ pub enum BootError {
     File(PathBuf, std::io::Error),
     /// The config contract does not register this enclave's keys for its party.
     #[error("not registered: {0}")]
-    NotRegistered(String),
+    NotRegistered(#[from] RegistrationError),
     /// Something else in setting up the runtime.
     #[error("{0}")]
     Setup(String),
@@ -182,24 +183,9 @@ impl Args {
     fn sealing_source(&self) -> Result<SealingSource, BootError> {
         match (&self.aws, &self.dev_key) {
             (Some(aws), _) => {
-                // The region names the endpoint: it must be the key's own.
-                let arn_region = aws.key_arn.split(':').nth(3).unwrap_or_default();
-                let plain = |r: &str| {
-                    !r.is_empty()
-                        && r.bytes()
-                            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
-                };
-                if !aws.key_arn.starts_with("arn:aws")
-                    || arn_region != aws.region
-                    || !plain(arn_region)
-                {
-                    return Err(BootError::Usage(format!(
-                        "--aws-region {} is not the region of key {}",
-                        aws.region, aws.key_arn
-                    )));
-                }
                 let owner = format!("party-{}", self.party);
-                let mut config = KmsConfig::aws(&aws.region, &aws.key_arn, &owner);
+                let mut config = KmsConfig::aws(&aws.region, &aws.key_arn, &owner)
+                    .map_err(|e| BootError::Usage(e.to_string()))?;
                 if let Some(h) = &aws.endpoint_host {
                     config.endpoint_host = h.clone();
                 }
@@ -391,28 +377,21 @@ pub async fn boot(args: Args) -> Result<(), BootError> {
             .ok_or_else(|| BootError::LightClient("no config evidence".into()))?,
     )
     .map_err(|e| BootError::LightClient(e.to_string()))?;
-    let config = light_client
-        .verify_config(&evidence, now)
-        .map_err(|e| BootError::LightClient(e.to_string()))?;
     // Recent state only: a host must not boot the enclave on a party set from days ago.
-    let proven_at = evidence.header.signed_header.header.time;
-    let age = now.duration_since(proven_at).unwrap_or(Duration::ZERO);
-    if age > MAX_CONFIG_AGE {
-        return Err(BootError::LightClient(format!(
-            "the config evidence is {}s old (at most {}s)",
-            age.as_secs(),
-            MAX_CONFIG_AGE.as_secs()
-        )));
-    }
+    let config = light_client
+        .verify_config(&evidence, now, MAX_CONFIG_AGE)
+        .map_err(|e| BootError::LightClient(e.to_string()))?;
     let signer_address = kms_eip712::SigningKey::from_bytes(&state.signer_key)
         .map_err(|e| BootError::Setup(e.to_string()))?
         .address();
-    let registered = registered_identities(&config, &state, signer_address, identity.digest())?;
-    if registered != state.registered {
-        tracing::warn!(
-            "the chain's registered identities differ from the provisioned ones; using the chain's"
-        );
-    }
+    let registered = registered_identities(
+        &config,
+        state.party,
+        state.n,
+        state.t,
+        signer_address,
+        identity.digest(),
+    )?;
 
     // The attested mesh over connections the host relays.
     let policy = Policy::production(vec![Release::from_image("kms dev", DEV_PCRS)], 300);
@@ -617,57 +596,6 @@ async fn import_dev_state(
     .await?;
     tracing::info!("dealer-provisioned state resealed under the AWS KMS data key");
     Ok(key)
-}
-
-/// The registered identity-key digests, `[p − 1]` for party p, from the verified config: the
-/// config must name exactly parties 1..=n, and this party's record must carry this enclave's
-/// signer and identity key.
-fn registered_identities(
-    config: &kms_chain_types::state::Config,
-    state: &PartyState,
-    signer: [u8; 20],
-    identity: [u8; 32],
-) -> Result<Vec<[u8; 32]>, BootError> {
-    config
-        .validate()
-        .map_err(|e| BootError::NotRegistered(format!("invalid config: {e}")))?;
-    if config.threshold != state.t {
-        return Err(BootError::NotRegistered(format!(
-            "the config contract's threshold is {}, the sealed state's {}",
-            config.threshold, state.t
-        )));
-    }
-    let n = state.n as usize;
-    if config.parties.len() != n {
-        return Err(BootError::NotRegistered(format!(
-            "the config contract has {} parties, the sealed state {n}",
-            config.parties.len()
-        )));
-    }
-    let mut registered = vec![[0u8; 32]; n];
-    for p in &config.parties {
-        let slot = (p.index as usize)
-            .checked_sub(1)
-            .and_then(|i| registered.get_mut(i))
-            .ok_or_else(|| BootError::NotRegistered(format!("party index {}", p.index)))?;
-        *slot = p.identity_key_digest;
-    }
-    let me = config
-        .parties
-        .iter()
-        .find(|p| p.index == state.party)
-        .ok_or_else(|| BootError::NotRegistered(format!("no party {}", state.party)))?;
-    if me.signer != signer {
-        return Err(BootError::NotRegistered(
-            "the config contract registers another signer for this party".into(),
-        ));
-    }
-    if me.identity_key_digest != identity {
-        return Err(BootError::NotRegistered(
-            "the config contract registers another identity key for this party".into(),
-        ));
-    }
-    Ok(registered)
 }
 
 /// Largest server key the enclave fetches (the default parameters' is about 360 MiB).

@@ -125,24 +125,9 @@ pub fn key_file(path: &PathBuf) -> Result<Zeroizing<[u8; 32]>, SealingError> {
     let raw = Zeroizing::new(std::fs::read(path).map_err(|e| bad(e.to_string()))?);
     let text = std::str::from_utf8(&raw).map_err(|_| bad("not text".into()))?;
     let mut key = Zeroizing::new([0u8; 32]);
-    hex_decode(text.trim(), &mut key).ok_or_else(|| bad("not 64 hex characters".into()))?;
+    hex::decode_to_slice(text.trim(), &mut key[..])
+        .map_err(|_| bad("not 64 hex characters".into()))?;
     Ok(key)
-}
-
-fn hex_decode(s: &str, out: &mut [u8; 32]) -> Option<()> {
-    let bytes = s.as_bytes();
-    if bytes.len() != 64 {
-        return None;
-    }
-    for (o, pair) in out.iter_mut().zip(bytes.chunks_exact(2)) {
-        let digit = |c: u8| (c as char).to_digit(16);
-        let (hi, lo) = match pair {
-            [h, l] => (digit(*h)?, digit(*l)?),
-            _ => return None,
-        };
-        *o = u8::try_from(hi * 16 + lo).ok()?;
-    }
-    Some(())
 }
 
 /// The data key of an enclave that was provisioned before (every boot but the first).

@@ -56,8 +56,6 @@ pub struct PartyState {
     pub domain: kms_eip712::DomainConfig,
     /// The light client's trust root: the chain's genesis validators (CometBFT JSON).
     pub genesis_validators: Vec<u8>,
-    /// The parties' registered identity-key digests, `[p − 1]` for party p.
-    pub registered: Vec<[u8; 32]>,
     /// The TLS identity key (PKCS#8 DER).
     pub identity_key: Zeroizing<Vec<u8>>,
     /// The signing key (secp256k1 scalar).
@@ -99,7 +97,6 @@ struct StateWire {
     domain: kms_eip712::DomainConfig,
     #[serde(with = "serde_bytes")]
     genesis_validators: Vec<u8>,
-    registered: Vec<[u8; 32]>,
     #[serde(with = "serde_bytes")]
     identity_key: Vec<u8>,
     #[serde(with = "serde_bytes")]
@@ -131,7 +128,6 @@ impl PartyState {
             chain_id: self.chain_id.clone(),
             domain: self.domain.clone(),
             genesis_validators: self.genesis_validators.clone(),
-            registered: self.registered.clone(),
             identity_key: self.identity_key.to_vec(),
             signer_key: self.signer_key.to_vec(),
             prss: self
@@ -193,7 +189,6 @@ impl PartyState {
             chain_id: wire.chain_id.clone(),
             domain: wire.domain.clone(),
             genesis_validators: wire.genesis_validators.clone(),
-            registered: wire.registered.clone(),
             identity_key: Zeroizing::new(wire.identity_key.clone()),
             signer_key: Zeroizing::new(wire.signer_key.clone()),
             prss: wire

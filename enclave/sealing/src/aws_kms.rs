@@ -41,14 +41,33 @@ pub struct KmsConfig {
 }
 
 impl KmsConfig {
-    /// The regional endpoint of `region`, the key `key_arn`, the data key of `owner`.
-    pub fn aws(region: &str, key_arn: &str, owner: &str) -> Self {
-        Self {
+    /// The regional endpoint of `region`, the key `key_arn`, the data key of `owner`. The
+    /// region names the endpoint, so it must be the key's own (`arn:aws…:kms:<region>:…`) and
+    /// plain (lower-case letters, digits, `-`).
+    pub fn aws(region: &str, key_arn: &str, owner: &str) -> Result<Self, KmsSealingError> {
+        let mut fields = key_arn.split(':');
+        let partition = fields.nth(1).unwrap_or_default();
+        let arn_region = fields.nth(1).unwrap_or_default();
+        let plain = !region.is_empty()
+            && region
+                .bytes()
+                .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-');
+        if !key_arn.starts_with("arn:")
+            || !partition.starts_with("aws")
+            || arn_region != region
+            || !plain
+        {
+            return Err(KmsSealingError::Region {
+                region: region.into(),
+                key_arn: key_arn.into(),
+            });
+        }
+        Ok(Self {
             region: region.into(),
             endpoint_host: format!("kms.{region}.amazonaws.com"),
             key_arn: key_arn.into(),
             owner: owner.into(),
-        }
+        })
     }
 }
 
@@ -136,6 +155,14 @@ pub enum KmsSealingError {
     /// The record does not decode.
     #[error("data key record: {0}")]
     Record(String),
+    /// The region is not the key's, or not a plain region name.
+    #[error("region {region:?} is not the region of key {key_arn:?}")]
+    Region {
+        /// The region given.
+        region: String,
+        /// The key.
+        key_arn: String,
+    },
 }
 
 /// AWS KMS data keys for one enclave (see the module docs).
@@ -301,5 +328,33 @@ impl AwsKmsSealing {
         )?;
         tracing::info!(key = %self.config.key_arn, "AWS KMS released the data key to this enclave");
         Ok(data_key)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_region_is_the_keys_own() {
+        let arn = "arn:aws:kms:eu-west-1:111122223333:key/k";
+        let c = KmsConfig::aws("eu-west-1", arn, "party-1").unwrap();
+        assert_eq!(c.endpoint_host, "kms.eu-west-1.amazonaws.com");
+        // Another region than the key's would send the request to another endpoint; a region
+        // with other characters would name another host.
+        for (region, key) in [
+            ("us-east-1", arn),
+            ("evil.example/x", "arn:aws:kms:evil.example/x:1:key/k"),
+            ("eu-west-1", "kms:eu-west-1:111122223333:key/k"),
+            ("", "arn:aws:kms::1:key/k"),
+        ] {
+            assert!(
+                matches!(
+                    KmsConfig::aws(region, key, "party-1"),
+                    Err(KmsSealingError::Region { .. })
+                ),
+                "{region} {key}"
+            );
+        }
     }
 }

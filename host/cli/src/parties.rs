@@ -141,7 +141,6 @@ impl Supervisor {
         raw.extend_from_slice(root.cert_der());
         raw.extend_from_slice(&root.key_pkcs8_der());
         std::fs::write(&root_ca, &raw).map_err(io(&root_ca))?;
-        let registered: Vec<[u8; 32]> = inputs.identity.iter().map(IdentityKey::digest).collect();
         let moduli = shares
             .first()
             .map(|s| (s.message_modulus, s.carry_modulus))
@@ -170,7 +169,6 @@ impl Supervisor {
                 chain_id: inputs.chain_id.clone(),
                 domain: inputs.domain.clone(),
                 genesis_validators: inputs.genesis_validators.clone(),
-                registered: registered.clone(),
                 identity_key: identity,
                 signer_key: signer,
                 // A party holds the keys of the PRSS sets it belongs to, no others.

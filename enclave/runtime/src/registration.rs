@@ -1,0 +1,120 @@
+//! The party set as the verified config contract registers it: a party is the identity key
+//! registered for its index, and this enclave runs only as the party whose signer and identity
+//! key the contract records.
+
+use kms_chain_types::state::{Config, ConfigError};
+use kms_chain_types::Address;
+
+/// Why the config contract does not let this enclave run as its party.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum RegistrationError {
+    /// The config breaks the contract's own rules.
+    #[error("invalid config: {0}")]
+    Invalid(#[from] ConfigError),
+    /// Another party count or threshold than the sealed state's.
+    #[error("the config contract has n = {got_n}, t = {got_t}; the sealed state n = {n}, t = {t}")]
+    OtherShape {
+        /// The config's party count.
+        got_n: usize,
+        /// The config's threshold.
+        got_t: u32,
+        /// The sealed party count.
+        n: u32,
+        /// The sealed threshold.
+        t: u32,
+    },
+    /// The config has no such party.
+    #[error("the config contract has no party {0}")]
+    NoParty(u32),
+    /// The party's registered signer is not this enclave's.
+    #[error("the config contract registers another signer for party {0}")]
+    OtherSigner(u32),
+    /// The party's registered identity key is not this enclave's.
+    #[error("the config contract registers another identity key for party {0}")]
+    OtherIdentity(u32),
+}
+
+/// The registered identity-key digests, `[p − 1]` for party p, if `config` is valid, has the
+/// sealed `n` and `t`, and registers `signer` and `identity` for `party`.
+pub fn registered_identities(
+    config: &Config,
+    party: u32,
+    n: u32,
+    t: u32,
+    signer: Address,
+    identity: [u8; 32],
+) -> Result<Vec<[u8; 32]>, RegistrationError> {
+    // Valid means: at least 3t + 1 parties, indexed 1..=n in order, distinct signers and keys.
+    config.validate()?;
+    if config.parties.len() != n as usize || config.threshold != t {
+        return Err(RegistrationError::OtherShape {
+            got_n: config.parties.len(),
+            got_t: config.threshold,
+            n,
+            t,
+        });
+    }
+    let me = party
+        .checked_sub(1)
+        .and_then(|i| config.parties.get(i as usize))
+        .ok_or(RegistrationError::NoParty(party))?;
+    if me.signer != signer {
+        return Err(RegistrationError::OtherSigner(party));
+    }
+    if me.identity_key_digest != identity {
+        return Err(RegistrationError::OtherIdentity(party));
+    }
+    Ok(config
+        .parties
+        .iter()
+        .map(|p| p.identity_key_digest)
+        .collect())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use kms_devnet::dev::DevSetup;
+
+    fn config() -> Config {
+        let digests: Vec<[u8; 32]> = (1..=4u8).map(|p| [p; 32]).collect();
+        DevSetup::new("kms-registration", 4, 1, 0, tendermint::Time::now())
+            .with_identity_keys(&digests)
+            .genesis
+            .app_config
+    }
+
+    #[test]
+    fn an_enclave_runs_only_as_what_the_contract_registers() {
+        let c = config();
+        let signer = c.parties[1].signer;
+        let ok = registered_identities(&c, 2, 4, 1, signer, [2; 32]).unwrap();
+        assert_eq!(ok, vec![[1; 32], [2; 32], [3; 32], [4; 32]]);
+        // A host provisioning its own identity key, or another party's signer, or an index
+        // beyond the set.
+        assert_eq!(
+            registered_identities(&c, 2, 4, 1, signer, [9; 32]),
+            Err(RegistrationError::OtherIdentity(2))
+        );
+        assert_eq!(
+            registered_identities(&c, 2, 4, 1, c.parties[0].signer, [2; 32]),
+            Err(RegistrationError::OtherSigner(2))
+        );
+        assert_eq!(
+            registered_identities(&c, 5, 4, 1, signer, [2; 32]),
+            Err(RegistrationError::NoParty(5))
+        );
+        // Another shape than the sealed state's.
+        assert!(matches!(
+            registered_identities(&c, 2, 4, 0, signer, [2; 32]),
+            Err(RegistrationError::OtherShape { .. })
+        ));
+        // A config that breaks the contract's rules (two parties with one identity key).
+        let mut dup = c.clone();
+        dup.parties[3].identity_key_digest = [1; 32];
+        assert!(matches!(
+            registered_identities(&dup, 2, 4, 1, signer, [2; 32]),
+            Err(RegistrationError::Invalid(_))
+        ));
+    }
+}
