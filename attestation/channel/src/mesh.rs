@@ -8,6 +8,10 @@
 //! document names `p` *and* binds the key registered for `p`. A genuine release run by an
 //! operator who configures it with another party's index has the wrong key and is refused.
 //!
+//! **Releases.** Each party is verified under its own policy ([`Mesh::per_party`]: the
+//! attestation policy the config contract holds for it), chosen by the identity its document
+//! claims and then bound to it: a peer is accepted only as a release trusted for that party.
+//!
 //! **Freshness.** Documents are only accepted while younger than the policy's `max_age_s`, so the
 //! mesh re-attests its key ([`Mesh::refresh`], every [`Mesh::refresh_interval`]) and serves the
 //! newest certificate to every new handshake through rustls certificate resolvers.
@@ -107,15 +111,45 @@ impl Mesh {
         root: PinnedRoot,
         policy: Policy,
     ) -> Result<Self, ChannelError> {
+        let policies = vec![policy; registered.len()];
+        Self::per_party(nsm, me, registered, &policies, key, root)
+    }
+
+    /// [`Mesh::new`] with each party's own policy: `policies[p − 1]` holds the releases party
+    /// `p` is trusted to run (its attestation policy in the config contract), so a peer is
+    /// accepted only as a release trusted *for it*.
+    pub fn per_party(
+        nsm: &dyn Nsm,
+        me: usize,
+        registered: &[[u8; 32]],
+        policies: &[Policy],
+        key: IdentityKey,
+        root: PinnedRoot,
+    ) -> Result<Self, ChannelError> {
         let n = registered.len();
         if me == 0 || registered.get(me - 1) != Some(&key.digest()) {
             return Err(ChannelError::NotRegistered(me));
         }
-        let peer = |p: usize, digest: &[u8; 32]| ExpectedPeer {
-            identity: party_identity(p),
-            key_digest: Some(*digest),
-        };
-        let all: Vec<ExpectedPeer> = (1..=n).zip(registered).map(|(p, d)| peer(p, d)).collect();
+        if policies.len() != n {
+            return Err(ChannelError::PolicyCount {
+                policies: policies.len(),
+                parties: n,
+            });
+        }
+        let all: Vec<ExpectedPeer> = (1..=n)
+            .zip(registered.iter().zip(policies))
+            .map(|(p, (digest, policy))| ExpectedPeer {
+                identity: party_identity(p),
+                key_digest: Some(*digest),
+                policy: Some(policy.clone()),
+            })
+            .collect();
+        // Re-attest well inside the strictest peer's freshness window.
+        let policy = policies
+            .iter()
+            .min_by_key(|p| p.max_age_s)
+            .cloned()
+            .ok_or(ChannelError::NotRegistered(me))?;
         let max_age = Duration::from_secs(policy.max_age_s);
         let verifier = Arc::new(AttestedVerifier::for_peers(
             root.clone(),

@@ -36,6 +36,14 @@ pub enum ChannelError {
     /// This party's own key is not the one registered for its index.
     #[error("own identity key is not the one registered for party {0}")]
     NotRegistered(usize),
+    /// A mesh needs one policy per party.
+    #[error("{policies} attestation policies for {parties} parties")]
+    PolicyCount {
+        /// Policies given.
+        policies: usize,
+        /// Parties registered.
+        parties: usize,
+    },
 }
 
 impl From<ChannelError> for rustls::Error {
@@ -55,6 +63,9 @@ pub struct ExpectedPeer {
     /// SHA-256 of the SubjectPublicKeyInfo the peer must present ([`crate::spki_digest`]);
     /// `None` accepts any key attested for `identity` (enclaves that are not parties).
     pub key_digest: Option<[u8; 32]>,
+    /// The releases this peer is trusted to run (a party's attestation policy in the config
+    /// contract); `None`: the verifier's policy.
+    pub policy: Option<Policy>,
 }
 
 /// Verifies a peer's attested certificate against a pinned root, a policy and an expected
@@ -77,6 +88,7 @@ impl AttestedVerifier {
             .map(|identity| ExpectedPeer {
                 identity,
                 key_digest: None,
+                policy: None,
             })
             .collect();
         Self::for_peers(root, policy, expected)
@@ -127,22 +139,31 @@ impl AttestedVerifier {
             .to_der()
             .map_err(|e| ChannelError::Tls(e.to_string()))?;
         let key_digest = crate::spki_digest(&spki);
-        let mut policy = self.policy.clone();
+        // The identity the document claims picks the policy it is verified under (each party
+        // has its own trusted releases); the verification then binds that identity.
+        let claimed = kms_attestation::document::parse_unverified(doc.as_bytes())?
+            .user_data
+            .unwrap_or_default();
+        let expected =
+            self.expected
+                .iter()
+                .find(|e| e.identity == claimed)
+                .ok_or(ChannelError::Rejected(AttestationError::Binding(
+                    "user_data (party identity)",
+                )))?;
+        let mut policy = expected
+            .policy
+            .clone()
+            .unwrap_or_else(|| self.policy.clone());
         policy.public_key = Some(spki);
-        let verified = verify_document(
+        policy.user_data = Some(expected.identity.clone());
+        verify_document(
             doc.as_bytes(),
             &self.root,
             &policy,
             self.time_override.unwrap_or(now),
         )?;
-        let identity = verified.document.user_data.unwrap_or_default();
-        let expected = self
-            .expected
-            .iter()
-            .find(|e| e.identity == identity)
-            .ok_or(ChannelError::Rejected(AttestationError::Binding(
-                "user_data (party identity)",
-            )))?;
+        let identity = expected.identity.clone();
         match expected.key_digest {
             Some(registered) if registered != key_digest => Err(ChannelError::UnregisteredKey {
                 identity: String::from_utf8_lossy(&identity).into_owned(),

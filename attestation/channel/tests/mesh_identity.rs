@@ -113,3 +113,62 @@ async fn a_genuine_release_claiming_another_partys_index_is_refused() {
         ChannelError::NotRegistered(2)
     );
 }
+
+const OTHER: [[u8; 48]; 3] = [[0xd0; 48], [0xd1; 48], [0xd2; 48]];
+
+/// Each party is trusted as the releases the config contract names for it: a genuine,
+/// registered party 2 running a release trusted only for party 3 is refused, and accepted once
+/// its own policy names that release.
+#[tokio::test]
+async fn a_party_is_accepted_only_as_a_release_its_own_policy_trusts() {
+    let root = MockRootCa::generate(now()).unwrap();
+    let keys: Vec<IdentityKey> = (0..4).map(|_| IdentityKey::generate().unwrap()).collect();
+    let registered: Vec<[u8; 32]> = keys.iter().map(IdentityKey::digest).collect();
+    let mut keys = keys.into_iter();
+    let (k1, k2) = (keys.next().unwrap(), keys.next().unwrap());
+    let k1_der = k1.to_pkcs8_der();
+    let k1_again = || IdentityKey::from_pkcs8_der(&k1_der).unwrap();
+    let other = Policy::production(vec![Release::from_image("kms v2", OTHER)], 300);
+    let n1 = nsm(&root, "i-party-1");
+    let trusts_party_1 =
+        || AttestedVerifier::new(n1.trusted_root(), policy(), vec![party_identity(1)]);
+    // Party 2 runs release OTHER, with its registered key.
+    let copy = MockRootCa::from_parts(root.cert_der(), &root.key_pkcs8_der()).unwrap();
+    let n2 = MockNsm::new(copy, "i-party-2", OTHER, now).unwrap();
+    let party2 = AttestedIdentity::for_key(&n2, &party_identity(2), &k2).unwrap();
+
+    // The contract trusts OTHER for party 3 only.
+    let only_for_3 = [policy(), policy(), other.clone(), policy()];
+    let mesh1 = Mesh::per_party(&n1, 1, &registered, &only_for_3, k1, n1.trusted_root()).unwrap();
+    let err = connect_to_party_1(&mesh1, &party2, trusts_party_1())
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(channel_error(&err), Some(ChannelError::Rejected(_))),
+        "{err}"
+    );
+
+    // Once party 2's own policy names OTHER, it is accepted.
+    let for_2 = [policy(), other, policy(), policy()];
+    let mesh1 =
+        Mesh::per_party(&n1, 1, &registered, &for_2, k1_again(), n1.trusted_root()).unwrap();
+    connect_to_party_1(&mesh1, &party2, trusts_party_1())
+        .await
+        .unwrap();
+
+    // One policy per party, or no mesh.
+    assert!(matches!(
+        Mesh::per_party(
+            &n1,
+            1,
+            &registered,
+            &for_2[..3],
+            k1_again(),
+            n1.trusted_root()
+        ),
+        Err(ChannelError::PolicyCount {
+            policies: 3,
+            parties: 4
+        })
+    ));
+}

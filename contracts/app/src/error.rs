@@ -87,7 +87,7 @@ impl TxError {
             Self::Malformed(_) => 1,
             Self::BadSignature(_) => 2,
             Self::WrongChain(_) => 3,
-            Self::BadNonce { .. } => 4,
+            Self::BadNonce { .. } => kms_chain_types::tx::CODE_BAD_NONCE,
             Self::InsufficientFunds { .. } => 5,
             Self::Unauthorized(_) => 6,
             Self::IscDenied(_) => 7,

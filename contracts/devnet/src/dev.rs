@@ -76,6 +76,19 @@ pub struct DevSetup {
     pub genesis: Genesis,
 }
 
+/// The attestation policy developer mode registers for every party: the one release the mock
+/// NSM attests to (PCR0/1/2 filled with `K`, `M`, `S`), documents at most 300 s old; JSON of
+/// `kms_attestation::Policy`, the form the enclaves read from the config contract.
+pub fn dev_attestation_policy() -> String {
+    let pcr = |b: u8| hex::encode([b; 48]);
+    format!(
+        "{{\"releases\":[{{\"name\":\"kms dev\",\"pcr0\":\"{}\",\"pcr1\":\"{}\",\"pcr2\":\"{}\"}}],\"allow_debug\":false,\"max_age_s\":300}}",
+        pcr(0x4b),
+        pcr(0x4d),
+        pcr(0x53)
+    )
+}
+
 impl DevSetup {
     /// `n` parties with threshold `t` and `validators` validator keys. Each party's endpoint
     /// (where its host accepts relayed party connections) is a free loopback port.
@@ -90,7 +103,7 @@ impl DevSetup {
                     index: i as u32 + 1,
                     signer: w.address(),
                     endpoint: free_endpoint(50100 + i),
-                    attestation_policy: "{\"mode\":\"developer\"}".into(),
+                    attestation_policy: dev_attestation_policy(),
                     // A distinct placeholder with no key behind it: parties that talk over the
                     // attested mesh register their real keys with `with_identity_keys`.
                     identity_key_digest: Party::identity_digest_of_spki(

@@ -295,6 +295,11 @@ fn signing_hash(chain_id: &str, body: &[u8]) -> [u8; 32] {
     h.finalize().into()
 }
 
+/// The ABCI code of a transaction whose nonce is not its sender's next (a replay or a gap).
+/// A sender that sees it knows its idea of the next nonce is stale; every other refusal by
+/// CheckTx leaves the nonce unused.
+pub const CODE_BAD_NONCE: u32 = 4;
+
 /// Builds and signs a transaction.
 pub fn sign_tx(key: &SigningKey, chain_id: &str, nonce: u64, msg: Msg) -> Vec<u8> {
     let body = codec::encode(&TxBody {

@@ -3,7 +3,7 @@
 use crate::clock::{Clock, ClockError};
 use kms_chain_types::state::RequestStatus;
 use kms_chain_types::tx::{sign_tx, Fulfillment, KmsRequest, MaterialItem, Msg};
-use kms_channel::{Enclave, Job, Outcome, Skip};
+use kms_channel::{Enclave, Job, NonceError, NonceSource, Outcome, Skip};
 use kms_engine::tfhe::ServerKey;
 use kms_light_client::LightClient;
 use kms_signcryption::ClientPublicKey;
@@ -45,6 +45,9 @@ pub enum RuntimeError {
     /// The blocking squash task failed.
     #[error("squash task: {0}")]
     Task(String),
+    /// The host gave no nonce for the fulfillment transaction.
+    #[error(transparent)]
+    Nonce(#[from] NonceError),
 }
 
 /// One party's enclave state and its `serve` entry point.
@@ -57,6 +60,7 @@ pub struct PartyRuntime {
     material: BTreeMap<RequestId, Vec<(String, [u8; 32])>>,
     clock: Arc<dyn Clock>,
     net: Arc<dyn Transport>,
+    nonces: Arc<dyn NonceSource>,
     round_deadline: Duration,
 }
 
@@ -85,6 +89,8 @@ pub struct RuntimeParts {
     pub clock: Arc<dyn Clock>,
     /// The party transport (attested TLS in production).
     pub net: Arc<dyn Transport>,
+    /// Where fulfillment transactions get their nonces (the host, which leases them).
+    pub nonces: Arc<dyn NonceSource>,
     /// Deadline of each protocol round.
     pub round_deadline: Duration,
 }
@@ -104,6 +110,7 @@ impl PartyRuntime {
             material: parts.material,
             clock: parts.clock,
             net: parts.net,
+            nonces: parts.nonces,
             round_deadline: parts.round_deadline,
         }
     }
@@ -150,8 +157,15 @@ impl PartyRuntime {
         .map_err(RuntimeError::from)
     }
 
-    fn fulfill(&self, nonce: u64, request_id: RequestId, fulfillment: Fulfillment) -> Outcome {
-        Outcome::Broadcast(sign_tx(
+    /// Signs the fulfillment transaction, with the nonce the host leases for it now (not
+    /// when the job was handed over: jobs of one party run concurrently).
+    async fn fulfill(
+        &self,
+        request_id: RequestId,
+        fulfillment: Fulfillment,
+    ) -> Result<Outcome, RuntimeError> {
+        let nonce = self.nonces.next_nonce().await?;
+        Ok(Outcome::Broadcast(sign_tx(
             &self.party.signer,
             &self.chain_id,
             nonce,
@@ -159,7 +173,7 @@ impl PartyRuntime {
                 request_id,
                 fulfillment,
             },
-        ))
+        )))
     }
 
     /// Serves one job: verify, act on the approved record only, sign.
@@ -201,7 +215,7 @@ impl PartyRuntime {
                     })
                     .collect::<Result<Vec<_>, _>>()
                     .map_err(|e| RuntimeError::Sign(e.to_string()))?;
-                Ok(self.fulfill(job.nonce, id, Fulfillment::Material { items }))
+                self.fulfill(id, Fulfillment::Material { items }).await
             }
             KmsRequest::PublicDecrypt(r) => {
                 if complete {
@@ -230,14 +244,15 @@ impl PartyRuntime {
                 }
                 let plaintexts = d.signed.plaintexts.iter().flat_map(|p| p.word).collect();
                 let t = std::time::Instant::now();
-                let outcome = self.fulfill(
-                    job.nonce,
-                    id,
-                    Fulfillment::PublicDecryption {
-                        plaintexts,
-                        signature: d.signed.signature.0.to_vec(),
-                    },
-                );
+                let outcome = self
+                    .fulfill(
+                        id,
+                        Fulfillment::PublicDecryption {
+                            plaintexts,
+                            signature: d.signed.signature.0.to_vec(),
+                        },
+                    )
+                    .await?;
                 // What `kms bench-runtime` splits a request's latency by: light-client and
                 // approval verification (clock reading included), noise squashing, the
                 // threshold round (sharing, exchange, robust opening, EIP-712 signing of the
@@ -270,14 +285,14 @@ impl PartyRuntime {
                     &client,
                     &mut rand_core::OsRng,
                 )?;
-                Ok(self.fulfill(
-                    job.nonce,
+                self.fulfill(
                     id,
                     Fulfillment::UserDecryption {
                         envelope: s.envelope.as_bytes().to_vec(),
                         signature: s.response_signature.0.to_vec(),
                     },
-                ))
+                )
+                .await
             }
             other => Err(RuntimeError::Unsupported(other.kind())),
         }

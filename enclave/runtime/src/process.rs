@@ -15,11 +15,10 @@
 //! mock (its root CA from `--dev-root-ca`). Production boot (`/dev/nsm`, vsock, the image's
 //! measured configuration) is the reproducible-image issue's.
 
-use crate::registration::{registered_identities, RegistrationError};
+use crate::registration::{party_policies, registered_identities, RegistrationError};
 use crate::sealing::{self, production_roots, SealingError, SealingSource};
 use crate::state::{AeadSealer, PartyState};
 use crate::{AttestedClock, Clock, PartyRuntime, RuntimeError, RuntimeParts};
-use kms_attestation::{Policy, Release};
 use kms_channel::addr::ChannelAddr;
 use kms_channel::mux::EnclaveChannel;
 use kms_channel::wire::{Failure, FailureKind, HostRequest, HostResponse};
@@ -223,9 +222,9 @@ async fn ask(ch: &EnclaveChannel, req: HostRequest) -> Result<Option<Vec<u8>>, B
     match ch.request(req).await {
         Ok(HostResponse::Blob(b)) => Ok(b),
         Ok(HostResponse::Stored) => Ok(None),
-        Ok(HostResponse::Chunk { .. } | HostResponse::AwsCredentials(_)) => {
-            Err(BootError::Host("an answer to another question".into()))
-        }
+        Ok(
+            HostResponse::Chunk { .. } | HostResponse::AwsCredentials(_) | HostResponse::Nonce(_),
+        ) => Err(BootError::Host("an answer to another question".into())),
         Ok(HostResponse::Failed(e)) => Err(BootError::Host(e)),
         Err(e) => Err(BootError::Channel(e.to_string())),
     }
@@ -393,10 +392,17 @@ pub async fn boot(args: Args) -> Result<(), BootError> {
         identity.digest(),
     )?;
 
-    // The attested mesh over connections the host relays.
-    let policy = Policy::production(vec![Release::from_image("kms dev", DEV_PCRS)], 300);
-    let tls = kms_transport::tls::PartyTls::for_party(nsm, party, &registered, identity, policy)
-        .map_err(|e| BootError::Tls(e.to_string()))?;
+    // The attested mesh over connections the host relays: each peer is trusted as the
+    // releases the config contract names for it, nothing hard-coded here.
+    let policies = party_policies(&config)?;
+    let tls = kms_transport::tls::PartyTls::for_party_per_party(
+        nsm,
+        party,
+        &registered,
+        &policies,
+        identity,
+    )
+    .map_err(|e| BootError::Tls(e.to_string()))?;
     let (in_tx, in_rx) = tokio::sync::mpsc::channel::<kms_transport::tls::BoxIo>(64);
     tokio::spawn(async move {
         while let Some(io) = accepted.recv().await {
@@ -469,6 +475,7 @@ pub async fn boot(args: Args) -> Result<(), BootError> {
         material,
         clock,
         net,
+        nonces: Arc::new(channel.clone()),
         round_deadline: Duration::from_secs(60),
     }));
     // While idle, the light client follows the chain so its trust never ages out.

@@ -32,6 +32,39 @@ pub enum RegistrationError {
     /// The party's registered identity key is not this enclave's.
     #[error("the config contract registers another identity key for party {0}")]
     OtherIdentity(u32),
+    /// A party's attestation policy is not a policy (the enclave trusts no release for it).
+    #[error("party {party}'s attestation policy in the config contract: {reason}")]
+    BadPolicy {
+        /// The party.
+        party: u32,
+        /// Why it does not parse.
+        reason: String,
+    },
+    /// A party's attestation policy trusts no release.
+    #[error("party {0}'s attestation policy in the config contract trusts no release")]
+    NoRelease(u32),
+}
+
+/// The attestation policy of each party, `[p − 1]` for party p, as the config contract holds
+/// it (JSON of [`kms_attestation::Policy`]): the releases a peer claiming party p must attest
+/// to. A policy that does not parse, or trusts no release, is refused rather than read as
+/// "anything goes".
+pub fn party_policies(config: &Config) -> Result<Vec<kms_attestation::Policy>, RegistrationError> {
+    config
+        .parties
+        .iter()
+        .map(|p| {
+            let policy: kms_attestation::Policy = serde_json::from_str(&p.attestation_policy)
+                .map_err(|e| RegistrationError::BadPolicy {
+                    party: p.index,
+                    reason: e.to_string(),
+                })?;
+            if policy.releases.is_empty() {
+                return Err(RegistrationError::NoRelease(p.index));
+            }
+            Ok(policy)
+        })
+        .collect()
 }
 
 /// The registered identity-key digests, `[p − 1]` for party p, if `config` is valid, has the
@@ -116,5 +149,28 @@ mod tests {
             registered_identities(&dup, 2, 4, 1, signer, [2; 32]),
             Err(RegistrationError::Invalid(_))
         ));
+    }
+
+    #[test]
+    fn each_party_is_trusted_as_the_releases_its_policy_names() {
+        let mut c = config();
+        // Developer mode registers the mock NSM's release (its PCRs) for every party.
+        let dev = kms_attestation::Policy::production(
+            vec![kms_attestation::Release::from_image(
+                "kms dev",
+                [[0x4b; 48], [0x4d; 48], [0x53; 48]],
+            )],
+            300,
+        );
+        assert_eq!(party_policies(&c).unwrap(), vec![dev.clone(); 4]);
+        c.parties[2].attestation_policy = "{\"mode\":\"developer\"}".into();
+        assert!(matches!(
+            party_policies(&c),
+            Err(RegistrationError::BadPolicy { party: 3, .. })
+        ));
+        let mut empty = dev;
+        empty.releases.clear();
+        c.parties[2].attestation_policy = serde_json::to_string(&empty).unwrap();
+        assert_eq!(party_policies(&c), Err(RegistrationError::NoRelease(3)));
     }
 }

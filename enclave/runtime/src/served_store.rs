@@ -72,9 +72,10 @@ impl ServedStore for SealedServedStore {
                 )
                 .map(|v| Some(v.to_vec()))
                 .map_err(|e| e.to_string()),
-            HostResponse::Stored | HostResponse::Chunk { .. } | HostResponse::AwsCredentials(_) => {
-                Err("host answered a read with something else".into())
-            }
+            HostResponse::Stored
+            | HostResponse::Chunk { .. }
+            | HostResponse::AwsCredentials(_)
+            | HostResponse::Nonce(_) => Err("host answered a read with something else".into()),
             HostResponse::Failed(e) => Err(e),
         }
     }
@@ -90,9 +91,8 @@ impl ServedStore for SealedServedStore {
             HostResponse::Failed(e) => Err(e),
             HostResponse::Blob(_)
             | HostResponse::Chunk { .. }
-            | HostResponse::AwsCredentials(_) => {
-                Err("host answered a write with something else".into())
-            }
+            | HostResponse::AwsCredentials(_)
+            | HostResponse::Nonce(_) => Err("host answered a write with something else".into()),
         }
     }
 }

@@ -204,6 +204,7 @@ impl World {
             material: BTreeMap::new(),
             clock,
             net: Arc::new(InProcessNetwork::new(4).party(1)),
+            nonces: Arc::new(FirstNonce),
             round_deadline: Duration::from_secs(5),
         })
     }
@@ -228,8 +229,17 @@ impl World {
             evidence: self.evidence(self.user_id, self.request_height),
             ciphertexts: self.cts.clone(),
             client_key: Some(self.client.public().as_bytes().to_vec()),
-            nonce: 0,
         }
+    }
+}
+
+/// A host whose party account has sent nothing yet.
+struct FirstNonce;
+
+#[async_trait::async_trait]
+impl kms_channel::NonceSource for FirstNonce {
+    async fn next_nonce(&self) -> Result<u64, kms_channel::NonceError> {
+        Ok(0)
     }
 }
 

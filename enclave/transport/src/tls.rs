@@ -74,6 +74,21 @@ impl PartyTls {
         let mesh = kms_attested_tls::Mesh::new(nsm.as_ref(), me, registered, key, root, policy)?;
         Ok(Self::attested(Arc::new(mesh), nsm))
     }
+
+    /// [`PartyTls::for_party`] trusting each peer `p` under its own `policies[p − 1]` (the
+    /// attestation policy the config contract holds for it).
+    pub fn for_party_per_party(
+        nsm: Arc<dyn kms_nsm::Nsm>,
+        me: usize,
+        registered: &[[u8; 32]],
+        policies: &[kms_attestation::Policy],
+        key: kms_attested_tls::IdentityKey,
+    ) -> Result<Self, kms_attested_tls::ChannelError> {
+        let root = nsm.trusted_root();
+        let mesh =
+            kms_attested_tls::Mesh::per_party(nsm.as_ref(), me, registered, policies, key, root)?;
+        Ok(Self::attested(Arc::new(mesh), nsm))
+    }
 }
 
 /// The party a connection authenticated, attached to each request it carries.

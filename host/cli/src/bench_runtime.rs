@@ -17,6 +17,14 @@
 //! Per request, each phase is the median over the parties (fulfillment: completion minus the
 //! median party's broadcast); the report gives the median over requests of each, next to the
 //! median end-to-end latency, as a share of it. A phase's share is its ratio to that baseline.
+//!
+//! **Throughput** (`--batch N`, `--batch-runs R`): a batch of N public decryptions (one
+//! `FheUint8` each) submitted back to back (`broadcast_tx_sync`, in nonce order), timed from the
+//! first submission until the client's poll (every 20 ms) sees all N complete; R batches on a
+//! network whose parties run one enclave each (the baseline), then R on a fresh network whose
+//! parties run two, whose hosts hand each request to one of them by its ID. Ciphertext
+//! encryption, blob upload and the ACL grant happen before the timed region; the network's
+//! start and its keygen request outside it.
 
 use crate::bench::Comparison;
 use crate::demo_threshold::{DealtKeySet, LocalNetwork, TimedDecryption};
@@ -171,11 +179,123 @@ pub struct Report {
     pub phases: Vec<Comparison>,
     /// (party, enclave peak, enclave current, host peak, host current), KiB.
     pub memory: Vec<(usize, u64, u64, u64, u64)>,
+    /// The batch with two enclaves per party against one, if a batch was asked for.
+    pub batch: Option<BatchReport>,
+}
+
+/// Throughput of a batch of public decryptions with one and with two enclaves per party.
+pub struct BatchReport {
+    /// Requests per batch.
+    pub size: usize,
+    /// Two enclaves per party against one (median batch time of each).
+    pub comparison: Comparison,
+    /// Requests per second (median batch), one enclave per party.
+    pub one_per_s: f64,
+    /// Requests per second (median batch), two enclaves per party.
+    pub two_per_s: f64,
+    /// With two enclaves: (party, slot, enclave peak RSS KiB).
+    pub memory: Vec<(usize, usize, u64)>,
+}
+
+/// `runs` batches of `size` public decryptions on a fresh network whose parties run
+/// `enclaves` enclaves each; the batch times and each enclave's peak memory.
+async fn batches(
+    kms: &Path,
+    dealt: &DealtKeySet,
+    dir: &Path,
+    block_ms: u64,
+    size: usize,
+    runs: usize,
+    enclaves: usize,
+) -> Result<(Vec<Duration>, Vec<(usize, usize, u64)>), BenchRuntimeError> {
+    let err = |e: &dyn std::fmt::Display| BenchRuntimeError::Run(e.to_string());
+    let mut inputs = dealt.inputs(kms, dir.to_path_buf(), Duration::from_millis(block_ms));
+    inputs.enclaves_per_party = enclaves;
+    let mut quiet = |_: &str| {};
+    let mut net = LocalNetwork::start(inputs, &mut quiet)
+        .await
+        .map_err(|e| err(&e))?;
+    let mut times = Vec::with_capacity(runs);
+    for run in 0..runs {
+        let values: Vec<u128> = (0..size)
+            .map(|i| ((run * size + i) % 251) as u128 + 1)
+            .collect();
+        let cts = values
+            .iter()
+            .map(|v| {
+                kms_client::encrypt_value(
+                    &dealt.keys.public_key,
+                    kms_types::FheType::Uint8,
+                    kms_client::ClearValue::Unsigned(*v),
+                )
+                .map_err(|e| err(&e))
+            })
+            .collect::<Result<Vec<_>, _>>()?;
+        let b = net
+            .timed_public_decryption_batch(cts)
+            .await
+            .map_err(|e| err(&e))?;
+        for (got, want) in b.plaintexts.iter().zip(&values) {
+            if *got != want.to_string() {
+                return Err(BenchRuntimeError::Run(format!(
+                    "decrypted {got}, encrypted {want}"
+                )));
+            }
+        }
+        times.push(b.elapsed);
+    }
+    let memory = (0..net.parties.parties.len())
+        .flat_map(|i| {
+            net.parties
+                .enclave_pids(i)
+                .into_iter()
+                .enumerate()
+                .filter_map(move |(s, pid)| Some((i + 1, s, memory_kib(pid?)?.0)))
+        })
+        .collect();
+    Ok((times, memory))
+}
+
+/// The batch throughput with one and with two enclaves per party (see the module docs).
+pub async fn batch_report(
+    kms: &Path,
+    dealt: &DealtKeySet,
+    dir: &Path,
+    block_ms: u64,
+    size: usize,
+    runs: usize,
+) -> Result<BatchReport, BenchRuntimeError> {
+    let (one, _) = batches(kms, dealt, &dir.join("one"), block_ms, size, runs, 1).await?;
+    let (two, memory) = batches(kms, dealt, &dir.join("two"), block_ms, size, runs, 2).await?;
+    let secs = |v: &[Duration]| median(v.iter().map(Duration::as_secs_f64).collect());
+    let (t1, t2) = (secs(&one), secs(&two));
+    let per_s = |t: f64| if t > 0.0 { size as f64 / t } else { 0.0 };
+    Ok(BatchReport {
+        size,
+        comparison: Comparison {
+            name: format!("batch of {size} public decryptions, 2 enclaves per party"),
+            kms_s: t2,
+            baseline_s: t1,
+            baseline: "the same batch, 1 enclave per party".into(),
+            ratio: if t1 > 0.0 { t2 / t1 } else { 0.0 },
+            runs,
+        },
+        one_per_s: per_s(t1),
+        two_per_s: per_s(t2),
+        memory,
+    })
 }
 
 /// Runs `runs` public decryptions on a devnet with `block_ms` between blocks and the parties
-/// as processes of `kms`.
-pub async fn run(kms: &Path, runs: usize, block_ms: u64) -> Result<Report, BenchRuntimeError> {
+/// as processes of `kms`; then, if `batch` > 0, `batch_runs` batches of `batch` with one and
+/// with two enclaves per party.
+pub async fn run(
+    kms: &Path,
+    runs: usize,
+    block_ms: u64,
+    batch: usize,
+    batch_runs: usize,
+) -> Result<Report, BenchRuntimeError> {
     let err = |e: &dyn std::fmt::Display| BenchRuntimeError::Run(e.to_string());
     let dir = tempfile::tempdir().map_err(|e| err(&e))?;
     let dealt = DealtKeySet::test("bench-runtime").map_err(|e| err(&e))?;
@@ -270,6 +390,21 @@ pub async fn run(kms: &Path, runs: usize, block_ms: u64) -> Result<Report, Bench
             phase("end to end", |s| s.total),
         ],
         memory,
+        batch: if batch > 0 {
+            Some(
+                batch_report(
+                    kms,
+                    &dealt,
+                    &dir.path().join("batch"),
+                    block_ms,
+                    batch,
+                    batch_runs.max(1),
+                )
+                .await?,
+            )
+        } else {
+            None
+        },
     })
 }
 

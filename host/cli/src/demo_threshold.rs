@@ -160,6 +160,8 @@ pub struct NetworkInputs<'a> {
     pub rpc: std::net::SocketAddr,
     /// The devnet's block interval.
     pub block: Duration,
+    /// Enclaves per party (the host hands each request to one of them).
+    pub enclaves_per_party: usize,
 }
 
 /// A test-parameter key set for the insecure dealer, with what a [`NetworkInputs`] needs:
@@ -219,8 +221,21 @@ impl DealtKeySet {
             dir,
             rpc: ([127, 0, 0, 1], 0).into(),
             block,
+            enclaves_per_party: 1,
         }
     }
+}
+
+/// A batch of public decryptions, timed from the first submission to the first poll (every
+/// 20 ms) that finds all of them complete.
+#[derive(Clone, Debug)]
+pub struct TimedBatch {
+    /// The requests, in submission order.
+    pub ids: Vec<RequestId>,
+    /// First submission to all complete.
+    pub elapsed: Duration,
+    /// The decrypted values, in submission order.
+    pub plaintexts: Vec<String>,
 }
 
 /// One public decryption, timed from submission (`broadcast_tx_sync`) to the first poll (every
@@ -362,6 +377,94 @@ impl LocalNetwork {
     }
 }
 
+impl LocalNetwork {
+    /// Public decryptions of `cts`, one request each, submitted back to back: their blobs
+    /// stored and their handles granted first (not timed), then every request
+    /// (`broadcast_tx_sync`, in nonce order); returns the time from the first submission until
+    /// all are seen complete, and the plaintexts.
+    pub async fn timed_public_decryption_batch(
+        &mut self,
+        cts: Vec<TypedCiphertext>,
+    ) -> Result<TimedBatch, DemoError> {
+        for ct in &cts {
+            self.blobs
+                .put(&ct.bytes)
+                .await
+                .map_err(|e| fail("blob store")(&e))?;
+        }
+        let grant = self.user.tx(
+            CHAIN,
+            Msg::AclGrant {
+                app_id: Self::APP.into(),
+                handles: cts.iter().map(TypedCiphertext::digest).collect(),
+                addresses: vec![self.user.address()],
+            },
+        );
+        commit(&self.client, "acl", grant).await?;
+        let mut ids = Vec::with_capacity(cts.len());
+        let mut txs = Vec::with_capacity(cts.len());
+        for ct in &cts {
+            let req = PublicDecryptionRequest {
+                key_id: self.key_id,
+                ciphertexts: vec![ct.clone()],
+            };
+            ids.push(req.request_id());
+            txs.push(self.user.tx(
+                CHAIN,
+                Msg::Request {
+                    app_id: Self::APP.into(),
+                    request: KmsRequest::PublicDecrypt(req.to_ref()),
+                },
+            ));
+        }
+        let start = Instant::now();
+        for tx in txs {
+            let r = self
+                .client
+                .broadcast_tx_sync(tx)
+                .await
+                .map_err(|e| fail("request")(&e))?;
+            if r.code.is_err() {
+                return Err(fail("request")(&r.log));
+            }
+        }
+        let deadline = start + Duration::from_secs(300);
+        let mut done: Vec<Option<RequestRecord>> = ids.iter().map(|_| None).collect();
+        while done.iter().any(Option::is_none) {
+            for (id, slot) in ids.iter().zip(done.iter_mut()) {
+                if slot.is_some() {
+                    continue;
+                }
+                if let Some(rec) = query::<RequestRecord>(&self.client, keys::request(id)).await {
+                    if matches!(rec.status, RequestStatus::Completed { .. }) {
+                        *slot = Some(rec);
+                    }
+                }
+            }
+            if Instant::now() > deadline {
+                return Err(fail("batch")(&"not complete after 5 minutes"));
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        let elapsed = start.elapsed();
+        let mut plaintexts = Vec::with_capacity(cts.len());
+        for (rec, ct) in done.iter().flatten().zip(&cts) {
+            plaintexts.push(
+                public_result(&self.client, rec, std::slice::from_ref(ct))
+                    .await?
+                    .into_iter()
+                    .next()
+                    .ok_or_else(|| fail("batch")(&"no result"))?,
+            );
+        }
+        Ok(TimedBatch {
+            ids,
+            elapsed,
+            plaintexts,
+        })
+    }
+}
+
 /// The parties' identities and the chain's keys: TLS identity keys whose digests the config
 /// contract registers, and a developer setup (admin, party signing keys, genesis) for chain
 /// `kms-demo`.
@@ -453,7 +556,7 @@ impl LocalNetwork {
             .await
             .map_err(|e| fail("blob store")(&e))?;
         let key_id = inputs.keygen.request_id();
-        let mut parties = Supervisor::provision(
+        let mut parties = Supervisor::provision_slots(
             &inputs.dir.join("parties"),
             inputs.kms,
             &rpc,
@@ -473,6 +576,7 @@ impl LocalNetwork {
                 material: inputs.material.clone(),
                 endpoints: setup.endpoints(),
             },
+            inputs.enclaves_per_party,
         )
         .map_err(|e| fail("provision parties")(&e))?;
         parties.start().map_err(|e| fail("start parties")(&e))?;
@@ -560,6 +664,7 @@ pub async fn run(
             dir: inputs.dir.to_path_buf(),
             rpc: ([127, 0, 0, 1], 0).into(),
             block: BLOCK,
+            enclaves_per_party: 1,
         },
         say,
     )
@@ -804,11 +909,13 @@ pub struct UpInfo {
 
 /// `kms up`: a developer-mode KMS left running for manual use until `stop` resolves: the
 /// devnet on `rpc`, 4 parties as processes, a key set on `params` from the insecure dealer
-/// registered on chain; writes [`UpInfo`] to `<dir>/up.json`.
+/// registered on chain, `enclaves_per_party` enclaves per party; writes [`UpInfo`] to
+/// `<dir>/up.json`.
 pub async fn up(
     dir: &Path,
     rpc: std::net::SocketAddr,
     params: ParamSetName,
+    enclaves_per_party: usize,
     kms: &Path,
     stop: impl std::future::Future<Output = ()>,
     say: &mut dyn FnMut(&str),
@@ -845,6 +952,7 @@ pub async fn up(
             dir: dir.to_path_buf(),
             rpc,
             block: BLOCK,
+            enclaves_per_party,
         },
         say,
     )

@@ -279,6 +279,9 @@ enum Cmd {
         /// Parameter set of the key set (`default` or `test-insecure`).
         #[arg(long, default_value = "default")]
         params: String,
+        /// Enclaves per party (each party's host hands each request to one of them).
+        #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u8).range(1..=16))]
+        enclaves_per_party: u8,
     },
     /// Start a network written by `chain-net`: each node's `kms chain-app` and `cometbft start`,
     /// detached (logs in each home, PIDs in `<dir>/pids.json`); waits until every node makes
@@ -356,6 +359,12 @@ enum Cmd {
         /// Milliseconds between blocks.
         #[arg(long, default_value_t = 1000)]
         block_ms: u64,
+        /// Requests per throughput batch (one and two enclaves per party); 0: no batch.
+        #[arg(long, default_value_t = 64)]
+        batch: usize,
+        /// Batches per configuration (median).
+        #[arg(long, default_value_t = 3)]
+        batch_runs: usize,
     },
     /// Benchmark against tfhe-rs baselines in the same run.
     Bench {
@@ -824,15 +833,24 @@ async fn run(cli: Cli) -> R<()> {
             dir,
             rpc,
             params: p,
+            enclaves_per_party,
         } => {
             let kms = std::env::current_exe().map_err(|e| e.to_string())?;
             let stop = async {
                 let _ = tokio::signal::ctrl_c().await;
             };
             let mut print = |s: &str| println!("{s}");
-            kms_cli::demo_threshold::up(&dir, rpc, params(&p)?, &kms, stop, &mut print)
-                .await
-                .map_err(|e| e.to_string())?;
+            kms_cli::demo_threshold::up(
+                &dir,
+                rpc,
+                params(&p)?,
+                usize::from(enclaves_per_party),
+                &kms,
+                stop,
+                &mut print,
+            )
+            .await
+            .map_err(|e| e.to_string())?;
         }
         Cmd::ChainUp { dir, cometbft } => {
             let kms = std::env::current_exe().map_err(|e| e.to_string())?;
@@ -900,12 +918,32 @@ async fn run(cli: Cli) -> R<()> {
                 .map_err(|e| e.to_string())?;
             print_comparisons(&res, json, 1e3, "ms")?;
         }
-        Cmd::BenchRuntime { runs, block_ms } => {
+        Cmd::BenchRuntime {
+            runs,
+            block_ms,
+            batch,
+            batch_runs,
+        } => {
             let kms = std::env::current_exe().map_err(|e| e.to_string())?;
-            let report = kms_cli::bench_runtime::run(&kms, runs, block_ms)
+            let report = kms_cli::bench_runtime::run(&kms, runs, block_ms, batch, batch_runs)
                 .await
                 .map_err(|e| e.to_string())?;
             print_comparisons(&report.phases, json, 1e3, "ms")?;
+            if let Some(b) = &report.batch {
+                print_comparisons(std::slice::from_ref(&b.comparison), json, 1.0, "s")?;
+                if !json {
+                    println!(
+                        "throughput: {:.1} requests/s with 1 enclave per party, {:.1} with 2",
+                        b.one_per_s, b.two_per_s
+                    );
+                    for (p, s, peak) in &b.memory {
+                        println!(
+                            "party {p} enclave {s}: peak {:.1} MiB",
+                            *peak as f64 / 1024.0
+                        );
+                    }
+                }
+            }
             if !json {
                 for (p, ep, ec, hp, hc) in &report.memory {
                     println!(

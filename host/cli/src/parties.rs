@@ -70,8 +70,8 @@ pub struct DealInputs<'a> {
 pub struct PartyFiles {
     /// Its folder (host data: sealed state, cursor; logs).
     pub dir: PathBuf,
-    /// The host⇄enclave channel socket.
-    pub socket: PathBuf,
+    /// The host⇄enclave channel sockets, one per enclave slot.
+    pub sockets: Vec<PathBuf>,
     /// The developer-mode sealing key (hex).
     pub sealing_key: PathBuf,
     /// Where its host accepts party connections (its endpoint in the config contract).
@@ -110,12 +110,13 @@ pub struct Supervisor {
     /// Message and carry modulus of the squashed blocks (what a user-decryption client needs).
     pub moduli: (u64, u64),
     hosts: Vec<Option<Child>>,
-    enclaves: Vec<Option<Child>>,
+    /// Each party's enclaves, one per slot.
+    enclaves: Vec<Vec<Option<Child>>>,
 }
 
 impl Supervisor {
     /// Deals the key set and the PRSS keys, seals each party's state under `dir/party<p>`, and
-    /// writes the mock NSM root. The hosts find each other at the endpoints the config contract
+    /// writes the mock NSM root. Each party runs one enclave; see [`Supervisor::provision_slots`]. The hosts find each other at the endpoints the config contract
     /// registers (`inputs.endpoints`, the same list). `kms` is the `kms` binary, `rpc` the
     /// chain node the hosts follow, `blobs` the blob store they share.
     pub fn provision(
@@ -125,6 +126,21 @@ impl Supervisor {
         blobs: &Path,
         inputs: DealInputs<'_>,
     ) -> Result<Self, SupervisorError> {
+        Self::provision_slots(dir, kms, rpc, blobs, inputs, 1)
+    }
+
+    /// [`Supervisor::provision`] with `slots` enclaves per party (every party the same number:
+    /// slot `s` of each party meets slot `s` of the others). A party's enclaves share its sealed
+    /// state and its sealing key; its host hands each request to one of them.
+    pub fn provision_slots(
+        dir: &Path,
+        kms: &Path,
+        rpc: &str,
+        blobs: &Path,
+        inputs: DealInputs<'_>,
+        slots: usize,
+    ) -> Result<Self, SupervisorError> {
+        let slots = slots.max(1);
         let rng = &mut rand_core::OsRng;
         let (n, t) = (inputs.n, inputs.t);
         let shares = kms_threshold::deal_insecure(inputs.client_key, inputs.key_id, n, t, rng)
@@ -191,7 +207,12 @@ impl Supervisor {
             let path = sealed_dir.join("state");
             std::fs::write(&path, sealed).map_err(io(&path))?;
             parties.push(PartyFiles {
-                socket: pdir.join("channel.sock"),
+                sockets: (0..slots)
+                    .map(|s| match s {
+                        0 => pdir.join("channel.sock"),
+                        s => pdir.join(format!("channel-{s}.sock")),
+                    })
+                    .collect(),
                 dir: pdir,
                 sealing_key,
                 endpoint: inputs
@@ -210,7 +231,7 @@ impl Supervisor {
             blobs: blobs.to_path_buf(),
             root_ca,
             hosts: (0..n).map(|_| None).collect(),
-            enclaves: (0..n).map(|_| None).collect(),
+            enclaves: (0..n).map(|_| (0..slots).map(|_| None).collect()).collect(),
             parties,
             moduli,
         })
@@ -261,6 +282,20 @@ impl Supervisor {
         Ok(())
     }
 
+    /// Enclaves per party.
+    pub fn slots(&self) -> usize {
+        self.parties.first().map_or(1, |p| p.sockets.len())
+    }
+
+    /// The log file of party `i + 1`'s enclave in `slot`.
+    pub fn enclave_log(&self, i: usize, slot: usize) -> Option<PathBuf> {
+        let p = self.parties.get(i)?;
+        Some(match slot {
+            0 => p.dir.join("enclave.log"),
+            s => p.dir.join(format!("enclave-{s}.log")),
+        })
+    }
+
     /// Starts party `i + 1`'s host.
     pub fn start_host(&mut self, i: usize) -> Result<(), SupervisorError> {
         let p = self
@@ -269,8 +304,11 @@ impl Supervisor {
             .ok_or_else(|| SupervisorError::Spawn(format!("no party {}", i + 1)))?;
         let child = Command::new(&self.kms)
             .arg("host")
-            .arg("--channel")
-            .arg(format!("unix:{}", p.socket.display()))
+            .args(
+                p.sockets
+                    .iter()
+                    .flat_map(|s| ["--channel".to_string(), format!("unix:{}", s.display())]),
+            )
             .args(["--listen", &p.endpoint])
             .args(["--rpc", &self.rpc])
             .arg("--data-dir")
@@ -294,19 +332,33 @@ impl Supervisor {
         Ok(())
     }
 
-    /// Starts party `i + 1`'s enclave (once its host opened the channel socket).
+    /// Starts party `i + 1`'s enclaves, one per slot (each once its host opened the slot's
+    /// channel socket). Under AWS KMS the first enclave's first boot takes over the dealer's
+    /// state; the others wait for it and then open the same data key.
     pub fn start_enclave(&mut self, i: usize) -> Result<(), SupervisorError> {
+        for slot in 0..self.slots() {
+            self.start_enclave_slot(i, slot)?;
+        }
+        Ok(())
+    }
+
+    /// Starts party `i + 1`'s enclave in `slot`.
+    pub fn start_enclave_slot(&mut self, i: usize, slot: usize) -> Result<(), SupervisorError> {
         let p = self
             .parties
             .get(i)
             .ok_or_else(|| SupervisorError::Spawn(format!("no party {}", i + 1)))?;
+        let socket = p
+            .sockets
+            .get(slot)
+            .ok_or_else(|| SupervisorError::Spawn(format!("no slot {slot}")))?;
         let deadline = Instant::now() + Duration::from_secs(30);
-        while !p.socket.exists() {
+        while !socket.exists() {
             if Instant::now() > deadline {
                 return Err(SupervisorError::Spawn(format!(
                     "host {} never opened {}",
                     i + 1,
-                    p.socket.display()
+                    socket.display()
                 )));
             }
             std::thread::sleep(Duration::from_millis(50));
@@ -315,7 +367,7 @@ impl Supervisor {
         cmd.arg("enclave")
             .args(["--party", &(i + 1).to_string()])
             .arg("--channel")
-            .arg(format!("unix:{}", p.socket.display()))
+            .arg(format!("unix:{}", socket.display()))
             .arg("--dev-root-ca")
             .arg(&self.root_ca);
         match &self.aws {
@@ -332,43 +384,65 @@ impl Supervisor {
                     .arg(ca);
                 // The first start takes over the dealer's state; later ones need only KMS.
                 if !self.imported.get(i).copied().unwrap_or(true) {
+                    if slot != 0 {
+                        return Err(SupervisorError::Spawn(
+                            "the first enclave of a party imports its state".into(),
+                        ));
+                    }
                     cmd.arg("--import-dev-state")
                         .arg("--dev-sealing-key")
                         .arg(&p.sealing_key);
                     if let Some(done) = self.imported.get_mut(i) {
                         *done = true;
                     }
+                } else if slot != 0 {
+                    // The data-key record the first enclave created.
+                    let record = p.dir.join("sealed").join("data-key");
+                    let deadline = Instant::now() + Duration::from_secs(60);
+                    while !record.exists() {
+                        if Instant::now() > deadline {
+                            return Err(SupervisorError::Spawn(format!(
+                                "party {}'s first enclave created no data key",
+                                i + 1
+                            )));
+                        }
+                        std::thread::sleep(Duration::from_millis(50));
+                    }
                 }
             }
         }
+        let log = self
+            .enclave_log(i, slot)
+            .ok_or_else(|| SupervisorError::Spawn(format!("no party {}", i + 1)))?;
         let child = cmd
             .stdout(Stdio::null())
-            .stderr(Self::log(&p.dir.join("enclave.log"))?)
+            .stderr(Self::log(&log)?)
             .spawn()
             .map_err(|e| SupervisorError::Spawn(e.to_string()))?;
-        if let Some(slot) = self.enclaves.get_mut(i) {
-            *slot = Some(child);
+        if let Some(s) = self.enclaves.get_mut(i).and_then(|e| e.get_mut(slot)) {
+            *s = Some(child);
         }
         Ok(())
     }
 
-    /// Kills party `i + 1`'s enclave.
+    /// Kills party `i + 1`'s enclaves.
     pub fn kill_enclave(&mut self, i: usize) {
-        if let Some(mut c) = self.enclaves.get_mut(i).and_then(Option::take) {
-            let _ = c.kill();
-            let _ = c.wait();
+        for c in self.enclaves.get_mut(i).into_iter().flatten() {
+            if let Some(mut c) = c.take() {
+                let _ = c.kill();
+                let _ = c.wait();
+            }
         }
     }
 
-    /// Waits up to `within` for party `i + 1`'s enclave to exit; its status if it did.
+    /// Waits up to `within` for party `i + 1`'s (first) enclave to exit; its status if it did.
     pub fn enclave_exit(&mut self, i: usize, within: Duration) -> Option<std::process::ExitStatus> {
         let deadline = Instant::now() + within;
         loop {
-            let child = self.enclaves.get_mut(i)?.as_mut()?;
+            let slot = self.enclaves.get_mut(i)?.get_mut(0)?;
+            let child = slot.as_mut()?;
             if let Ok(Some(status)) = child.try_wait() {
-                if let Some(slot) = self.enclaves.get_mut(i) {
-                    *slot = None;
-                }
+                *slot = None;
                 return Some(status);
             }
             if Instant::now() > deadline {
@@ -378,26 +452,47 @@ impl Supervisor {
         }
     }
 
-    /// The process IDs: (host, enclave) per party.
+    /// The process IDs: (host, first enclave) per party.
     pub fn pids(&self) -> Vec<(Option<u32>, Option<u32>)> {
         self.hosts
             .iter()
             .zip(&self.enclaves)
-            .map(|(h, e)| (h.as_ref().map(Child::id), e.as_ref().map(Child::id)))
+            .map(|(h, e)| {
+                (
+                    h.as_ref().map(Child::id),
+                    e.first().and_then(Option::as_ref).map(Child::id),
+                )
+            })
             .collect()
+    }
+
+    /// The process IDs of party `i + 1`'s enclaves, by slot.
+    pub fn enclave_pids(&self, i: usize) -> Vec<Option<u32>> {
+        self.enclaves
+            .get(i)
+            .map(|e| e.iter().map(|c| c.as_ref().map(Child::id)).collect())
+            .unwrap_or_default()
     }
 
     /// Every process's log file.
     pub fn logs(&self) -> Vec<PathBuf> {
-        self.parties
-            .iter()
-            .flat_map(|p| [p.dir.join("host.log"), p.dir.join("enclave.log")])
+        (0..self.parties.len())
+            .flat_map(|i| {
+                let host = self.parties.get(i).map(|p| p.dir.join("host.log"));
+                host.into_iter()
+                    .chain((0..self.slots()).filter_map(move |s| self.enclave_log(i, s)))
+            })
             .collect()
     }
 
     /// Stops every process.
     pub fn stop(&mut self) {
-        for c in self.enclaves.iter_mut().chain(self.hosts.iter_mut()) {
+        for c in self
+            .enclaves
+            .iter_mut()
+            .flatten()
+            .chain(self.hosts.iter_mut())
+        {
             if let Some(mut c) = c.take() {
                 let _ = c.kill();
                 let _ = c.wait();

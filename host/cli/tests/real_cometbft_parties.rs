@@ -25,7 +25,7 @@ use kms_connector::{ChainRpc, Follower, Wakeup};
 use kms_devnet::dev::{DevSetup, Wallet};
 use kms_eip712::SigningKey;
 use kms_engine::{decrypt_ciphertext, generate_key_set, serialize_public, Plaintext};
-use kms_host::{Blobs, PartyHost, Served};
+use kms_host::{Blobs, Nonces, PartyHost, Served, Slot};
 use kms_light_client::{LightClient, Options};
 use kms_nsm::{MockNsm, MockRootCa};
 use kms_runtime::{PartyRuntime, RuntimeParts, SystemClock};
@@ -196,6 +196,8 @@ async fn four_parties_serve_keygen_and_decryptions_through_real_cometbft() {
         let (lc, _) =
             LightClient::from_genesis(CHAIN, 1, &genesis_set, first.clone(), options, Time::now())
                 .unwrap();
+        let rpc = ChainRpc::new(&rpc_url(&nodes[i])).unwrap();
+        let lease = Arc::new(Nonces::new(rpc.clone(), address).lease());
         let runtime = Arc::new(PartyRuntime::new(RuntimeParts {
             chain_id: CHAIN.into(),
             light_client: lc,
@@ -212,10 +214,11 @@ async fn four_parties_serve_keygen_and_decryptions_through_real_cometbft() {
             material: BTreeMap::from([(key_id, material.clone())]),
             clock: Arc::new(SystemClock),
             net,
+            nonces: lease.clone(),
             round_deadline: Duration::from_secs(60),
         }));
         let follower = Follower::start(
-            ChainRpc::new(&rpc_url(&nodes[i])).unwrap(),
+            rpc,
             1,
             Some(dir.path().join(format!("cursor-{party}"))),
             Duration::from_millis(250),
@@ -227,7 +230,11 @@ async fn four_parties_serve_keygen_and_decryptions_through_real_cometbft() {
             Wakeup::Subscription,
             "CometBFT offers a websocket"
         );
-        let mut host = PartyHost::new(follower, runtime, Blobs::new(&blobs_dir), address);
+        let slot = Slot {
+            enclave: runtime,
+            nonces: lease,
+        };
+        let mut host = PartyHost::new(follower, vec![slot], Blobs::new(&blobs_dir));
         let served_tx = served_tx.clone();
         hosts.push(tokio::spawn(async move {
             loop {

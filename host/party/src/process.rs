@@ -1,21 +1,32 @@
 //! The host process (`kms-host`, and `kms host` in the developer CLI): one party's untrusted
 //! host.
 //!
-//! It listens for its enclave on the channel socket, relays the enclave's party connections
-//! (TCP on `--listen` in, out to the endpoints the config contract registers), stores the enclave's sealed blobs under
+//! It listens for its enclaves on their channel sockets (one `--channel` per enclave: the
+//! party's enclave slots), relays the enclaves' party connections (TCP on `--listen` in, out to
+//! the endpoints the config contract registers), stores the enclaves' sealed blobs under
 //! `--data-dir/sealed` without being able to read them, serves public blobs from `--blobs`,
-//! follows the KMS chain at `--rpc` and hands each approved request to the enclave, and
-//! broadcasts what the enclave signed. When the enclave goes away it waits for it to come back
-//! and resumes from its cursor.
+//! follows the KMS chain at `--rpc` and hands each approved request to the enclave of its slot
+//! ([`crate::slot_of`]), and broadcasts what the enclave signed. When an enclave goes away it
+//! waits for it to come back and hands the unfinished block over again.
+//!
+//! **Slots and the mesh.** Slot `s` of every party forms its own attested mesh: a host opens
+//! each relayed party connection with a two-byte preamble, the dialing enclave's slot and the
+//! slot count, and the accepting host relays it to its own enclave of that slot. The preamble
+//! is routing only (the host is untrusted either way; a misrouted connection reaches an enclave
+//! that holds no session for its messages). A peer announcing another slot count is refused:
+//! every party must run the same number of enclaves.
 
-use crate::{Blobs, PartyHost, Served};
+use crate::nonce::{NonceLease, Nonces};
+use crate::{Blobs, PartyHost, Served, Slot};
 use kms_channel::addr::ChannelAddr;
-use kms_channel::mux::{BoxIo, Dialer, Handler, HostChannel};
+use kms_channel::mux::{BoxIo, ChannelError, ChannelFailure, Dialer, Handler, HostChannel};
 use kms_channel::wire::{Destination, HostRequest, HostResponse};
+use kms_channel::{Enclave, Job, NonceSource, Outcome};
 use kms_connector::{ChainRpc, Follower};
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 /// Why the host process stopped.
 #[derive(Debug, thiserror::Error)]
@@ -33,7 +44,7 @@ pub enum ProcessError {
 
 /// The host's command line.
 pub struct Args {
-    channel: ChannelAddr,
+    channels: Vec<ChannelAddr>,
     listen: String,
     rpc: String,
     data_dir: PathBuf,
@@ -47,12 +58,13 @@ fn need<T>(v: Option<T>, name: &str) -> Result<T, ProcessError> {
     v.ok_or_else(|| ProcessError::Usage(format!("{name} is required")))
 }
 
-/// Parses the command line (`--channel unix:PATH|vsock:CID:PORT --listen ADDR --rpc URL
-/// --data-dir DIR --blobs DIR --signer 0x… [--poll-ms N] [--aws-kms-endpoint HOST:PORT]`).
+/// Parses the command line (`--channel unix:PATH|vsock:CID:PORT [--channel …] --listen ADDR
+/// --rpc URL --data-dir DIR --blobs DIR --signer 0x… [--poll-ms N]
+/// [--aws-kms-endpoint HOST:PORT]`; one `--channel` per enclave, at most [`MAX_SLOTS`]).
 pub fn parse_args(args: impl IntoIterator<Item = String>) -> Result<Args, ProcessError> {
     let mut it = args.into_iter();
-    let (mut channel, mut listen, mut rpc, mut data_dir, mut blobs, mut signer) =
-        (None, None, None, None, None, None);
+    let mut channels = Vec::new();
+    let (mut listen, mut rpc, mut data_dir, mut blobs, mut signer) = (None, None, None, None, None);
     let mut poll = Duration::from_millis(250);
     let mut aws_kms = None;
     while let Some(a) = it.next() {
@@ -61,13 +73,11 @@ pub fn parse_args(args: impl IntoIterator<Item = String>) -> Result<Args, Proces
                 .ok_or_else(|| ProcessError::Usage(format!("{a} needs a value")))
         };
         match a.as_str() {
-            "--channel" => {
-                channel = Some(
-                    val()?
-                        .parse::<ChannelAddr>()
-                        .map_err(|e| ProcessError::Usage(e.to_string()))?,
-                )
-            }
+            "--channel" => channels.push(
+                val()?
+                    .parse::<ChannelAddr>()
+                    .map_err(|e| ProcessError::Usage(e.to_string()))?,
+            ),
             "--listen" => listen = Some(val()?),
             "--rpc" => rpc = Some(val()?),
             "--data-dir" => data_dir = Some(PathBuf::from(val()?)),
@@ -95,8 +105,13 @@ pub fn parse_args(args: impl IntoIterator<Item = String>) -> Result<Args, Proces
             other => return Err(ProcessError::Usage(format!("unknown argument {other}"))),
         }
     }
+    if channels.is_empty() || channels.len() > MAX_SLOTS {
+        return Err(ProcessError::Usage(format!(
+            "one to {MAX_SLOTS} --channel (one per enclave)"
+        )));
+    }
     Ok(Args {
-        channel: need(channel, "--channel")?,
+        channels,
         listen: need(listen, "--listen")?,
         rpc: need(rpc, "--rpc")?,
         data_dir: need(data_dir, "--data-dir")?,
@@ -107,10 +122,79 @@ pub fn parse_args(args: impl IntoIterator<Item = String>) -> Result<Args, Proces
     })
 }
 
-/// Where the host relays its enclave's connections: party `p` to the endpoint the config
-/// contract registers for it (read from the chain at each dial, so a changed party set is
-/// followed), AWS KMS to `aws_kms` (`HOST:PORT`) if configured; nothing else.
-pub fn dialer(rpc: ChainRpc, aws_kms: Option<String>) -> Dialer {
+/// Most enclaves one host drives.
+pub const MAX_SLOTS: usize = 16;
+
+/// How long a peer host has to send its preamble.
+const PREAMBLE_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// Which enclave slot a relayed party connection belongs to: the dialing enclave's slot and the
+/// dialing host's slot count, the connection's first two bytes.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Preamble {
+    /// The slot (below `slots`).
+    pub slot: u8,
+    /// How many enclaves the dialing party runs.
+    pub slots: u8,
+}
+
+impl Preamble {
+    /// The two bytes on the wire.
+    pub fn to_bytes(self) -> [u8; 2] {
+        [self.slot, self.slots]
+    }
+
+    /// Reads a peer's preamble and checks it against this host's slot count.
+    pub async fn read(io: &mut BoxIo, slots: usize) -> Result<Self, PreambleError> {
+        let mut b = [0u8; 2];
+        tokio::time::timeout(PREAMBLE_TIMEOUT, io.read_exact(&mut b))
+            .await
+            .map_err(|_| PreambleError::Timeout)?
+            .map_err(PreambleError::Io)?;
+        let [slot, theirs] = b;
+        if usize::from(theirs) != slots {
+            return Err(PreambleError::SlotCount {
+                theirs,
+                ours: slots,
+            });
+        }
+        if usize::from(slot) >= slots {
+            return Err(PreambleError::NoSuchSlot(slot));
+        }
+        Ok(Self {
+            slot,
+            slots: theirs,
+        })
+    }
+}
+
+/// Why a relayed party connection was refused before reaching an enclave.
+#[derive(Debug, thiserror::Error)]
+pub enum PreambleError {
+    /// No preamble in time.
+    #[error("no preamble within {PREAMBLE_TIMEOUT:?}")]
+    Timeout,
+    /// The connection failed.
+    #[error("reading the preamble: {0}")]
+    Io(std::io::Error),
+    /// The peer runs another number of enclaves: slot meshes would not match.
+    #[error("the peer runs {theirs} enclaves, this party {ours}")]
+    SlotCount {
+        /// The peer's count.
+        theirs: u8,
+        /// Ours.
+        ours: usize,
+    },
+    /// A slot this party does not have.
+    #[error("no slot {0}")]
+    NoSuchSlot(u8),
+}
+
+/// Where the host relays the connections of its enclave in slot `preamble.slot`: party `p` to
+/// the endpoint the config contract registers for it (read from the chain at each dial, so a
+/// changed party set is followed; the preamble sent first), AWS KMS to `aws_kms` (`HOST:PORT`)
+/// if configured; nothing else.
+pub fn dialer(rpc: ChainRpc, aws_kms: Option<String>, preamble: Preamble) -> Dialer {
     let routes = Arc::new((rpc, aws_kms));
     Arc::new(move |to| {
         let routes = routes.clone();
@@ -128,7 +212,10 @@ pub fn dialer(rpc: ChainRpc, aws_kms: Option<String>) -> Dialer {
                 Destination::AwsKms => aws_kms.clone(),
             }
             .ok_or_else(|| std::io::Error::other(format!("no address for {to:?}")))?;
-            let s = tokio::net::TcpStream::connect(addr).await?;
+            let mut s = tokio::net::TcpStream::connect(addr).await?;
+            if let Destination::Party(_) = to {
+                s.write_all(&preamble.to_bytes()).await?;
+            }
             Ok(Box::new(s) as BoxIo)
         })
     })
@@ -145,12 +232,18 @@ fn sealed_path(dir: &std::path::Path, name: &str) -> Option<PathBuf> {
 }
 
 /// How the host answers its enclave: sealed blobs under `data_dir/sealed`, public blobs from
-/// `blobs`, light blocks from `rpc`, AWS credentials from the SDK's default chain.
-pub fn handler(data_dir: PathBuf, blobs: Blobs, rpc: ChainRpc) -> Handler {
+/// `blobs`, light blocks from `rpc`, AWS credentials from the SDK's default chain, nonces from
+/// the enclave's lease `nonces`.
+pub fn handler(data_dir: PathBuf, blobs: Blobs, rpc: ChainRpc, nonces: Arc<NonceLease>) -> Handler {
     Arc::new(move |req| {
         let (data_dir, blobs, rpc) = (data_dir.clone(), blobs.clone(), rpc.clone());
+        let nonces = nonces.clone();
         Box::pin(async move {
             match req {
+                HostRequest::Nonce => match nonces.next_nonce().await {
+                    Ok(n) => HostResponse::Nonce(n),
+                    Err(e) => HostResponse::Failed(e.to_string()),
+                },
                 HostRequest::GetSealed { name } => match sealed_path(&data_dir, &name) {
                     None => HostResponse::Failed(format!("bad name {name:?}")),
                     Some(p) => match tokio::fs::read(&p).await {
@@ -237,24 +330,116 @@ pub fn handler(data_dir: PathBuf, blobs: Blobs, rpc: ChainRpc) -> Handler {
     })
 }
 
+/// One enclave slot of the host: the channel of the enclave connected to it now, if any.
+pub struct EnclaveSlot {
+    current: tokio::sync::watch::Sender<Option<HostChannel>>,
+}
+
+impl Default for EnclaveSlot {
+    fn default() -> Self {
+        Self {
+            current: tokio::sync::watch::Sender::new(None),
+        }
+    }
+}
+
+impl EnclaveSlot {
+    /// The live channel, if an enclave is connected.
+    pub fn channel(&self) -> Option<HostChannel> {
+        self.current.borrow().clone().filter(|c| !c.is_closed())
+    }
+
+    /// An enclave connected (replacing any earlier one).
+    pub fn connect(&self, ch: HostChannel) {
+        self.current.send_replace(Some(ch));
+    }
+
+    /// Resolves once an enclave is connected.
+    pub async fn ready(&self) {
+        let mut rx = self.current.subscribe();
+        let _ = rx
+            .wait_for(|c| c.as_ref().is_some_and(|c| !c.is_closed()))
+            .await;
+    }
+}
+
+#[async_trait::async_trait]
+impl Enclave for EnclaveSlot {
+    type Error = ChannelFailure;
+
+    async fn serve(&self, job: Job) -> Result<Outcome, ChannelFailure> {
+        let ch = self
+            .channel()
+            .ok_or(ChannelFailure::Channel(ChannelError::Closed))?;
+        tokio::select! {
+            r = Enclave::serve(&ch, job) => r,
+            // An enclave that dies with the job in hand may never answer it.
+            () = ch.closed() => Err(ChannelFailure::Channel(ChannelError::Closed)),
+        }
+    }
+
+    fn unavailable(error: &ChannelFailure) -> bool {
+        HostChannel::unavailable(error)
+    }
+}
+
 /// Runs the host until it fails.
 pub async fn run(a: Args) -> Result<(), ProcessError> {
-    let channel_listener = a
-        .channel
-        .listen()
-        .map_err(|e| ProcessError::Usage(e.to_string()))?;
     let peer_listener = tokio::net::TcpListener::bind(&a.listen)
         .await
         .map_err(|e| ProcessError::Io(a.listen.clone(), e))?;
     let rpc = ChainRpc::new(&a.rpc)?;
     let blobs = Blobs::new(&a.blobs);
-    let dial = dialer(rpc.clone(), a.aws_kms.clone());
-    // The current enclave's channel; incoming party connections go to it.
-    let current: Arc<tokio::sync::RwLock<Option<HostChannel>>> = Arc::default();
-    let relay_to = current.clone();
+    let nonces = Nonces::new(rpc.clone(), a.signer);
+    tokio::fs::create_dir_all(&a.data_dir)
+        .await
+        .map_err(|e| ProcessError::Io(a.data_dir.display().to_string(), e))?;
+    let count = a.channels.len();
+    let count_u8 = u8::try_from(count).map_err(|_| ProcessError::Usage("too many slots".into()))?;
+    let mut slots = Vec::with_capacity(count);
+    for (i, addr) in a.channels.iter().enumerate() {
+        let listener = addr
+            .listen()
+            .map_err(|e| ProcessError::Usage(e.to_string()))?;
+        let slot = Arc::new(EnclaveSlot::default());
+        let lease = Arc::new(nonces.lease());
+        let preamble = Preamble {
+            slot: u8::try_from(i).map_err(|_| ProcessError::Usage("too many slots".into()))?,
+            slots: count_u8,
+        };
+        let dial = dialer(rpc.clone(), a.aws_kms.clone(), preamble);
+        let answer = handler(
+            a.data_dir.clone(),
+            blobs.clone(),
+            rpc.clone(),
+            lease.clone(),
+        );
+        let (to, addr) = (slot.clone(), addr.clone());
+        tokio::spawn(async move {
+            loop {
+                tracing::info!(slot = i, "waiting for an enclave on {addr}");
+                match listener.accept().await {
+                    Ok(socket) => {
+                        to.connect(HostChannel::start(socket, dial.clone(), answer.clone()));
+                        tracing::info!(slot = i, "enclave connected");
+                    }
+                    Err(e) => {
+                        tracing::warn!(slot = i, "channel {addr}: {e}");
+                        tokio::time::sleep(Duration::from_millis(200)).await;
+                    }
+                }
+            }
+        });
+        slots.push(Slot {
+            enclave: slot,
+            nonces: lease,
+        });
+    }
+    let relay_to: Vec<Arc<EnclaveSlot>> = slots.iter().map(|s| s.enclave.clone()).collect();
     let limiter =
         crate::limit::PeerLimiter::new(crate::limit::MAX_PER_ADDRESS, crate::limit::MAX_INCOMING);
     tokio::spawn(async move {
+        let relay_to = Arc::new(relay_to);
         loop {
             let Ok((tcp, from)) = peer_listener.accept().await else {
                 // Out of descriptors or the like: back off instead of spinning.
@@ -265,58 +450,50 @@ pub async fn run(a: Args) -> Result<(), ProcessError> {
                 tracing::warn!(%from, "too many relayed connections from one address; refused");
                 continue;
             };
-            let tcp = crate::limit::Counted::new(tcp, permit);
-            match relay_to.read().await.as_ref() {
-                Some(ch) => {
-                    if let Err(e) = ch.relay_incoming(Box::new(tcp)).await {
-                        tracing::warn!("relay: {e}");
+            let mut tcp: BoxIo = Box::new(crate::limit::Counted::new(tcp, permit));
+            let relay_to = relay_to.clone();
+            tokio::spawn(async move {
+                let slot = match Preamble::read(&mut tcp, relay_to.len()).await {
+                    Ok(p) => usize::from(p.slot),
+                    Err(e) => {
+                        tracing::warn!(%from, "party connection refused: {e}");
+                        return;
                     }
+                };
+                match relay_to.get(slot).and_then(|s| s.channel()) {
+                    Some(ch) => {
+                        if let Err(e) = ch.relay_incoming(tcp).await {
+                            tracing::warn!("relay: {e}");
+                        }
+                    }
+                    None => drop(tcp),
                 }
-                None => drop(tcp),
-            }
+            });
         }
     });
     let cursor = a.data_dir.join("cursor");
-    tokio::fs::create_dir_all(&a.data_dir)
-        .await
-        .map_err(|e| ProcessError::Io(a.data_dir.display().to_string(), e))?;
+    let follower = Follower::start(rpc.clone(), 1, Some(cursor), a.poll).await?;
+    let ready: Vec<Arc<EnclaveSlot>> = slots.iter().map(|s| s.enclave.clone()).collect();
+    let mut host = PartyHost::new(follower, slots, blobs.clone());
     loop {
-        tracing::info!("waiting for the enclave on {}", a.channel);
-        let socket = channel_listener
-            .accept()
-            .await
-            .map_err(|e| ProcessError::Io(a.channel.to_string(), e))?;
-        let ch = HostChannel::start(
-            socket,
-            dial.clone(),
-            handler(a.data_dir.clone(), blobs.clone(), rpc.clone()),
-        );
-        *current.write().await = Some(ch.clone());
-        let follower = Follower::start(rpc.clone(), 1, Some(cursor.clone()), a.poll).await?;
-        let mut host = PartyHost::new(follower, Arc::new(ch.clone()), blobs.clone(), a.signer);
-        loop {
-            let step = tokio::select! {
-                s = host.step() => s,
-                () = ch.closed() => break,
-            };
-            match step {
-                Ok((h, served)) => {
-                    for s in &served {
-                        println!("{}", describe(h, s));
-                    }
-                }
-                Err(e @ crate::HostError::EnclaveUnavailable { .. }) => {
-                    tracing::warn!("{e}");
-                    break;
-                }
-                Err(e) => {
-                    tracing::warn!("{e}");
-                    tokio::time::sleep(a.poll).await;
+        // Every enclave up before a block is handed over (each request has one slot).
+        for s in &ready {
+            s.ready().await;
+        }
+        match host.step().await {
+            Ok((h, served)) => {
+                for s in &served {
+                    println!("{}", describe(h, s));
                 }
             }
+            Err(e @ crate::HostError::EnclaveUnavailable { .. }) => {
+                tracing::warn!("{e}");
+            }
+            Err(e) => {
+                tracing::warn!("{e}");
+                tokio::time::sleep(a.poll).await;
+            }
         }
-        tracing::warn!("the enclave went away");
-        *current.write().await = None;
     }
 }
 
@@ -353,5 +530,64 @@ pub async fn main_with(args: impl IntoIterator<Item = String>) -> std::process::
             tracing::error!("kms-host: {e}");
             std::process::ExitCode::FAILURE
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    async fn preamble_of(bytes: &[u8], slots: usize) -> Result<Preamble, PreambleError> {
+        let (mut peer, ours) = tokio::io::duplex(64);
+        peer.write_all(bytes).await.unwrap();
+        let mut ours: BoxIo = Box::new(ours);
+        Preamble::read(&mut ours, slots).await
+    }
+
+    #[tokio::test]
+    async fn a_preamble_routes_to_a_slot_of_a_peer_with_the_same_count() {
+        let p = Preamble { slot: 1, slots: 2 };
+        assert_eq!(preamble_of(&p.to_bytes(), 2).await.unwrap(), p);
+        assert_eq!(
+            preamble_of(&[0, 1], 1).await.unwrap(),
+            Preamble { slot: 0, slots: 1 }
+        );
+    }
+
+    #[tokio::test]
+    async fn a_peer_with_another_slot_count_or_slot_is_refused() {
+        assert!(matches!(
+            preamble_of(&[0, 2], 1).await,
+            Err(PreambleError::SlotCount { theirs: 2, ours: 1 })
+        ));
+        assert!(matches!(
+            preamble_of(&[2, 2], 2).await,
+            Err(PreambleError::NoSuchSlot(2))
+        ));
+    }
+
+    #[tokio::test]
+    async fn a_peer_that_hangs_up_before_its_preamble_is_refused() {
+        let (peer, ours) = tokio::io::duplex(64);
+        drop(peer);
+        let mut ours: BoxIo = Box::new(ours);
+        assert!(matches!(
+            Preamble::read(&mut ours, 2).await,
+            Err(PreambleError::Io(_))
+        ));
+    }
+
+    #[test]
+    fn every_slot_gets_requests() {
+        let mut per_slot = [0usize; 3];
+        for i in 0u8..=255 {
+            let id = kms_types::RequestId::from_bytes(
+                kms_types::sha3_256(&[i])[..20].try_into().unwrap(),
+            );
+            per_slot[crate::slot_of(&id, 3)] += 1;
+        }
+        assert!(per_slot.iter().all(|n| *n > 50), "{per_slot:?}");
+        let id = kms_types::RequestId::from_bytes([7; 20]);
+        assert_eq!(crate::slot_of(&id, 1), 0);
     }
 }

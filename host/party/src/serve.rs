@@ -1,10 +1,10 @@
 //! The host loop: chain events in, jobs to the enclave, signed transactions out.
 
+use crate::nonce::{NonceLease, Settled};
 use crate::{BlobError, Blobs};
 use kms_chain_types::codec;
 use kms_chain_types::state::RequestRecord;
-use kms_chain_types::tx::KmsRequest;
-use kms_chain_types::Address;
+use kms_chain_types::tx::{KmsRequest, CODE_BAD_NONCE};
 use kms_channel::{Enclave, Job, Outcome, Skip};
 use kms_connector::{ChainEvent, ConnectorError, Follower};
 use kms_types::{CiphertextRef, RequestId, TypedCiphertext};
@@ -81,25 +81,40 @@ fn unix_ms() -> u64 {
         .map_or(0, |d| d.as_millis() as u64)
 }
 
+/// One of a party's enclaves as its host drives it: the enclave and the nonce lease its jobs
+/// sign with (the same lease the enclave's [`kms_channel::NonceSource`] answers from).
+pub struct Slot<E> {
+    /// The enclave.
+    pub enclave: Arc<E>,
+    /// Its jobs' hold on the party account's nonce.
+    pub nonces: Arc<NonceLease>,
+}
+
+/// Which of `slots` enclaves serves request `id`: the request ID (itself a hash of the request)
+/// read as a number, modulo the slot count. Every party's host computes the same slot, and
+/// slot `s` of each party meets slot `s` of the others (one mesh per slot), so a request's
+/// threshold round runs between the enclaves that all hold it. Every party must run the same
+/// number of enclaves; a host refuses peers that announce another count.
+pub fn slot_of(id: &RequestId, slots: usize) -> usize {
+    let [a, b, c, d, e, f, g, h, ..] = *id.as_bytes();
+    (u64::from_be_bytes([a, b, c, d, e, f, g, h]) % slots.max(1) as u64) as usize
+}
+
 /// One party's host.
 pub struct PartyHost<E: Enclave> {
     follower: Follower,
-    enclave: Arc<E>,
+    slots: Vec<Slot<E>>,
     blobs: Blobs,
-    address: Address,
-    next_nonce: u64,
 }
 
 impl<E: Enclave> PartyHost<E> {
-    /// A host following the chain with `follower`, serving its `enclave` (whose party account
-    /// is `address`), fetching inputs from `blobs`.
-    pub fn new(follower: Follower, enclave: Arc<E>, blobs: Blobs, address: Address) -> Self {
+    /// A host following the chain with `follower`, serving its enclaves `slots` (at least one;
+    /// each request goes to the one [`slot_of`] names), fetching inputs from `blobs`.
+    pub fn new(follower: Follower, slots: Vec<Slot<E>>, blobs: Blobs) -> Self {
         Self {
             follower,
-            enclave,
+            slots,
             blobs,
-            address,
-            next_nonce: 0,
         }
     }
 
@@ -109,32 +124,70 @@ impl<E: Enclave> PartyHost<E> {
     }
 
     /// Waits for the next block, serves the requests it approved, records the block as done.
+    /// Each enclave takes its requests in block order, one at a time; the enclaves run side by
+    /// side. If an enclave cannot be reached, nothing of the block counts as handled and it is
+    /// handed over again (what was answered meanwhile is skipped then).
     pub async fn step(&mut self) -> Result<(u64, Vec<Served<E::Error>>), HostError> {
         let (h, events) = self.follower.next_block().await?;
-        let mut served = Vec::new();
+        let mut queues: Vec<Vec<RequestId>> = self.slots.iter().map(|_| Vec::new()).collect();
         for e in events {
             if let ChainEvent::Request { id, kind } = e {
-                tracing::info!(height = h, request = %id, kind, "approved request");
-                let s = self.serve(id, h).await;
-                let retry = match &s {
-                    Served::EnclaveRefused { error, .. } => E::unavailable(error),
-                    // The node did not answer: the block is handled again.
-                    Served::NoEvidence { .. } => true,
-                    _ => false,
-                };
-                if retry {
-                    // Not refused: unreachable. Nothing of this block counts as handled.
-                    self.follower.rewind(h);
-                    return Err(match s {
-                        Served::NoEvidence { error, .. } => HostError::Chain(error),
-                        _ => HostError::EnclaveUnavailable { height: h },
-                    });
+                let slot = slot_of(&id, self.slots.len());
+                tracing::info!(height = h, request = %id, kind, slot, "approved request");
+                if let Some(q) = queues.get_mut(slot) {
+                    q.push(id);
                 }
-                served.push(s);
             }
+        }
+        let runs = self
+            .slots
+            .iter()
+            .zip(queues)
+            .map(|(slot, ids)| self.serve_queue(slot, ids, h));
+        let mut served = Vec::new();
+        let mut failed = None;
+        for r in futures::future::join_all(runs).await {
+            match r {
+                Ok(s) => served.extend(s),
+                Err(s) => {
+                    failed.get_or_insert(s);
+                }
+            }
+        }
+        if let Some(s) = failed {
+            // Not refused: unreachable. Nothing of this block counts as handled.
+            self.follower.rewind(h);
+            return Err(match s {
+                Served::NoEvidence { error, .. } => HostError::Chain(error),
+                _ => HostError::EnclaveUnavailable { height: h },
+            });
         }
         self.follower.done().await?;
         Ok((h, served))
+    }
+
+    /// One enclave's requests of a block, in order; stops at the first that must be retried.
+    async fn serve_queue(
+        &self,
+        slot: &Slot<E>,
+        ids: Vec<RequestId>,
+        h: u64,
+    ) -> Result<Vec<Served<E::Error>>, Served<E::Error>> {
+        let mut out = Vec::with_capacity(ids.len());
+        for id in ids {
+            let s = self.serve(slot, id, h).await;
+            let retry = match &s {
+                Served::EnclaveRefused { error, .. } => E::unavailable(error),
+                // The node did not answer: the block is handled again.
+                Served::NoEvidence { .. } => true,
+                _ => false,
+            };
+            if retry {
+                return Err(s);
+            }
+            out.push(s);
+        }
+        Ok(out)
     }
 
     async fn fetch(&self, digest: &[u8; 32]) -> Result<Vec<u8>, (Option<BlobError>, [u8; 32])> {
@@ -159,7 +212,7 @@ impl<E: Enclave> PartyHost<E> {
         Ok(out)
     }
 
-    async fn serve(&mut self, id: RequestId, h: u64) -> Served<E::Error> {
+    async fn serve(&self, slot: &Slot<E>, id: RequestId, h: u64) -> Served<E::Error> {
         let rpc = self.follower.rpc().clone();
         // The record proven as of the latest committed state, not the approving block's: it
         // proves the approval just as well, and tells the enclave whether the request completed
@@ -195,31 +248,46 @@ impl<E: Enclave> PartyHost<E> {
                 return Served::InputMissing { id, digest, error };
             }
         };
-        let chain_nonce = rpc.next_nonce(&self.address).await.unwrap_or(0);
-        let nonce = self.next_nonce.max(chain_nonce);
         let job = Job {
             evidence,
             ciphertexts,
             client_key,
-            nonce,
         };
         tracing::info!(request = %id, at_unix_ms = unix_ms(), "job handed to the enclave");
-        match self.enclave.serve(job).await {
+        // Whatever happens below, the job's nonce lease ends with it.
+        let lease = SettleOnDrop(&slot.nonces);
+        match slot.enclave.serve(job).await {
             Ok(Outcome::Skip(skip)) => Served::Skipped { id, skip },
             Ok(Outcome::Broadcast(tx)) => match rpc.broadcast(tx).await {
                 Ok(tx_hash) => {
-                    self.next_nonce = nonce + 1;
+                    lease.0.settle(Settled::Broadcast);
                     tracing::info!(request = %id, at_unix_ms = unix_ms(), "fulfillment broadcast");
                     Served::Broadcast { id, tx_hash }
                 }
                 Err(error) => {
-                    // The nonce may have been wrong (a transaction of ours dropped): start again
-                    // from the chain's next time.
-                    self.next_nonce = chain_nonce;
+                    // A late answer refused (the request completed meanwhile) leaves the nonce
+                    // free; taking it as stale would resync to the chain's committed nonce
+                    // while this account's accepted transactions still wait in the mempool.
+                    lease.0.settle(match &error {
+                        ConnectorError::Refused { code, .. } if *code != CODE_BAD_NONCE => {
+                            Settled::Unused
+                        }
+                        _ => Settled::Stale,
+                    });
+                    tracing::warn!(request = %id, %error, "fulfillment not broadcast");
                     Served::NotBroadcast { id, error }
                 }
             },
             Err(error) => Served::EnclaveRefused { id, error },
         }
+    }
+}
+
+/// Settles a job's nonce lease as unused unless it was settled otherwise first.
+struct SettleOnDrop<'a>(&'a NonceLease);
+
+impl Drop for SettleOnDrop<'_> {
+    fn drop(&mut self) {
+        self.0.settle(Settled::Unused);
     }
 }

@@ -72,8 +72,17 @@ impl World {
         let rpc = kms_connector::ChainRpc::new("http://127.0.0.1:9").unwrap();
         let host = HostChannel::start(
             Box::new(host_io),
-            kms_host::process::dialer(rpc.clone(), Some(kms_addr.to_string())),
-            kms_host::process::handler(self.data_dir.path().to_path_buf(), blobs, rpc),
+            kms_host::process::dialer(
+                rpc.clone(),
+                Some(kms_addr.to_string()),
+                kms_host::process::Preamble { slot: 0, slots: 1 },
+            ),
+            kms_host::process::handler(
+                self.data_dir.path().to_path_buf(),
+                blobs,
+                rpc.clone(),
+                Arc::new(kms_host::Nonces::new(rpc, [0; 20]).lease()),
+            ),
         );
         let (enclave, _jobs, _accepted) = EnclaveChannel::start(Box::new(enclave_io));
         (host, enclave)

@@ -29,9 +29,6 @@ pub struct Job {
     pub ciphertexts: Vec<TypedCiphertext>,
     /// The client's encryption key of a user decryption (checked against the approved digest).
     pub client_key: Option<Vec<u8>>,
-    /// The party account's next nonce as the host sees it. Not trusted for anything: a wrong
-    /// nonce only makes the transaction fail, which the host could cause anyway by dropping it.
-    pub nonce: u64,
 }
 
 /// Why an enclave did nothing for a verified request.
@@ -52,6 +49,36 @@ pub enum Outcome {
     Broadcast(Vec<u8>),
     /// Nothing to send.
     Skip(Skip),
+}
+
+/// Why no nonce could be had for the party account's next transaction.
+#[derive(Debug, thiserror::Error)]
+#[error("no nonce for the party account: {source}")]
+pub struct NonceError {
+    /// What failed (the chain, the channel, or the host's refusal).
+    #[source]
+    pub source: Box<dyn std::error::Error + Send + Sync>,
+}
+
+impl NonceError {
+    /// A nonce error caused by `source`.
+    pub fn new(source: impl std::error::Error + Send + Sync + 'static) -> Self {
+        Self {
+            source: Box::new(source),
+        }
+    }
+}
+
+/// Where an enclave gets the nonce of the transaction it is about to sign: its host, which
+/// leases it. The party has one chain account and the chain wants its nonces in order, so with
+/// several enclaves (or jobs) signing for one account, a nonce is handed out only when a
+/// transaction is about to be signed, and not again until the host has broadcast (or dropped)
+/// that transaction. The nonce is not trusted for anything: a wrong one only makes the
+/// transaction fail, which a host could cause anyway by not broadcasting it.
+#[async_trait::async_trait]
+pub trait NonceSource: Send + Sync {
+    /// The nonce for the next transaction (held for the asking job until its host settles it).
+    async fn next_nonce(&self) -> Result<u64, NonceError>;
 }
 
 /// A party's enclave, as its host reaches it (in-process, Unix socket or vsock).

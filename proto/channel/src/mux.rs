@@ -410,6 +410,27 @@ impl EnclaveChannel {
     }
 }
 
+/// Why the host gave no nonce.
+#[derive(Debug, thiserror::Error)]
+enum NonceAnswer {
+    #[error("the host failed: {0}")]
+    Failed(String),
+    #[error("the host answered another question")]
+    Unexpected,
+}
+
+#[async_trait::async_trait]
+impl crate::NonceSource for EnclaveChannel {
+    async fn next_nonce(&self) -> Result<u64, crate::NonceError> {
+        match self.request(HostRequest::Nonce).await {
+            Ok(HostResponse::Nonce(n)) => Ok(n),
+            Ok(HostResponse::Failed(e)) => Err(crate::NonceError::new(NonceAnswer::Failed(e))),
+            Ok(_) => Err(crate::NonceError::new(NonceAnswer::Unexpected)),
+            Err(e) => Err(crate::NonceError::new(e)),
+        }
+    }
+}
+
 /// How the host reaches a [`Destination`] (party `p`: a TCP connection to the address on
 /// record; AWS KMS: its configured endpoint).
 pub type Dialer = Arc<

@@ -104,6 +104,9 @@ pub enum HostRequest {
     /// KMS requests with. They authorize nothing on their own: the key policy releases data keys
     /// only to an attested enclave, and only over TLS that terminates in the enclave.
     AwsCredentials,
+    /// The nonce for the transaction the enclave is about to sign (see
+    /// [`crate::NonceSource`]); answered with [`HostResponse::Nonce`].
+    Nonce,
 }
 
 /// Where a relayed connection goes. The enclave names a destination; the host alone maps it to
@@ -153,6 +156,8 @@ pub enum HostResponse {
     Stored,
     /// The answer to [`HostRequest::AwsCredentials`].
     AwsCredentials(AwsCredentials),
+    /// The answer to [`HostRequest::Nonce`].
+    Nonce(u64),
     /// The host failed (its description).
     Failed(String),
 }
