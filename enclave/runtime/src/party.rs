@@ -30,8 +30,8 @@ pub enum RuntimeError {
     /// The client key handed over is missing or is not the approved one.
     #[error("the client key handed over is missing or not the approved one")]
     ClientKeyNotApproved,
-    /// No key material is held for the key set of a keygen request.
-    #[error("no key material for key set {0} (keygen by the insecure dealer only)")]
+    /// No public material is held for a keygen or CRS request.
+    #[error("no material for {0} (key sets and CRSs by the insecure dealer only)")]
     NoMaterial(RequestId),
     /// This runtime does not serve this kind of request yet.
     #[error("request kind {0} is not served by the party runtime")]
@@ -56,7 +56,8 @@ pub struct PartyRuntime {
     light_client: Mutex<LightClient>,
     party: Arc<ThresholdParty>,
     server_key: ServerKey,
-    /// Public material (data type, SHA3-256) of the key sets this party holds shares of.
+    /// Public material (data type, SHA3-256) of the key sets this party holds shares of and of
+    /// the CRSs it holds.
     material: BTreeMap<RequestId, Vec<(String, [u8; 32])>>,
     clock: Arc<dyn Clock>,
     net: Arc<dyn Transport>,
@@ -83,7 +84,7 @@ pub struct RuntimeParts {
     pub party: Arc<ThresholdParty>,
     /// The key set's server key (squashing needs it).
     pub server_key: ServerKey,
-    /// Public material of the key sets held.
+    /// Public material of the key sets and CRSs held.
     pub material: BTreeMap<RequestId, Vec<(String, [u8; 32])>>,
     /// The trusted time source.
     pub clock: Arc<dyn Clock>,
@@ -197,7 +198,9 @@ impl PartyRuntime {
         // The request ID is the approved record's (the light client checked it hashes to it).
         let id = record.id;
         match record.request {
-            KmsRequest::KeyGen(_) => {
+            // Key sets and CRSs: the public material this party holds, signed (dealt until the
+            // DKG and the CRS ceremony land; the chain counts t + 1 agreeing parties).
+            KmsRequest::KeyGen(_) | KmsRequest::CrsGen(_) => {
                 if complete {
                     return Ok(Outcome::Skip(Skip::Complete));
                 }

@@ -31,8 +31,8 @@ use kms_host::Blobs;
 use kms_signcryption::{ClientKeyPair, Envelope, Signcrypted};
 use kms_threshold::{user_combine, FloodingParams, UserShareResponse};
 use kms_types::{
-    CanonicalRequest, KeyGenRequest, ParamSetName, PublicDecryptionRequest, RequestId,
-    TypedCiphertext, UserDecryptionRequest,
+    CanonicalRequest, CrsGenRequest, KeyGenRequest, ParamSetName, PublicDecryptionRequest,
+    RequestId, TypedCiphertext, UserDecryptionRequest,
 };
 use serde::Serialize;
 use std::path::Path;
@@ -44,6 +44,8 @@ const CHAIN: &str = "kms-demo";
 const N: usize = 4;
 const T: usize = 1;
 const BLOCK: Duration = Duration::from_millis(300);
+/// `max_num_bits` of the demo's CRS (as the single-core stage's default).
+const CRS_BITS: u32 = 64;
 
 /// What the multi-party stage did.
 #[derive(Clone, Debug, Serialize)]
@@ -66,6 +68,8 @@ pub struct ThresholdReport {
     pub public: Vec<String>,
     /// Threshold user decryptions, in order.
     pub user: Vec<String>,
+    /// Whether a proven encryption under the CRS the parties reported verified.
+    pub crs_verified: bool,
 }
 
 /// Inputs from the single-core stage.
@@ -162,6 +166,9 @@ pub struct NetworkInputs<'a> {
     pub block: Duration,
     /// Enclaves per party (the host hands each request to one of them).
     pub enclaves_per_party: usize,
+    /// A CRS for the dealer to generate and every party to report when this request comes
+    /// through the ASC (stand-in for the CRS ceremony).
+    pub crs: Option<CrsGenRequest>,
 }
 
 /// A test-parameter key set for the insecure dealer, with what a [`NetworkInputs`] needs:
@@ -222,6 +229,7 @@ impl DealtKeySet {
             rpc: ([127, 0, 0, 1], 0).into(),
             block,
             enclaves_per_party: 1,
+            crs: None,
         }
     }
 }
@@ -282,6 +290,8 @@ pub struct LocalNetwork {
     pub user: Wallet,
     /// Parties whose material completed the keygen request.
     pub keygen_by: Vec<u32>,
+    /// The CRS request the parties hold the dealer's CRS for, if any.
+    pub crs: Option<CrsGenRequest>,
     tasks: Vec<tokio::task::JoinHandle<()>>,
 }
 
@@ -556,6 +566,26 @@ impl LocalNetwork {
             .await
             .map_err(|e| fail("blob store")(&e))?;
         let key_id = inputs.keygen.request_id();
+        // The dealer's CRS (stand-in for the ceremony): public, stored where the hosts serve
+        // blobs; the parties report its digest when the request comes through the ASC.
+        let mut crs = Vec::new();
+        if let Some(req) = &inputs.crs {
+            let (params, bits) = (req.params, req.max_num_bits);
+            let generated =
+                tokio::task::spawn_blocking(move || kms_engine::generate_crs(params, bits))
+                    .await
+                    .map_err(|e| fail("crs")(&e))?
+                    .map_err(|e| fail("crs")(&e))?;
+            let bytes = kms_engine::serialize_public(&generated).map_err(|e| fail("crs")(&e))?;
+            let digest = blobs
+                .put(&bytes)
+                .await
+                .map_err(|e| fail("blob store")(&e))?;
+            crs.push(kms_runtime::state::CrsEntry {
+                crs_id: req.request_id(),
+                material: vec![(kms_types::DataType::Crs.as_str().to_string(), digest)],
+            });
+        }
         let mut parties = Supervisor::provision_slots(
             &inputs.dir.join("parties"),
             inputs.kms,
@@ -575,6 +605,7 @@ impl LocalNetwork {
                 server_key_digest,
                 material: inputs.material.clone(),
                 endpoints: setup.endpoints(),
+                crs,
             },
             inputs.enclaves_per_party,
         )
@@ -643,6 +674,7 @@ impl LocalNetwork {
             key_id,
             user,
             keygen_by: responder_indices(&rec),
+            crs: inputs.crs.clone(),
             tasks,
         })
     }
@@ -665,6 +697,11 @@ pub async fn run(
             rpc: ([127, 0, 0, 1], 0).into(),
             block: BLOCK,
             enclaves_per_party: 1,
+            crs: Some(CrsGenRequest {
+                params: inputs.params,
+                max_num_bits: CRS_BITS,
+                label: "demo-crs".into(),
+            }),
         },
         say,
     )
@@ -782,6 +819,35 @@ pub async fn run(
         "  threshold user decryption: envelopes of parties {forwarded:?} on chain (completed by {:?}), verified and combined by the client",
         responder_indices(&urec)
     ));
+    // CRS: requested through the ASC, reported by the parties, fetched by its agreed digest,
+    // and used for a proven encryption that tfhe-rs verifies.
+    let crs_verified = match net.crs.clone() {
+        None => false,
+        Some(req) => {
+            let crs_id = req.request_id();
+            commit(
+                &client,
+                "CRS request",
+                net.setup.admin.tx(
+                    CHAIN,
+                    Msg::Request {
+                        app_id: LocalNetwork::APP.into(),
+                        request: KmsRequest::CrsGen(req),
+                    },
+                ),
+            )
+            .await?;
+            let crec = wait_complete(&client, &crs_id, &net.parties).await?;
+            let verified =
+                crs_from_chain(&client, &net.blobs, &crec, &key_id, inputs.client_key).await?;
+            say(&format!(
+                "  CRS {crs_id}: reported by parties {:?} (the dealer's, stand-in for the ceremony), fetched by its agreed digest; a proven encryption under it {}",
+                responder_indices(&crec),
+                if verified { "verifies" } else { "DOES NOT verify" }
+            ));
+            verified
+        }
+    };
     let height = client
         .status()
         .await
@@ -789,6 +855,7 @@ pub async fn run(
         .unwrap_or(0);
     drop(net);
     Ok(ThresholdReport {
+        crs_verified,
         n: N,
         t: T,
         chain: CHAIN.into(),
@@ -803,6 +870,53 @@ pub async fn run(
             .map(Plaintext::to_decimal)
             .collect(),
     })
+}
+
+/// The CRS a completed CRS request `rec` agreed on: the first responder's signed digest (the
+/// ASC completed it on t + 1 matching ones), fetched from `blobs` (checked against the digest);
+/// whether a proven encryption of two values under it, with the key set's compact public key,
+/// verifies.
+async fn crs_from_chain(
+    c: &HttpClient,
+    blobs: &Blobs,
+    rec: &RequestRecord,
+    key_id: &RequestId,
+    client_key: &ClientKey,
+) -> Result<bool, DemoError> {
+    use kms_engine::tfhe::zk::{CompactPkeCrs, ZkComputeLoad, ZkVerificationOutcome};
+    use kms_engine::tfhe::{CompactPublicKey, ProvenCompactCiphertextList};
+    let first = rec
+        .responded
+        .first()
+        .ok_or_else(|| fail("crs")(&"no responder"))?;
+    let digest = match query::<ResponseRecord>(c, keys::response(&rec.id, first))
+        .await
+        .map(|r| r.fulfillment)
+    {
+        Some(Fulfillment::Material { items }) => items
+            .iter()
+            .find(|i| i.data_type == kms_types::DataType::Crs.as_str())
+            .map(|i| i.digest)
+            .ok_or_else(|| fail("crs")(&"no CRS in the agreed material"))?,
+        _ => return Err(fail("crs")(&"no material on chain")),
+    };
+    let bytes = blobs
+        .get(&digest)
+        .await
+        .map_err(|e| fail("crs")(&e))?
+        .ok_or_else(|| fail("crs")(&"not in the blob store"))?;
+    let crs: CompactPkeCrs = kms_engine::deserialize_public(&bytes).map_err(|e| fail("crs")(&e))?;
+    let pk = CompactPublicKey::new(client_key);
+    let metadata = key_id.as_bytes();
+    let proven = ProvenCompactCiphertextList::builder(&pk)
+        .push(7u8)
+        .push(true)
+        .build_with_proof_packed(&crs, metadata, ZkComputeLoad::Proof)
+        .map_err(|e| fail("prove")(&e))?;
+    Ok(matches!(
+        proven.verify(&crs, &pk, metadata),
+        ZkVerificationOutcome::Valid
+    ))
 }
 
 /// The plaintexts of a completed public decryption `rec` of `cts`, as decimals: its first
@@ -953,6 +1067,7 @@ pub async fn up(
             rpc,
             block: BLOCK,
             enclaves_per_party,
+            crs: None,
         },
         say,
     )

@@ -42,6 +42,15 @@ async fn demo_runs_and_verifies_everything() {
     assert_eq!(th.user.iter().collect::<Vec<_>>(), expected);
     assert_eq!(th.processes.len(), 4);
     assert!(th.processes.iter().all(|(h, e)| *h > 0 && *e > 0));
+    // The CRS through the ASC: reported by the parties, fetched by its agreed digest, and a
+    // proof under it verified by tfhe-rs.
+    assert!(th.crs_verified);
+    assert!(
+        lines
+            .iter()
+            .any(|l| l
+                .contains("fetched by its agreed digest; a proven encryption under it verifies"))
+    );
     assert!(lines
         .iter()
         .any(|l| l.contains("verified the request with their own light clients")));
