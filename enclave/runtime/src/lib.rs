@@ -19,7 +19,6 @@
 
 mod clock;
 mod party;
-#[cfg(feature = "insecure-dev")]
 pub mod process;
 pub mod registration;
 pub mod sealing;

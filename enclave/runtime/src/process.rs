@@ -11,9 +11,13 @@
 //! this attested enclave, over TLS terminating here) or, in developer mode, a local key file
 //! (`--dev-sealing-key`).
 //!
-//! Developer mode only for now (this binary needs the `insecure-dev` feature): the NSM is the
-//! mock (its root CA from `--dev-root-ca`). Production boot (`/dev/nsm`, vsock, the image's
-//! measured configuration) is the reproducible-image issue's.
+//! Attestation: `/dev/nsm` (a Nitro Enclave; documents chain to the AWS Nitro root), or, in a
+//! developer build (`insecure-dev`) given `--dev-root-ca`, the mock NSM under that root. A
+//! production build has no mock, no key file and no developer flag: it boots with the device
+//! NSM and AWS KMS sealing, or not at all. In an enclave image its command line (party, channel
+//! `vsock:CID:PORT`, KMS key ARN and region) is fixed by the image's init and therefore part of
+//! the measured image (PCR2), so a host cannot point it at another key; building that image is
+//! the reproducible-image issue's.
 
 use crate::registration::{party_policies, registered_identities, RegistrationError};
 use crate::sealing::{self, production_roots, SealingError, SealingSource};
@@ -29,7 +33,6 @@ use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
-use zeroize::Zeroizing;
 
 /// Oldest config evidence (by its header's time against the trusted clock) the enclave boots on.
 pub const MAX_CONFIG_AGE: Duration = Duration::from_secs(300);
@@ -79,19 +82,33 @@ pub enum BootError {
     /// The config contract does not register this enclave's keys for its party.
     #[error("not registered: {0}")]
     NotRegistered(#[from] RegistrationError),
+    /// No attestation provider (outside a Nitro Enclave, `/dev/nsm` does not exist).
+    #[error("NSM: {0}")]
+    Nsm(#[from] kms_nsm::NsmError),
     /// Something else in setting up the runtime.
     #[error("{0}")]
     Setup(String),
+}
+
+/// Where the enclave's attestation documents come from.
+enum NsmSource {
+    /// `/dev/nsm`: documents chain to the AWS Nitro Enclaves root.
+    Device,
+    /// The mock NSM under a developer root CA (file: 4-byte length, certificate, PKCS#8 key).
+    #[cfg(feature = "insecure-dev")]
+    Mock(PathBuf),
 }
 
 /// The enclave's command line.
 pub struct Args {
     party: u32,
     channel: ChannelAddr,
-    dev_key: Option<PathBuf>,
+    nsm: NsmSource,
     aws: Option<AwsArgs>,
+    #[cfg(feature = "insecure-dev")]
+    dev_key: Option<PathBuf>,
+    #[cfg(feature = "insecure-dev")]
     import_dev_state: bool,
-    root_ca: PathBuf,
 }
 
 /// AWS KMS sealing options.
@@ -99,21 +116,24 @@ struct AwsArgs {
     key_arn: String,
     region: String,
     endpoint_host: Option<String>,
+    #[cfg(feature = "insecure-dev")]
     dev_ca: Option<PathBuf>,
 }
 
-/// Parses the command line: `--party N --channel unix:PATH|vsock:CID:PORT --dev-root-ca FILE`
-/// and either `--dev-sealing-key FILE` (a local data key) or AWS KMS sealing with
-/// `--aws-kms-key-arn ARN --aws-region REGION [--aws-kms-endpoint-host HOST]
-/// [--dev-aws-kms-ca DER] [--import-dev-state --dev-sealing-key FILE]` (the last: a first boot
-/// that takes over the dealer's state sealed under that key and reseals it under a new AWS KMS
-/// data key).
+/// Parses the command line: `--party N --channel unix:PATH|vsock:CID:PORT --aws-kms-key-arn ARN
+/// --aws-region REGION [--aws-kms-endpoint-host HOST]`. A developer build also takes
+/// `--dev-root-ca FILE` (the mock NSM instead of `/dev/nsm`), `--dev-sealing-key FILE` (a local
+/// data key instead of AWS KMS), `--dev-aws-kms-ca DER` (a local KMS endpoint's CA) and
+/// `--import-dev-state --dev-sealing-key FILE` (a first boot that takes over the dealer's state
+/// sealed under that key and reseals it under a new AWS KMS data key).
 pub fn parse_args(args: impl IntoIterator<Item = String>) -> Result<Args, BootError> {
     let mut it = args.into_iter();
-    let (mut party, mut channel, mut dev_key, mut root_ca) = (None, None, None, None);
-    let (mut key_arn, mut region, mut endpoint_host, mut dev_ca) = (None, None, None, None);
-    let mut import_dev_state = false;
+    let (mut party, mut channel) = (None, None);
+    let (mut key_arn, mut region, mut endpoint_host) = (None, None, None);
+    #[cfg(feature = "insecure-dev")]
+    let (mut dev_key, mut root_ca, mut dev_ca, mut import_dev_state) = (None, None, None, false);
     while let Some(a) = it.next() {
+        #[cfg(feature = "insecure-dev")]
         if a == "--import-dev-state" {
             import_dev_state = true;
             continue;
@@ -137,11 +157,14 @@ pub fn parse_args(args: impl IntoIterator<Item = String>) -> Result<Args, BootEr
                         .map_err(|e| BootError::Usage(e.to_string()))?,
                 )
             }
-            "--dev-sealing-key" => dev_key = Some(PathBuf::from(val()?)),
-            "--dev-root-ca" => root_ca = Some(PathBuf::from(val()?)),
             "--aws-kms-key-arn" => key_arn = Some(val()?),
             "--aws-region" => region = Some(val()?),
             "--aws-kms-endpoint-host" => endpoint_host = Some(val()?),
+            #[cfg(feature = "insecure-dev")]
+            "--dev-sealing-key" => dev_key = Some(PathBuf::from(val()?)),
+            #[cfg(feature = "insecure-dev")]
+            "--dev-root-ca" => root_ca = Some(PathBuf::from(val()?)),
+            #[cfg(feature = "insecure-dev")]
             "--dev-aws-kms-ca" => dev_ca = Some(PathBuf::from(val()?)),
             other => return Err(BootError::Usage(format!("unknown argument {other}"))),
         }
@@ -151,6 +174,7 @@ pub fn parse_args(args: impl IntoIterator<Item = String>) -> Result<Args, BootEr
             key_arn,
             region,
             endpoint_host,
+            #[cfg(feature = "insecure-dev")]
             dev_ca,
         }),
         (None, None) => None,
@@ -160,52 +184,96 @@ pub fn parse_args(args: impl IntoIterator<Item = String>) -> Result<Args, BootEr
             ))
         }
     };
-    if dev_key.is_none() && (aws.is_none() || import_dev_state) {
-        return Err(BootError::Usage("--dev-sealing-key is required".into()));
+    #[cfg(feature = "insecure-dev")]
+    {
+        if dev_key.is_none() && (aws.is_none() || import_dev_state) {
+            return Err(BootError::Usage("--dev-sealing-key is required".into()));
+        }
+        if import_dev_state && aws.is_none() {
+            return Err(BootError::Usage(
+                "--import-dev-state reseals under AWS KMS: it needs --aws-kms-key-arn".into(),
+            ));
+        }
     }
-    if import_dev_state && aws.is_none() {
+    #[cfg(not(feature = "insecure-dev"))]
+    if aws.is_none() {
         return Err(BootError::Usage(
-            "--import-dev-state reseals under AWS KMS: it needs --aws-kms-key-arn".into(),
+            "--aws-kms-key-arn and --aws-region are required".into(),
         ));
     }
     Ok(Args {
         party: need(party, "--party")?,
         channel: need(channel, "--channel")?,
-        dev_key,
+        #[cfg(feature = "insecure-dev")]
+        nsm: root_ca.map_or(NsmSource::Device, NsmSource::Mock),
+        #[cfg(not(feature = "insecure-dev"))]
+        nsm: NsmSource::Device,
         aws,
+        #[cfg(feature = "insecure-dev")]
+        dev_key,
+        #[cfg(feature = "insecure-dev")]
         import_dev_state,
-        root_ca: need(root_ca, "--dev-root-ca")?,
     })
 }
 
 impl Args {
     fn sealing_source(&self) -> Result<SealingSource, BootError> {
-        match (&self.aws, &self.dev_key) {
-            (Some(aws), _) => {
-                let owner = format!("party-{}", self.party);
-                let mut config = KmsConfig::aws(&aws.region, &aws.key_arn, &owner)
-                    .map_err(|e| BootError::Usage(e.to_string()))?;
-                if let Some(h) = &aws.endpoint_host {
-                    config.endpoint_host = h.clone();
-                }
-                let roots = match &aws.dev_ca {
-                    None => production_roots(),
-                    Some(path) => {
-                        tracing::warn!(
-                            "developer mode: trusting {} for the AWS KMS endpoint",
-                            path.display()
-                        );
-                        let mut roots = rustls::RootCertStore::empty();
-                        roots
-                            .add(read(path)?.into())
-                            .map_err(|e| BootError::Usage(format!("--dev-aws-kms-ca: {e}")))?;
-                        roots
-                    }
-                };
-                Ok(SealingSource::AwsKms { config, roots })
+        if let Some(aws) = &self.aws {
+            let owner = format!("party-{}", self.party);
+            let mut config = KmsConfig::aws(&aws.region, &aws.key_arn, &owner)
+                .map_err(|e| BootError::Usage(e.to_string()))?;
+            if let Some(h) = &aws.endpoint_host {
+                config.endpoint_host = h.clone();
             }
-            (None, Some(path)) => Ok(SealingSource::DevKeyFile(path.clone())),
-            (None, None) => Err(BootError::Usage("no sealing key source".into())),
+            #[cfg(feature = "insecure-dev")]
+            let roots = match &aws.dev_ca {
+                None => production_roots(),
+                Some(path) => {
+                    tracing::warn!(
+                        "developer mode: trusting {} for the AWS KMS endpoint",
+                        path.display()
+                    );
+                    let mut roots = rustls::RootCertStore::empty();
+                    roots
+                        .add(read(path)?.into())
+                        .map_err(|e| BootError::Usage(format!("--dev-aws-kms-ca: {e}")))?;
+                    roots
+                }
+            };
+            #[cfg(not(feature = "insecure-dev"))]
+            let roots = production_roots();
+            return Ok(SealingSource::AwsKms { config, roots });
+        }
+        #[cfg(feature = "insecure-dev")]
+        if let Some(path) = &self.dev_key {
+            return Ok(SealingSource::DevKeyFile(path.clone()));
+        }
+        Err(BootError::Usage("no sealing key source".into()))
+    }
+
+    /// The attestation provider.
+    fn nsm(&self) -> Result<Arc<dyn kms_nsm::Nsm>, BootError> {
+        match &self.nsm {
+            NsmSource::Device => Ok(Arc::new(kms_nsm::DeviceNsm::open()?)),
+            #[cfg(feature = "insecure-dev")]
+            NsmSource::Mock(root_ca) => {
+                tracing::warn!("developer mode: mock NSM; NOT a production enclave");
+                let raw = read(root_ca)?;
+                let (cert, pkcs8) =
+                    split_root(&raw).ok_or_else(|| BootError::Usage("root CA file".into()))?;
+                let now_unix = || {
+                    std::time::SystemTime::now()
+                        .duration_since(std::time::UNIX_EPOCH)
+                        .unwrap_or(Duration::ZERO)
+                };
+                let root = kms_nsm::MockRootCa::from_parts(cert, pkcs8)
+                    .map_err(|e| BootError::Tls(e.to_string()))?;
+                let party = self.party;
+                Ok(Arc::new(
+                    kms_nsm::MockNsm::new(root, &format!("i-party-{party}"), DEV_PCRS, now_unix)
+                        .map_err(|e| BootError::Tls(e.to_string()))?,
+                ))
+            }
         }
     }
 }
@@ -214,6 +282,7 @@ fn need<T>(v: Option<T>, name: &str) -> Result<T, BootError> {
     v.ok_or_else(|| BootError::Usage(format!("{name} is required")))
 }
 
+#[cfg(feature = "insecure-dev")]
 fn read(path: &PathBuf) -> Result<Vec<u8>, BootError> {
     std::fs::read(path).map_err(|e| BootError::File(path.clone(), e))
 }
@@ -248,41 +317,35 @@ fn failure(e: &RuntimeError) -> Failure {
 
 /// Boots and serves until the channel closes.
 pub async fn boot(args: Args) -> Result<(), BootError> {
-    tracing::warn!("developer mode: mock NSM; NOT a production enclave");
+    // No attestation provider, no enclave: nothing is asked of the host before this.
+    let nsm = args.nsm()?;
+    tracing::info!(nsm = nsm.kind(), "attestation provider");
     let socket = args
         .channel
         .connect()
         .await
         .map_err(|e| BootError::Channel(e.to_string()))?;
     let (channel, mut jobs, mut accepted) = EnclaveChannel::start(socket);
-
-    // The mock NSM (developer mode): documents under the dev root, the dev release's PCRs.
     let party = args.party as usize;
-    let root_raw = read(&args.root_ca)?;
-    let (cert, pkcs8) =
-        split_root(&root_raw).ok_or_else(|| BootError::Usage("root CA file".into()))?;
-    let now_unix = || {
-        std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .unwrap_or(Duration::ZERO)
-    };
-    let root =
-        kms_nsm::MockRootCa::from_parts(cert, pkcs8).map_err(|e| BootError::Tls(e.to_string()))?;
-    let nsm = Arc::new(
-        kms_nsm::MockNsm::new(root, &format!("i-party-{party}"), DEV_PCRS, now_unix)
-            .map_err(|e| BootError::Tls(e.to_string()))?,
-    );
 
     // The data key, then the sealed state, through the host.
     let source = args.sealing_source()?;
-    let key = if args.import_dev_state {
-        import_dev_state(&channel, &args, &source, nsm.clone()).await?
+    #[cfg(feature = "insecure-dev")]
+    let imported = if args.import_dev_state {
+        Some(import_dev_state(&channel, &args, &source, nsm.clone()).await?)
     } else {
-        sealing::open_data_key(&channel, &source, nsm.clone()).await?
+        None
+    };
+    #[cfg(not(feature = "insecure-dev"))]
+    let imported = None;
+    let key = match imported {
+        Some(key) => key,
+        None => sealing::open_data_key(&channel, &source, nsm.clone()).await?,
     };
     tracing::info!(
         source = match source {
             SealingSource::AwsKms { .. } => "AWS KMS (attested recipient)",
+            #[cfg(feature = "insecure-dev")]
             SealingSource::DevKeyFile(_) => "local key file (developer mode)",
         },
         "data key obtained"
@@ -552,6 +615,7 @@ async fn seal_trust(
     }
 }
 
+#[cfg(feature = "insecure-dev")]
 /// A first boot under AWS KMS in developer mode: the dealer sealed this party's state under a
 /// local provisioning key; the enclave gets a new data key from AWS KMS, reseals the state
 /// under it and stores it, after which the provisioning key is no longer needed. Idempotent: if
@@ -562,7 +626,7 @@ async fn import_dev_state(
     args: &Args,
     source: &SealingSource,
     nsm: Arc<dyn kms_nsm::Nsm>,
-) -> Result<Zeroizing<[u8; 32]>, BootError> {
+) -> Result<zeroize::Zeroizing<[u8; 32]>, BootError> {
     let SealingSource::AwsKms { config, roots } = source else {
         return Err(BootError::Usage(
             "--import-dev-state needs AWS KMS sealing".into(),
@@ -648,6 +712,7 @@ async fn fetch_large(
 }
 
 /// The dev root CA file: 4-byte big-endian certificate length, certificate DER, PKCS#8 key.
+#[cfg(feature = "insecure-dev")]
 fn split_root(raw: &[u8]) -> Option<(&[u8], &[u8])> {
     let (len, rest) = raw.split_first_chunk::<4>()?;
     let len = u32::from_be_bytes(*len) as usize;

@@ -17,6 +17,7 @@ use kms_sealing::https::{Dial, RelayIo};
 use kms_sealing::{
     AwsKmsSealing, Credentials, DataKeyRecord, KmsConfig, KmsSealingError, RelayedHttps,
 };
+#[cfg(feature = "insecure-dev")]
 use std::path::PathBuf;
 use std::sync::Arc;
 use zeroize::Zeroizing;
@@ -35,7 +36,8 @@ pub enum SealingSource {
         /// TLS trust roots for the endpoint.
         roots: rustls::RootCertStore,
     },
-    /// A local key file of 64 hex characters (developer mode).
+    /// A local key file of 64 hex characters (developer mode; absent from production builds).
+    #[cfg(feature = "insecure-dev")]
     DevKeyFile(PathBuf),
 }
 
@@ -67,7 +69,7 @@ pub enum SealingError {
     Https(#[from] kms_sealing::https::HttpsError),
     /// The key file is missing or malformed.
     #[error("sealing key file {0}: {1}")]
-    KeyFile(PathBuf, String),
+    KeyFile(std::path::PathBuf, String),
 }
 
 async fn ask(channel: &EnclaveChannel, req: HostRequest) -> Result<HostResponse, SealingError> {
@@ -119,7 +121,8 @@ async fn record(channel: &EnclaveChannel) -> Result<Option<DataKeyRecord>, Seali
     }
 }
 
-/// Reads a key file of 64 hex characters.
+/// Reads a key file of 64 hex characters (developer mode).
+#[cfg(feature = "insecure-dev")]
 pub fn key_file(path: &PathBuf) -> Result<Zeroizing<[u8; 32]>, SealingError> {
     let bad = |e: String| SealingError::KeyFile(path.clone(), e);
     let raw = Zeroizing::new(std::fs::read(path).map_err(|e| bad(e.to_string()))?);
@@ -137,6 +140,7 @@ pub async fn open_data_key(
     nsm: Arc<dyn Nsm>,
 ) -> Result<Zeroizing<[u8; 32]>, SealingError> {
     match source {
+        #[cfg(feature = "insecure-dev")]
         SealingSource::DevKeyFile(path) => key_file(path),
         SealingSource::AwsKms { config, roots } => {
             let record = record(channel).await?.ok_or(SealingError::NoRecord)?;

@@ -388,9 +388,11 @@ impl LocalNetwork {
 }
 
 impl LocalNetwork {
-    /// Public decryptions of `cts`, one request each, submitted back to back: their blobs
-    /// stored and their handles granted first (not timed), then every request
-    /// (`broadcast_tx_sync`, in nonce order); returns the time from the first submission until
+    /// Public decryptions of `cts`, one request each, submitted back to back by accounts of
+    /// [`LocalNetwork::REQUESTS_PER_SENDER`] requests each (the mempool holds at most 16 pending
+    /// transactions per account): the senders funded, the blobs stored and the handles granted
+    /// to the senders first (not timed), then every request (`broadcast_tx_sync`, round robin
+    /// over the senders, each in nonce order); returns the time from the first submission until
     /// all are seen complete, and the plaintexts.
     pub async fn timed_public_decryption_batch(
         &mut self,
@@ -402,24 +404,39 @@ impl LocalNetwork {
                 .await
                 .map_err(|e| fail("blob store")(&e))?;
         }
+        let mut senders: Vec<Wallet> = (0..cts.len().div_ceil(Self::REQUESTS_PER_SENDER))
+            .map(|_| Wallet::random())
+            .collect();
+        for w in &mut senders {
+            commit(
+                &self.client,
+                "fund",
+                w.tx(CHAIN, Msg::Faucet { amount: 1_000_000 }),
+            )
+            .await?;
+        }
         let grant = self.user.tx(
             CHAIN,
             Msg::AclGrant {
                 app_id: Self::APP.into(),
                 handles: cts.iter().map(TypedCiphertext::digest).collect(),
-                addresses: vec![self.user.address()],
+                addresses: senders.iter().map(Wallet::address).collect(),
             },
         );
         commit(&self.client, "acl", grant).await?;
         let mut ids = Vec::with_capacity(cts.len());
         let mut txs = Vec::with_capacity(cts.len());
-        for ct in &cts {
+        for (i, ct) in cts.iter().enumerate() {
             let req = PublicDecryptionRequest {
                 key_id: self.key_id,
                 ciphertexts: vec![ct.clone()],
             };
             ids.push(req.request_id());
-            txs.push(self.user.tx(
+            let count = senders.len().max(1);
+            let sender = senders
+                .get_mut(i % count)
+                .ok_or_else(|| fail("batch")(&"no sender"))?;
+            txs.push(sender.tx(
                 CHAIN,
                 Msg::Request {
                     app_id: Self::APP.into(),
@@ -504,6 +521,9 @@ impl Identities {
 impl LocalNetwork {
     /// The application the user administers.
     pub const APP: &'static str = "demo-dapp";
+
+    /// Requests per sender account in a batch (below the mempool's 16 pending per account).
+    pub const REQUESTS_PER_SENDER: usize = 12;
 
     /// Starts the chain and the parties, funds the user, registers the application, and has
     /// the key set registered through a keygen request the parties answer.
