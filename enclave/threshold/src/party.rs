@@ -11,7 +11,7 @@ use crate::{
 use kms_algebra::prss::Prss;
 use kms_eip712::{DomainConfig, SigningKey};
 use kms_engine::{public_decryption_struct, Plaintext, SignedDecryption};
-use kms_transport::Transport;
+use kms_party_net::Transport;
 use kms_types::{FheType, ParamSetName, RequestId, TypedCiphertext};
 use std::time::Duration;
 

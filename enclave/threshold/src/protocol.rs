@@ -20,7 +20,7 @@ use crate::{
 };
 use kms_algebra::prss::Prss;
 use kms_engine::Plaintext;
-use kms_transport::{broadcast, Transport};
+use kms_party_net::{broadcast, Transport};
 use std::time::Duration;
 
 /// How often a round looks for newly arrived shares.

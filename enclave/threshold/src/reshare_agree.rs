@@ -47,7 +47,7 @@ use crate::wire::{decode_partials, encode_partials};
 use crate::{Share, SnsKeyShare, ThresholdError};
 use kms_algebra::prss::Prss;
 use kms_algebra::shamir::robust_open;
-use kms_transport::{broadcast, gather, Transport};
+use kms_party_net::{broadcast, gather, Transport};
 use kms_types::RequestId;
 use std::time::Duration;
 

@@ -16,6 +16,7 @@ use kms_algebra::prss::{deal_keys, mask_value, Prss, PrssKeys};
 use kms_algebra::shamir::{robust_open, share, ShamirError};
 use kms_eip712::{DomainConfig, SigningKey};
 use kms_engine::serialize_public;
+use kms_party_net::{Delivery, InProcessNetwork, Transport};
 use kms_signcryption::{ClientKeyPair, Signcrypted};
 use kms_threshold::reshare_agree::{
     agree_verdict, check_new_sharing, commit_reshare, AgreedVerdict, Grade,
@@ -27,7 +28,6 @@ use kms_threshold::{
     Share, SnsKeyShare, SquashedCiphertext, SubShares, ThresholdError, ThresholdParty,
     UserShareResponse,
 };
-use kms_transport::{Delivery, InProcessNetwork, Transport};
 use kms_types::{FheType, ParamSetName, RequestId, TypedCiphertext};
 use rand_core::OsRng;
 use std::sync::Arc;
