@@ -71,6 +71,17 @@ fn production_document_verifies_at_its_timestamp() {
     .unwrap();
 }
 
+/// A policy read from outside (the config contract) may name any clock skew: the check
+/// saturates instead of overflowing.
+#[test]
+fn an_unbounded_clock_skew_in_a_policy_does_not_panic() {
+    let f = fixture(NONDEBUG);
+    let mut policy = Policy::production(vec![f.release()], 300);
+    policy.nonce = f.hex("nonce_hex");
+    policy.max_clock_skew_s = u64::MAX;
+    verify_document(&f.bytes, &PinnedRoot::aws(), &policy, f.at()).unwrap();
+}
+
 #[test]
 fn debug_documents_verify_only_under_a_developer_policy() {
     for name in [DEBUG, GA_DEBUG] {

@@ -15,7 +15,7 @@ pub enum TxError {
     #[error("{0}")]
     WrongChain(String),
     /// The nonce is not the sender's next nonce (replay or gap).
-    #[error("bad nonce: expected {expected}, got {got}")]
+    #[error("{}", kms_chain_types::tx::bad_nonce_log(*expected, *got))]
     BadNonce {
         /// The account's next nonce.
         expected: u64,
@@ -123,3 +123,26 @@ impl From<TxDecodeError> for TxError {
 
 /// The codespace reported with every error.
 pub const CODESPACE: &str = "kms";
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Hosts read the account's next nonce back from a bad-nonce refusal's log.
+    #[test]
+    fn a_bad_nonce_refusal_names_the_next_nonce_in_a_form_hosts_read() {
+        let e = TxError::BadNonce {
+            expected: 7,
+            got: 12,
+        };
+        assert_eq!(e.code(), kms_chain_types::tx::CODE_BAD_NONCE);
+        assert_eq!(
+            kms_chain_types::tx::bad_nonce_expected(&e.to_string()),
+            Some(7)
+        );
+        assert_eq!(
+            kms_chain_types::tx::bad_nonce_expected("response not accepted"),
+            None
+        );
+    }
+}

@@ -309,4 +309,10 @@ impl Enclave for PartyRuntime {
     async fn serve(&self, job: Job) -> Result<Outcome, RuntimeError> {
         self.serve_job(job).await
     }
+
+    fn unavailable(error: &RuntimeError) -> bool {
+        // No nonce for the transaction (the host's chain link, or another job's lease): the
+        // job is handed over again.
+        matches!(error, RuntimeError::Nonce(_))
+    }
 }

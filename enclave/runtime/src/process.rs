@@ -307,6 +307,7 @@ fn failure(e: &RuntimeError) -> Failure {
         }
         RuntimeError::Unsupported(_) | RuntimeError::NoMaterial(_) => FailureKind::Unsupported,
         RuntimeError::Threshold(_) => FailureKind::Protocol,
+        RuntimeError::Nonce(_) => FailureKind::Retry,
         _ => FailureKind::Internal,
     };
     Failure {

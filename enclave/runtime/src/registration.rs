@@ -43,6 +43,42 @@ pub enum RegistrationError {
     /// A party's attestation policy trusts no release.
     #[error("party {0}'s attestation policy in the config contract trusts no release")]
     NoRelease(u32),
+    /// A party's attestation policy asks for what a party policy may not.
+    #[error("party {party}'s attestation policy in the config contract: {what}")]
+    PolicyRefused {
+        /// The party.
+        party: u32,
+        /// What is refused.
+        what: &'static str,
+    },
+}
+
+/// Longest document age a party policy may allow.
+pub const MAX_POLICY_AGE_S: u64 = 3600;
+/// Largest clock skew a party policy may allow.
+pub const MAX_POLICY_SKEW_S: u64 = 300;
+
+/// Checks one party policy from the contract: releases to trust, bounded freshness, no debug
+/// enclaves (except in a developer build), and none of the per-connection fields (nonce, key,
+/// user data), which the mesh sets itself.
+fn check_policy(party: u32, policy: &kms_attestation::Policy) -> Result<(), RegistrationError> {
+    let refuse = |what| Err(RegistrationError::PolicyRefused { party, what });
+    if policy.releases.is_empty() {
+        return Err(RegistrationError::NoRelease(party));
+    }
+    if policy.max_age_s == 0 || policy.max_age_s > MAX_POLICY_AGE_S {
+        return refuse("max_age_s outside 1..=3600");
+    }
+    if policy.max_clock_skew_s > MAX_POLICY_SKEW_S {
+        return refuse("max_clock_skew_s above 300");
+    }
+    if policy.nonce.is_some() || policy.public_key.is_some() || policy.user_data.is_some() {
+        return refuse("nonce, public_key and user_data are set per connection, not by policy");
+    }
+    if policy.allow_debug && !cfg!(feature = "insecure-dev") {
+        return refuse("debug enclaves are trusted in developer builds only");
+    }
+    Ok(())
 }
 
 /// The attestation policy of each party, `[p − 1]` for party p, as the config contract holds
@@ -59,9 +95,7 @@ pub fn party_policies(config: &Config) -> Result<Vec<kms_attestation::Policy>, R
                     party: p.index,
                     reason: e.to_string(),
                 })?;
-            if policy.releases.is_empty() {
-                return Err(RegistrationError::NoRelease(p.index));
-            }
+            check_policy(p.index, &policy)?;
             Ok(policy)
         })
         .collect()
@@ -168,9 +202,31 @@ mod tests {
             party_policies(&c),
             Err(RegistrationError::BadPolicy { party: 3, .. })
         ));
-        let mut empty = dev;
-        empty.releases.clear();
-        c.parties[2].attestation_policy = serde_json::to_string(&empty).unwrap();
-        assert_eq!(party_policies(&c), Err(RegistrationError::NoRelease(3)));
+        let refused = |f: &dyn Fn(&mut kms_attestation::Policy)| {
+            let mut c = c.clone();
+            let mut p = dev.clone();
+            f(&mut p);
+            c.parties[2].attestation_policy = serde_json::to_string(&p).unwrap();
+            party_policies(&c).unwrap_err()
+        };
+        assert_eq!(
+            refused(&|p| p.releases.clear()),
+            RegistrationError::NoRelease(3)
+        );
+        type Edit = fn(&mut kms_attestation::Policy);
+        let edits: [Edit; 6] = [
+            |p| p.max_age_s = 0,
+            |p| p.max_age_s = 86_400,
+            |p| p.max_clock_skew_s = u64::MAX,
+            |p| p.nonce = Some(vec![1]),
+            |p| p.public_key = Some(vec![1]),
+            |p| p.user_data = Some(b"kms-party-1".to_vec()),
+        ];
+        for f in edits {
+            assert!(matches!(
+                refused(&f),
+                RegistrationError::PolicyRefused { party: 3, .. }
+            ));
+        }
     }
 }

@@ -348,31 +348,16 @@ impl LocalNetwork {
                 request: KmsRequest::PublicDecrypt(req.to_ref()),
             },
         );
-        let start = Instant::now();
-        let submitted_unix_ms = unix_ms();
-        let r = self
-            .client
-            .broadcast_tx_sync(tx)
-            .await
-            .map_err(|e| fail("request")(&e))?;
-        if r.code.is_err() {
-            return Err(fail("request")(&r.log));
-        }
-        let deadline = start + Duration::from_secs(300);
-        let rec = loop {
-            if let Some(rec) = query::<RequestRecord>(&self.client, keys::request(&id)).await {
-                if matches!(rec.status, RequestStatus::Completed { .. }) {
-                    break rec;
-                }
-            }
-            if Instant::now() > deadline {
-                return Err(fail("request")(&"not complete after 5 minutes"));
-            }
-            tokio::time::sleep(Duration::from_millis(20)).await;
-        };
-        let elapsed = start.elapsed();
-        let done_unix_ms = unix_ms();
-        let plaintext = public_result(&self.client, &rec, std::slice::from_ref(&ct))
+        let sent = self
+            .submit_and_wait(vec![tx], std::slice::from_ref(&id))
+            .await?;
+        let rec = sent
+            .records
+            .first()
+            .ok_or_else(|| fail("request")(&"no record"))?;
+        let (elapsed, submitted_unix_ms, done_unix_ms) =
+            (sent.elapsed, sent.submitted_unix_ms, sent.done_unix_ms);
+        let plaintext = public_result(&self.client, rec, std::slice::from_ref(&ct))
             .await?
             .into_iter()
             .next()
@@ -387,7 +372,67 @@ impl LocalNetwork {
     }
 }
 
+/// Requests submitted back to back and seen complete.
+struct Submitted {
+    /// Wall clock at the first submission.
+    submitted_unix_ms: u64,
+    /// First submission to all seen complete.
+    elapsed: Duration,
+    /// Wall clock when all were seen complete.
+    done_unix_ms: u64,
+    /// The completed records, in submission order.
+    records: Vec<RequestRecord>,
+}
+
 impl LocalNetwork {
+    /// Broadcasts `txs` back to back (`broadcast_tx_sync`) and polls the chain every 20 ms until
+    /// every request of `ids` is complete (at most 5 minutes).
+    async fn submit_and_wait(
+        &self,
+        txs: Vec<Vec<u8>>,
+        ids: &[RequestId],
+    ) -> Result<Submitted, DemoError> {
+        let start = Instant::now();
+        let submitted_unix_ms = unix_ms();
+        for tx in txs {
+            let r = self
+                .client
+                .broadcast_tx_sync(tx)
+                .await
+                .map_err(|e| fail("request")(&e))?;
+            if r.code.is_err() {
+                return Err(fail("request")(&r.log));
+            }
+        }
+        let deadline = start + Duration::from_secs(300);
+        let mut done: Vec<Option<RequestRecord>> = ids.iter().map(|_| None).collect();
+        while done.iter().any(Option::is_none) {
+            for (id, slot) in ids.iter().zip(done.iter_mut()) {
+                if slot.is_some() {
+                    continue;
+                }
+                if let Some(rec) = query::<RequestRecord>(&self.client, keys::request(id)).await {
+                    if matches!(rec.status, RequestStatus::Completed { .. }) {
+                        *slot = Some(rec);
+                    }
+                }
+            }
+            if done.iter().all(Option::is_some) {
+                break;
+            }
+            if Instant::now() > deadline {
+                return Err(fail("request")(&"not complete after 5 minutes"));
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        Ok(Submitted {
+            submitted_unix_ms,
+            elapsed: start.elapsed(),
+            done_unix_ms: unix_ms(),
+            records: done.into_iter().flatten().collect(),
+        })
+    }
+
     /// Public decryptions of `cts`, one request each, submitted back to back by accounts of
     /// [`LocalNetwork::REQUESTS_PER_SENDER`] requests each (the mempool holds at most 16 pending
     /// transactions per account): the senders funded, the blobs stored and the handles granted
@@ -444,38 +489,10 @@ impl LocalNetwork {
                 },
             ));
         }
-        let start = Instant::now();
-        for tx in txs {
-            let r = self
-                .client
-                .broadcast_tx_sync(tx)
-                .await
-                .map_err(|e| fail("request")(&e))?;
-            if r.code.is_err() {
-                return Err(fail("request")(&r.log));
-            }
-        }
-        let deadline = start + Duration::from_secs(300);
-        let mut done: Vec<Option<RequestRecord>> = ids.iter().map(|_| None).collect();
-        while done.iter().any(Option::is_none) {
-            for (id, slot) in ids.iter().zip(done.iter_mut()) {
-                if slot.is_some() {
-                    continue;
-                }
-                if let Some(rec) = query::<RequestRecord>(&self.client, keys::request(id)).await {
-                    if matches!(rec.status, RequestStatus::Completed { .. }) {
-                        *slot = Some(rec);
-                    }
-                }
-            }
-            if Instant::now() > deadline {
-                return Err(fail("batch")(&"not complete after 5 minutes"));
-            }
-            tokio::time::sleep(Duration::from_millis(20)).await;
-        }
-        let elapsed = start.elapsed();
+        let sent = self.submit_and_wait(txs, &ids).await?;
+        let elapsed = sent.elapsed;
         let mut plaintexts = Vec::with_capacity(cts.len());
-        for (rec, ct) in done.iter().flatten().zip(&cts) {
+        for (rec, ct) in sent.records.iter().zip(&cts) {
             plaintexts.push(
                 public_result(&self.client, rec, std::slice::from_ref(ct))
                     .await?

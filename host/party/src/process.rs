@@ -488,6 +488,7 @@ pub async fn run(a: Args) -> Result<(), ProcessError> {
             }
             Err(e @ crate::HostError::EnclaveUnavailable { .. }) => {
                 tracing::warn!("{e}");
+                tokio::time::sleep(a.poll).await;
             }
             Err(e) => {
                 tracing::warn!("{e}");

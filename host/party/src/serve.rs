@@ -4,7 +4,7 @@ use crate::nonce::{NonceLease, Settled};
 use crate::{BlobError, Blobs};
 use kms_chain_types::codec;
 use kms_chain_types::state::RequestRecord;
-use kms_chain_types::tx::{KmsRequest, CODE_BAD_NONCE};
+use kms_chain_types::tx::{bad_nonce_expected, KmsRequest, CODE_BAD_NONCE};
 use kms_channel::{Enclave, Job, Outcome, Skip};
 use kms_connector::{ChainEvent, ConnectorError, Follower};
 use kms_types::{CiphertextRef, RequestId, TypedCiphertext};
@@ -158,7 +158,9 @@ impl<E: Enclave> PartyHost<E> {
             // Not refused: unreachable. Nothing of this block counts as handled.
             self.follower.rewind(h);
             return Err(match s {
-                Served::NoEvidence { error, .. } => HostError::Chain(error),
+                Served::NoEvidence { error, .. } | Served::NotBroadcast { error, .. } => {
+                    HostError::Chain(error)
+                }
                 _ => HostError::EnclaveUnavailable { height: h },
             });
         }
@@ -180,6 +182,12 @@ impl<E: Enclave> PartyHost<E> {
                 Served::EnclaveRefused { error, .. } => E::unavailable(error),
                 // The node did not answer: the block is handled again.
                 Served::NoEvidence { .. } => true,
+                // Signed with a stale nonce: handled again, the enclave signs anew with the
+                // nonce the refusal named (or skips what completed meanwhile).
+                Served::NotBroadcast {
+                    error: ConnectorError::Refused { code, .. },
+                    ..
+                } => *code == CODE_BAD_NONCE,
                 _ => false,
             };
             if retry {
@@ -255,6 +263,7 @@ impl<E: Enclave> PartyHost<E> {
         };
         tracing::info!(request = %id, at_unix_ms = unix_ms(), "job handed to the enclave");
         // Whatever happens below, the job's nonce lease ends with it.
+        slot.nonces.begin();
         let lease = SettleOnDrop(&slot.nonces);
         match slot.enclave.serve(job).await {
             Ok(Outcome::Skip(skip)) => Served::Skipped { id, skip },
@@ -269,10 +278,11 @@ impl<E: Enclave> PartyHost<E> {
                     // free; taking it as stale would resync to the chain's committed nonce
                     // while this account's accepted transactions still wait in the mempool.
                     lease.0.settle(match &error {
-                        ConnectorError::Refused { code, .. } if *code != CODE_BAD_NONCE => {
-                            Settled::Unused
+                        ConnectorError::Refused { code, log } if *code == CODE_BAD_NONCE => {
+                            Settled::Stale(bad_nonce_expected(log))
                         }
-                        _ => Settled::Stale,
+                        ConnectorError::Refused { .. } => Settled::Unused,
+                        _ => Settled::Stale(None),
                     });
                     tracing::warn!(request = %id, %error, "fulfillment not broadcast");
                     Served::NotBroadcast { id, error }

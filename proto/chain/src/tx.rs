@@ -300,6 +300,18 @@ fn signing_hash(chain_id: &str, body: &[u8]) -> [u8; 32] {
 /// CheckTx leaves the nonce unused.
 pub const CODE_BAD_NONCE: u32 = 4;
 
+/// The log of a [`CODE_BAD_NONCE`] refusal: it names the sender's next nonce as CheckTx counts
+/// it (pending transactions included), which committed state does not show.
+pub fn bad_nonce_log(expected: u64, got: u64) -> String {
+    format!("bad nonce: expected {expected}, got {got}")
+}
+
+/// The next nonce a [`bad_nonce_log`] names, if `log` is one.
+pub fn bad_nonce_expected(log: &str) -> Option<u64> {
+    let rest = log.strip_prefix("bad nonce: expected ")?;
+    rest.split(',').next()?.trim().parse().ok()
+}
+
 /// Builds and signs a transaction.
 pub fn sign_tx(key: &SigningKey, chain_id: &str, nonce: u64, msg: Msg) -> Vec<u8> {
     let body = codec::encode(&TxBody {

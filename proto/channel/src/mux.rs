@@ -594,7 +594,14 @@ impl crate::Enclave for HostChannel {
     }
 
     fn unavailable(error: &ChannelFailure) -> bool {
-        matches!(error, ChannelFailure::Channel(_))
+        matches!(
+            error,
+            ChannelFailure::Channel(_)
+                | ChannelFailure::Enclave(Failure {
+                    kind: crate::wire::FailureKind::Retry,
+                    ..
+                })
+        )
     }
 }
 

@@ -56,6 +56,9 @@ pub enum FailureKind {
     Protocol,
     /// Anything else inside the enclave.
     Internal,
+    /// Something the job needed from the host failed for now (no nonce for its transaction):
+    /// the host hands the job over again.
+    Retry,
 }
 
 /// What the enclave asks its host for (storage and public data; the host is untrusted, so
