@@ -439,6 +439,19 @@ impl Supervisor {
         }
     }
 
+    /// Kills party `i + 1`'s enclave in `slot` (its other enclaves keep running).
+    pub fn kill_enclave_slot(&mut self, i: usize, slot: usize) {
+        if let Some(mut c) = self
+            .enclaves
+            .get_mut(i)
+            .and_then(|e| e.get_mut(slot))
+            .and_then(Option::take)
+        {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+
     /// Waits up to `within` for party `i + 1`'s (first) enclave to exit; its status if it did.
     pub fn enclave_exit(&mut self, i: usize, within: Duration) -> Option<std::process::ExitStatus> {
         let deadline = Instant::now() + within;

@@ -135,3 +135,65 @@ async fn two_enclaves_per_party_serve_a_batch() {
         assert!(*n >= 3, "request {} ran in {n} parties' enclaves", ids[k]);
     }
 }
+
+/// One enclave of a two-enclave party dies: its host hands out nothing until it is back (each
+/// request has one slot), the other parties complete a batch without that party; restarted
+/// from the shared sealed state, the enclave rejoins its slot's mesh and the party serves the
+/// next batch in both slots.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_party_with_one_of_its_enclaves_down_pauses_and_rejoins() {
+    let dir = tempfile::tempdir().unwrap();
+    let dealt = DealtKeySet::test("enclave-slots-down").unwrap();
+    let mut inputs = dealt.inputs(
+        Path::new(env!("CARGO_BIN_EXE_kms")),
+        dir.path().to_path_buf(),
+        Duration::from_millis(300),
+    );
+    inputs.enclaves_per_party = SLOTS;
+    let mut quiet = |_: &str| {};
+    let mut net = LocalNetwork::start(inputs, &mut quiet).await.unwrap();
+    let logs = net.parties.logs();
+    let key_id = net.key_id;
+    let read = |p: std::path::PathBuf| std::fs::read_to_string(p).unwrap_or_default();
+
+    // Party 4's slot-1 enclave dies.
+    net.parties.kill_enclave_slot(3, 1);
+    let (values, cts) = batch(&dealt, key_id);
+    let ids: Vec<RequestId> = cts.iter().map(|ct| request_id(key_id, ct)).collect();
+    let done = net
+        .timed_public_decryption_batch(cts)
+        .await
+        .unwrap_or_else(|e| panic!("{e}; logs: {logs:?}"));
+    for (got, want) in done.plaintexts.iter().zip(&values) {
+        assert_eq!(got, &want.to_string());
+    }
+    // Party 4 served none of them, in either slot: its host waits for its missing enclave.
+    for slot in 0..SLOTS {
+        let log = read(net.parties.enclave_log(3, slot).unwrap());
+        assert!(
+            ids.iter().all(|id| !ran_round(&log, id)),
+            "party 4 slot {slot} served while one of its enclaves was down"
+        );
+    }
+
+    // Restarted: it boots from the shared sealed state and the party serves again.
+    net.parties.start_enclave_slot(3, 1).unwrap();
+    let (values, cts) = batch(&dealt, key_id);
+    let ids: Vec<RequestId> = cts.iter().map(|ct| request_id(key_id, ct)).collect();
+    let done = net
+        .timed_public_decryption_batch(cts)
+        .await
+        .unwrap_or_else(|e| panic!("{e}; logs: {logs:?}"));
+    for (got, want) in done.plaintexts.iter().zip(&values) {
+        assert_eq!(got, &want.to_string());
+    }
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    for slot in 0..SLOTS {
+        let log = read(net.parties.enclave_log(3, slot).unwrap());
+        assert!(
+            ids.iter()
+                .any(|id| slot_of(id, SLOTS) == slot && ran_round(&log, id)),
+            "party 4 slot {slot} did not rejoin"
+        );
+    }
+}
