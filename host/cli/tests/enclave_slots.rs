@@ -58,10 +58,10 @@ fn ran_round(log: &str, id: &RequestId) -> bool {
         .any(|l| l.contains("phase timings") && l.contains(&id))
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn two_enclaves_per_party_serve_a_batch() {
+/// A network whose parties run [`SLOTS`] enclaves each, its folder and its key set.
+async fn two_enclaves_per_party(label: &str) -> (tempfile::TempDir, DealtKeySet, LocalNetwork) {
     let dir = tempfile::tempdir().unwrap();
-    let dealt = DealtKeySet::test("enclave-slots").unwrap();
+    let dealt = DealtKeySet::test(label).unwrap();
     let mut inputs = dealt.inputs(
         Path::new(env!("CARGO_BIN_EXE_kms")),
         dir.path().to_path_buf(),
@@ -69,7 +69,13 @@ async fn two_enclaves_per_party_serve_a_batch() {
     );
     inputs.enclaves_per_party = SLOTS;
     let mut quiet = |_: &str| {};
-    let mut net = LocalNetwork::start(inputs, &mut quiet).await.unwrap();
+    let net = LocalNetwork::start(inputs, &mut quiet).await.unwrap();
+    (dir, dealt, net)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_enclaves_per_party_serve_a_batch() {
+    let (_dir, dealt, mut net) = two_enclaves_per_party("enclave-slots").await;
     let logs = net.parties.logs();
     assert_eq!(net.parties.slots(), SLOTS);
     for i in 0..4 {
@@ -142,16 +148,7 @@ async fn two_enclaves_per_party_serve_a_batch() {
 /// next batch in both slots.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_party_with_one_of_its_enclaves_down_pauses_and_rejoins() {
-    let dir = tempfile::tempdir().unwrap();
-    let dealt = DealtKeySet::test("enclave-slots-down").unwrap();
-    let mut inputs = dealt.inputs(
-        Path::new(env!("CARGO_BIN_EXE_kms")),
-        dir.path().to_path_buf(),
-        Duration::from_millis(300),
-    );
-    inputs.enclaves_per_party = SLOTS;
-    let mut quiet = |_: &str| {};
-    let mut net = LocalNetwork::start(inputs, &mut quiet).await.unwrap();
+    let (_dir, dealt, mut net) = two_enclaves_per_party("enclave-slots-down").await;
     let logs = net.parties.logs();
     let key_id = net.key_id;
     let read = |p: std::path::PathBuf| std::fs::read_to_string(p).unwrap_or_default();

@@ -12,7 +12,6 @@
 use kms_chain_types::Address;
 use kms_channel::{NonceError, NonceSource};
 use kms_connector::ChainRpc;
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 use tokio::sync::OwnedMutexGuard;
@@ -41,7 +40,6 @@ impl Nonces {
         NonceLease {
             nonces: self.clone(),
             state: Mutex::new(LeaseState::default()),
-            jobs: AtomicU64::new(0),
         }
     }
 }
@@ -82,9 +80,10 @@ pub enum LeaseError {
     Chain(#[from] kms_connector::ConnectorError),
 }
 
-/// The job in hand and the account nonce held for it.
+/// The job in hand (by number) and the account nonce held for it.
 #[derive(Default)]
 struct LeaseState {
+    jobs: u64,
     job: Option<u64>,
     held: Option<OwnedMutexGuard<u64>>,
 }
@@ -96,7 +95,6 @@ struct LeaseState {
 pub struct NonceLease {
     nonces: Nonces,
     state: Mutex<LeaseState>,
-    jobs: AtomicU64,
 }
 
 impl NonceLease {
@@ -106,9 +104,9 @@ impl NonceLease {
 
     /// A job is handed over: until it is settled, the enclave may take the nonce for it.
     pub fn begin(&self) {
-        let job = self.jobs.fetch_add(1, Ordering::Relaxed);
         let mut st = self.state();
-        st.job = Some(job);
+        st.jobs = st.jobs.wrapping_add(1);
+        st.job = Some(st.jobs);
         // A lease left from a job never settled (cannot happen through `PartyHost`) goes back.
         st.held = None;
     }

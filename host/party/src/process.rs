@@ -435,11 +435,11 @@ pub async fn run(a: Args) -> Result<(), ProcessError> {
             nonces: lease,
         });
     }
-    let relay_to: Vec<Arc<EnclaveSlot>> = slots.iter().map(|s| s.enclave.clone()).collect();
+    let enclaves: Vec<Arc<EnclaveSlot>> = slots.iter().map(|s| s.enclave.clone()).collect();
+    let relay_to = Arc::new(enclaves.clone());
     let limiter =
         crate::limit::PeerLimiter::new(crate::limit::MAX_PER_ADDRESS, crate::limit::MAX_INCOMING);
     tokio::spawn(async move {
-        let relay_to = Arc::new(relay_to);
         loop {
             let Ok((tcp, from)) = peer_listener.accept().await else {
                 // Out of descriptors or the like: back off instead of spinning.
@@ -473,11 +473,10 @@ pub async fn run(a: Args) -> Result<(), ProcessError> {
     });
     let cursor = a.data_dir.join("cursor");
     let follower = Follower::start(rpc.clone(), 1, Some(cursor), a.poll).await?;
-    let ready: Vec<Arc<EnclaveSlot>> = slots.iter().map(|s| s.enclave.clone()).collect();
     let mut host = PartyHost::new(follower, slots, blobs.clone());
     loop {
         // Every enclave up before a block is handed over (each request has one slot).
-        for s in &ready {
+        for s in &enclaves {
             s.ready().await;
         }
         match host.step().await {
@@ -485,10 +484,6 @@ pub async fn run(a: Args) -> Result<(), ProcessError> {
                 for s in &served {
                     println!("{}", describe(h, s));
                 }
-            }
-            Err(e @ crate::HostError::EnclaveUnavailable { .. }) => {
-                tracing::warn!("{e}");
-                tokio::time::sleep(a.poll).await;
             }
             Err(e) => {
                 tracing::warn!("{e}");

@@ -155,7 +155,8 @@ impl<E: Enclave> PartyHost<E> {
             }
         }
         if let Some(s) = failed {
-            // Not refused: unreachable. Nothing of this block counts as handled.
+            // Not refused but unreachable, or signed with a stale nonce: nothing of this block
+            // counts as handled.
             self.follower.rewind(h);
             return Err(match s {
                 Served::NoEvidence { error, .. } | Served::NotBroadcast { error, .. } => {
@@ -184,10 +185,7 @@ impl<E: Enclave> PartyHost<E> {
                 Served::NoEvidence { .. } => true,
                 // Signed with a stale nonce: handled again, the enclave signs anew with the
                 // nonce the refusal named (or skips what completed meanwhile).
-                Served::NotBroadcast {
-                    error: ConnectorError::Refused { code, .. },
-                    ..
-                } => *code == CODE_BAD_NONCE,
+                Served::NotBroadcast { error, .. } => bad_nonce_refusal(error).is_some(),
                 _ => false,
             };
             if retry {
@@ -277,12 +275,10 @@ impl<E: Enclave> PartyHost<E> {
                     // A late answer refused (the request completed meanwhile) leaves the nonce
                     // free; taking it as stale would resync to the chain's committed nonce
                     // while this account's accepted transactions still wait in the mempool.
-                    lease.0.settle(match &error {
-                        ConnectorError::Refused { code, log } if *code == CODE_BAD_NONCE => {
-                            Settled::Stale(bad_nonce_expected(log))
-                        }
-                        ConnectorError::Refused { .. } => Settled::Unused,
-                        _ => Settled::Stale(None),
+                    lease.0.settle(match (bad_nonce_refusal(&error), &error) {
+                        (Some(log), _) => Settled::Stale(bad_nonce_expected(log)),
+                        (None, ConnectorError::Refused { .. }) => Settled::Unused,
+                        (None, _) => Settled::Stale(None),
                     });
                     tracing::warn!(request = %id, %error, "fulfillment not broadcast");
                     Served::NotBroadcast { id, error }
@@ -290,6 +286,14 @@ impl<E: Enclave> PartyHost<E> {
             },
             Err(error) => Served::EnclaveRefused { id, error },
         }
+    }
+}
+
+/// The log of a refusal by CheckTx for the transaction's nonce, if `error` is one.
+fn bad_nonce_refusal(error: &ConnectorError) -> Option<&str> {
+    match error {
+        ConnectorError::Refused { code, log } if *code == CODE_BAD_NONCE => Some(log),
+        _ => None,
     }
 }
 
