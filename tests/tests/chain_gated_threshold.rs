@@ -172,7 +172,7 @@ async fn light_client_gated_threshold_decryption_completes_on_chain() {
         .unwrap();
         let me = ThresholdParty {
             prss: Prss::new(party, n, t, &prss_keys).unwrap(),
-            key: share,
+            key: kms_threshold::HeldKey::new(Default::default(), share),
             flooding,
             params: ParamSetName::TestInsecure,
             signer,
@@ -205,6 +205,7 @@ async fn light_client_gated_threshold_decryption_completes_on_chain() {
                 &transport,
                 request_id,
                 r.key_id,
+                approved.record.key_epoch,
                 &cts,
                 Duration::from_secs(5),
             )

@@ -11,6 +11,13 @@
 //! the result (public decryption, keygen, CRS), when 2t + 1 parties have sent their shares (user
 //! decryption; later shares are still recorded), or when all n parties report the same resharing
 //! verdict (old shares are erased on completion). On completion the escrowed fee is paid to the signers that answered.
+//!
+//! Key epochs: every decryption and resharing request is stamped with its key's current sharing
+//! epoch ([`kms_types::KeyEpoch`]); a resharing's completion starts the next epoch. One
+//! resharing of a key runs at a time: another is refused until it completes or
+//! [`kms_chain_types::state::RESHARE_TIMEOUT_BLOCKS`] pass, after which the new one supersedes
+//! it and the old one can no longer complete (so the epoch a request names always comes from a
+//! resharing every party reported done).
 
 use crate::config;
 use crate::ctx::Ctx;
@@ -18,12 +25,15 @@ use crate::error::TxError;
 use crate::isc;
 use crate::tokens;
 use kms_chain_types::codec;
-use kms_chain_types::state::{keys, Config, KeyApps, RequestRecord, RequestStatus, ResponseRecord};
+use kms_chain_types::state::{
+    keys, Config, KeyApps, KeyEpochRecord, RequestRecord, RequestStatus, ResponseRecord,
+    RESHARE_TIMEOUT_BLOCKS,
+};
 use kms_chain_types::tx::{Fulfillment, KmsRequest, MaterialItem};
 use kms_chain_types::Address;
 use kms_eip712::types::{PublicDecryptionResult, PublicMaterial, UserDecryptionResponse};
 use kms_eip712::{recover_signer, Signature};
-use kms_types::{sha3_256, CiphertextRef, FheType, ParamSetName, RequestId};
+use kms_types::{sha3_256, CiphertextRef, FheType, KeyEpoch, ParamSetName, RequestId, Reshared};
 
 /// Longest label of a keygen, CRS or reshare request.
 pub const MAX_LABEL: usize = 128;
@@ -110,6 +120,11 @@ fn require_key(ctx: &Ctx<'_>, key_id: &RequestId) -> Result<(), TxError> {
     }
 }
 
+/// A key set's sharing epoch and the resharing in progress.
+pub fn key_epoch(ctx: &Ctx<'_>, key_id: &RequestId) -> Result<KeyEpochRecord, TxError> {
+    Ok(ctx.get(&keys::key_epoch(key_id))?.unwrap_or_default())
+}
+
 /// The applications allowed to use a key set.
 pub fn key_apps(ctx: &Ctx<'_>, key_id: &RequestId) -> Result<KeyApps, TxError> {
     Ok(ctx.get(&keys::key_apps(key_id))?.unwrap_or(KeyApps {
@@ -188,6 +203,15 @@ pub fn submit(
             require_admin(&cfg, sender, "resharing")?;
             check_label(epoch)?;
             require_key(ctx, key_id)?;
+            if let Some((running, since)) = key_epoch(ctx, key_id)?.pending_reshare {
+                if ctx.height < since.saturating_add(RESHARE_TIMEOUT_BLOCKS) {
+                    return Err(TxError::Invalid(format!(
+                        "resharing {running} of key {key_id} is in progress (approved at \
+                         height {since}; a new one may supersede it from height {})",
+                        since.saturating_add(RESHARE_TIMEOUT_BLOCKS)
+                    )));
+                }
+            }
         }
         KmsRequest::PublicDecrypt(r) => {
             check_cts(&cfg, r.ciphertexts.len())?;
@@ -218,6 +242,17 @@ pub fn submit(
     let fee = fee_of(&cfg, &request);
     tokens::debit(ctx, sender, fee)?;
     let kind = request.kind();
+    let key_epoch = match &request {
+        KmsRequest::PublicDecrypt(r) => key_epoch(ctx, &r.key_id)?.epoch,
+        KmsRequest::UserDecrypt(r) => key_epoch(ctx, &r.key_id)?.epoch,
+        KmsRequest::Reshare { key_id, .. } => {
+            let mut e = key_epoch(ctx, key_id)?;
+            e.pending_reshare = Some((id, ctx.height));
+            ctx.put(keys::key_epoch(key_id), &e);
+            e.epoch
+        }
+        KmsRequest::KeyGen(_) | KmsRequest::CrsGen(_) => KeyEpoch::default(),
+    };
     let record = RequestRecord {
         id,
         app_id: app_id.to_string(),
@@ -229,6 +264,7 @@ pub fn submit(
         parties: cfg.parties.iter().map(|p| p.signer).collect(),
         threshold: cfg.threshold,
         responded: Vec::new(),
+        key_epoch,
     };
     ctx.put(keys::request(&id), &record);
     ctx.emit(
@@ -413,6 +449,17 @@ pub fn fulfill(
             hex::encode(sender)
         )));
     }
+    if let KmsRequest::Reshare { key_id, .. } = &record.request {
+        // Only the key's resharing in progress may complete, and only from the epoch it
+        // reshares: a superseded one never starts an epoch.
+        let e = key_epoch(ctx, key_id)?;
+        if e.pending_reshare.map(|(id, _)| id) != Some(request_id) || e.epoch != record.key_epoch {
+            return Err(TxError::ResponseRejected(format!(
+                "resharing {request_id} was superseded; key {key_id} is at {}",
+                e.epoch
+            )));
+        }
+    }
     let digest = verify_fulfillment(&cfg, &record, sender, &fulfillment)?;
     ctx.put(
         keys::response(&request_id, sender),
@@ -484,6 +531,19 @@ pub fn fulfill(
             result_digest,
         };
         tokens::pay_out(ctx, record.fee, &payees)?;
+        if let KmsRequest::Reshare { key_id, .. } = &record.request {
+            // Every party holds a checked share of the new sharing: its epoch starts now.
+            let mut e = key_epoch(ctx, key_id)?;
+            e.epoch = e
+                .epoch
+                .next(Reshared {
+                    request: request_id,
+                    verdict_digest: result_digest,
+                })
+                .ok_or_else(|| TxError::Internal("key epoch overflow".into()))?;
+            e.pending_reshare = None;
+            ctx.put(keys::key_epoch(key_id), &e);
+        }
         if let KmsRequest::KeyGen(_) = record.request {
             // The requesting application may use the new key set.
             let mut ka = key_apps(ctx, &request_id)?;
@@ -496,6 +556,7 @@ pub fn fulfill(
             "kms_complete",
             &[
                 ("request_id", request_id.to_string()),
+                ("kind", record.request.kind().to_string()),
                 ("result_digest", hex::encode(result_digest)),
             ],
         );

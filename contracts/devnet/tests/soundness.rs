@@ -1229,7 +1229,13 @@ fn hole10_reshare_completes_only_when_every_party_reports_the_same_verdict() {
     assert_eq!(net.block(txs), vec![0; 4]);
     assert_eq!(net.record(&id1).status, RequestStatus::Pending);
     // 3 = n − t matching verdicts are not enough (they were as first built); the fourth
-    // completes it, with the agreed verdict as result.
+    // completes it, with the agreed verdict as result. (On another key: the diverged resharing
+    // above still blocks its key's next one.)
+    let key_id = net.keygen("app", "k2");
+    let reshare = |epoch: &str| KmsRequest::Reshare {
+        key_id,
+        epoch: epoch.into(),
+    };
     let r2 = reshare("e2");
     let id2 = r2.request_id();
     let tx = net.setup.admin.tx(
@@ -1252,6 +1258,118 @@ fn hole10_reshare_completes_only_when_every_party_reports_the_same_verdict() {
         net.record(&id2).status,
         RequestStatus::Completed { result_digest, .. } if result_digest == a
     ));
+}
+
+/// The admin's transaction requesting resharing `label` of `key_id`, and its ID.
+fn reshare_tx(net: &mut Net, key_id: RequestId, label: &str) -> (Vec<u8>, RequestId) {
+    let r = KmsRequest::Reshare {
+        key_id,
+        epoch: label.into(),
+    };
+    let id = r.request_id();
+    let tx = net.setup.admin.tx(
+        CHAIN,
+        Msg::Request {
+            app_id: "app".into(),
+            request: r,
+        },
+    );
+    (tx, id)
+}
+
+/// Key epochs: decryption requests carry the epoch of the sharing they must be served with;
+/// one resharing runs at a time; only a completed resharing starts an epoch, and one that was
+/// superseded after its timeout can no longer complete (its parties' new shares would
+/// otherwise be taken up by some parties and not others).
+#[test]
+fn key_epochs_stamp_requests_and_only_the_running_resharing_starts_one() {
+    use kms_chain_types::state::{KeyEpochRecord, RESHARE_TIMEOUT_BLOCKS};
+    use kms_types::{KeyEpoch, Reshared};
+    let mut net = Net::new();
+    let mut client = funded(&mut net, 100_000);
+    let client_addr = client.address();
+    net.register_app("app", client_addr);
+    let key_id = net.keygen("app", "k");
+    let h = [0x45u8; 32];
+    assert_eq!(net.one(grant(&mut client, "app", &[h], &[client_addr])), 0);
+    let (tx, d0) = decrypt(&mut client, "app", key_id, h);
+    assert_eq!(net.one(tx), 0);
+    assert_eq!(net.record(&d0).key_epoch, KeyEpoch::default());
+
+    // A resharing runs; a second one is refused meanwhile.
+    let (tx, r1) = reshare_tx(&mut net, key_id, "e1");
+    assert_eq!(net.one(tx), 0);
+    assert_eq!(net.record(&r1).key_epoch, KeyEpoch::default());
+    let (tx, _) = reshare_tx(&mut net, key_id, "e1b");
+    assert_ne!(net.one(tx), 0, "a second resharing while one runs");
+    // Decryptions approved while it runs stay on the old epoch.
+    let h2 = [0x46u8; 32];
+    assert_eq!(net.one(grant(&mut client, "app", &[h2], &[client_addr])), 0);
+    let (tx, d1) = decrypt(&mut client, "app", key_id, h2);
+    assert_eq!(net.one(tx), 0);
+    assert_eq!(net.record(&d1).key_epoch, KeyEpoch::default());
+
+    let v = [0xab; 32];
+    let txs = (0..4)
+        .map(|i| {
+            fulfill(
+                &mut net.setup.parties[i],
+                r1,
+                Fulfillment::ReshareDone { verdict_digest: v },
+            )
+        })
+        .collect();
+    assert_eq!(net.block(txs), vec![0; 4]);
+    let epoch1 = KeyEpoch {
+        number: 1,
+        by: Some(Reshared {
+            request: r1,
+            verdict_digest: v,
+        }),
+    };
+    let rec: KeyEpochRecord = codec::decode(&net.get(keys::key_epoch(&key_id))).unwrap();
+    assert_eq!(rec.epoch, epoch1);
+    assert_eq!(rec.pending_reshare, None);
+    let h3 = [0x47u8; 32];
+    assert_eq!(net.one(grant(&mut client, "app", &[h3], &[client_addr])), 0);
+    let (tx, d2) = decrypt(&mut client, "app", key_id, h3);
+    assert_eq!(net.one(tx), 0);
+    assert_eq!(net.record(&d2).key_epoch, epoch1);
+
+    // A resharing nobody finishes blocks the next one until its timeout; then the new one
+    // supersedes it, and the old one's answers are refused.
+    let (tx, r2) = reshare_tx(&mut net, key_id, "e2");
+    assert_eq!(net.one(tx), 0);
+    let approved = net.record(&r2).height;
+    // The next block is the last one of the timeout.
+    while net.m.chain.height() < approved + RESHARE_TIMEOUT_BLOCKS - 2 {
+        net.block(vec![]);
+    }
+    let (tx, _) = reshare_tx(&mut net, key_id, "e3");
+    assert_ne!(net.one(tx), 0, "superseding before the timeout");
+    let (tx, r3) = reshare_tx(&mut net, key_id, "e3");
+    assert_eq!(net.one(tx), 0, "superseding after the timeout");
+    assert_eq!(net.record(&r3).key_epoch, epoch1);
+    let late = fulfill(
+        &mut net.setup.parties[0],
+        r2,
+        Fulfillment::ReshareDone { verdict_digest: v },
+    );
+    assert_ne!(net.one(late), 0, "an answer to the superseded resharing");
+    let txs = (0..4)
+        .map(|i| {
+            fulfill(
+                &mut net.setup.parties[i],
+                r3,
+                Fulfillment::ReshareDone { verdict_digest: v },
+            )
+        })
+        .collect();
+    assert_eq!(net.block(txs), vec![0; 4]);
+    let rec: KeyEpochRecord = codec::decode(&net.get(keys::key_epoch(&key_id))).unwrap();
+    assert_eq!(rec.epoch.number, 2);
+    assert_eq!(rec.epoch.by.map(|b| b.request), Some(r3));
+    assert_eq!(net.record(&r2).status, RequestStatus::Pending);
 }
 
 // ---------------------------------------------------------------------------------------------

@@ -8,8 +8,13 @@
 //! 3. acts only on the approved record: request and key IDs come from it, the ciphertexts and
 //!    the client key the host handed over must hash to the approved digests;
 //! 4. runs the operation (threshold public decryption over the party transport, or its share of
-//!    a user decryption, or reports the key material it holds) and signs the fulfillment
+//!    a user decryption, or reports the key material it holds, or refreshes its key share with
+//!    the other parties when the ASC asks for a resharing) and signs the fulfillment
 //!    transaction with the party's registered key, which never leaves the runtime.
+//!
+//! Decryptions are served with the share of the key epoch the approved record names; a
+//! resharing's new share is sealed as pending, reported, and taken up (the old share erased)
+//! only once the chain completed the resharing with this party's verdict ([`share_store`]).
 
 #![forbid(unsafe_code)]
 #![cfg_attr(
@@ -23,6 +28,7 @@ pub mod process;
 pub mod registration;
 pub mod sealing;
 pub mod served_store;
+pub mod share_store;
 pub mod state;
 
 pub use clock::{AttestedClock, Clock, ClockError, SystemClock};

@@ -1,6 +1,7 @@
 //! One party's runtime: the light client, the key share and the signing key, behind `serve`.
 
 use crate::clock::{Clock, ClockError};
+use crate::share_store::{PendingReshare, ShareStore, ShareStoreError};
 use kms_chain_types::state::RequestStatus;
 use kms_chain_types::tx::{sign_tx, Fulfillment, KmsRequest, MaterialItem, Msg};
 use kms_channel::{Enclave, Job, NonceError, NonceSource, Outcome, Skip};
@@ -9,7 +10,7 @@ use kms_light_client::LightClient;
 use kms_signcryption::ClientPublicKey;
 use kms_threshold::{ThresholdError, ThresholdParty};
 use kms_transport::Transport;
-use kms_types::{CiphertextRef, RequestId, TypedCiphertext};
+use kms_types::{CiphertextRef, KeyEpoch, RequestId, Reshared, TypedCiphertext};
 use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -48,6 +49,9 @@ pub enum RuntimeError {
     /// The host gave no nonce for the fulfillment transaction.
     #[error(transparent)]
     Nonce(#[from] NonceError),
+    /// The sealed share or pending resharing could not be read or written.
+    #[error("sealed share: {0}")]
+    ShareStore(#[from] ShareStoreError),
 }
 
 /// One party's enclave state and its `serve` entry point.
@@ -62,6 +66,9 @@ pub struct PartyRuntime {
     clock: Arc<dyn Clock>,
     net: Arc<dyn Transport>,
     nonces: Arc<dyn NonceSource>,
+    shares: Arc<dyn ShareStore>,
+    /// Serializes taking up a new share (one enclave reads, commits and swaps at a time).
+    take_up: tokio::sync::Mutex<()>,
     round_deadline: Duration,
 }
 
@@ -92,6 +99,8 @@ pub struct RuntimeParts {
     pub net: Arc<dyn Transport>,
     /// Where fulfillment transactions get their nonces (the host, which leases them).
     pub nonces: Arc<dyn NonceSource>,
+    /// The sealed share and pending resharing (shared by the party's enclaves).
+    pub shares: Arc<dyn ShareStore>,
     /// Deadline of each protocol round.
     pub round_deadline: Duration,
 }
@@ -112,6 +121,8 @@ impl PartyRuntime {
             clock: parts.clock,
             net: parts.net,
             nonces: parts.nonces,
+            shares: parts.shares,
+            take_up: tokio::sync::Mutex::new(()),
             round_deadline: parts.round_deadline,
         }
     }
@@ -227,6 +238,7 @@ impl PartyRuntime {
                 if refs(&job.ciphertexts) != r.ciphertexts {
                     return Err(RuntimeError::CiphertextsNotApproved);
                 }
+                self.ensure_epoch(&r.key_id, &record.key_epoch).await?;
                 let t = std::time::Instant::now();
                 let squashed = self.squash(job.ciphertexts).await?;
                 let squash = t.elapsed();
@@ -237,6 +249,7 @@ impl PartyRuntime {
                         self.net.as_ref(),
                         id,
                         r.key_id,
+                        record.key_epoch,
                         &squashed,
                         self.round_deadline,
                     )
@@ -280,10 +293,12 @@ impl PartyRuntime {
                     .and_then(|k| ClientPublicKey::from_bytes(k).ok())
                     .filter(|k| k.digest() == r.client_key_digest)
                     .ok_or(RuntimeError::ClientKeyNotApproved)?;
+                self.ensure_epoch(&r.key_id, &record.key_epoch).await?;
                 let squashed = self.squash(job.ciphertexts).await?;
                 let s = self.party.user_decrypt_share(
                     id,
                     r.key_id,
+                    record.key_epoch,
                     &squashed,
                     &client,
                     &mut rand_core::OsRng,
@@ -297,8 +312,145 @@ impl PartyRuntime {
                 )
                 .await
             }
-            other => Err(RuntimeError::Unsupported(other.kind())),
+            KmsRequest::Reshare { key_id, .. } => match record.status {
+                RequestStatus::Completed { result_digest, .. } => {
+                    self.reshare_completed(id, key_id, record.key_epoch, result_digest)
+                        .await
+                }
+                RequestStatus::Pending => self.reshare(id, key_id, record.key_epoch).await,
+            },
         }
+    }
+
+    /// Makes sure the share held is of `want`, the epoch a verified record names. A newer
+    /// epoch than the one held is reached by reloading the sealed state (another enclave of
+    /// this party took the new share up) or by taking up this party's sealed pending share of
+    /// the resharing that started `want`; an older one is gone (its shares were erased).
+    async fn ensure_epoch(&self, key_id: &RequestId, want: &KeyEpoch) -> Result<(), RuntimeError> {
+        let held = self.party.key.current();
+        if held.share.key_id != *key_id || held.epoch == *want {
+            // Another key is refused by the threshold layer; the epoch matches.
+            return Ok(());
+        }
+        if want.number > held.epoch.number {
+            self.take_up(key_id, want).await?;
+        }
+        let held = self.party.key.current();
+        if held.epoch != *want {
+            return Err(ThresholdError::WrongEpoch {
+                held: Box::new(held.epoch),
+                asked: Box::new(*want),
+            }
+            .into());
+        }
+        Ok(())
+    }
+
+    /// Reaches epoch `want` if this party can (see [`Self::ensure_epoch`]); a no-op otherwise.
+    async fn take_up(&self, key_id: &RequestId, want: &KeyEpoch) -> Result<(), RuntimeError> {
+        let _one = self.take_up.lock().await;
+        if self.party.key.current().epoch == *want {
+            return Ok(());
+        }
+        let (epoch, share) = self.shares.share(key_id).await?;
+        if epoch == *want {
+            self.party.key.replace(epoch, share);
+            tracing::info!(key = %key_id, %epoch, "took up the share another enclave of this party committed");
+            return Ok(());
+        }
+        drop(share);
+        let Some(pending) = self.shares.pending().await? else {
+            return Ok(());
+        };
+        // The record names `want`, which the chain starts only when every party reported the
+        // same verdict digest for that resharing: if it is this party's pending one (same
+        // resharing, same digest, from the epoch held), the new sharing is complete and checked.
+        let held = self.party.key.current().epoch;
+        if pending.share.key_id != *key_id
+            || pending.from != held
+            || pending.epoch().as_ref() != Some(want)
+        {
+            return Ok(());
+        }
+        self.shares.commit(key_id, *want, &pending.share).await?;
+        self.party.key.replace(*want, pending.share);
+        tracing::info!(key = %key_id, epoch = %want, "resharing taken up: new share sealed and in use, old share erased");
+        Ok(())
+    }
+
+    /// This party's part in resharing `id` of `key_id` (approved at epoch `from`): refresh the
+    /// share with the other parties, seal the new share as pending, report the agreed verdict.
+    async fn reshare(
+        &self,
+        id: RequestId,
+        key_id: RequestId,
+        from: KeyEpoch,
+    ) -> Result<Outcome, RuntimeError> {
+        self.ensure_epoch(&key_id, &from).await?;
+        if let Some(p) = self.shares.pending().await? {
+            if p.reshare_id == id && p.from == from && p.share.key_id == key_id {
+                // Done before a restart: the same report again (a second run would deal anew).
+                return self
+                    .fulfill(
+                        id,
+                        Fulfillment::ReshareDone {
+                            verdict_digest: p.verdict_digest,
+                        },
+                    )
+                    .await;
+            }
+        }
+        let held = self.party.key.current();
+        if held.share.key_id != key_id {
+            return Err(ThresholdError::WrongKey {
+                share_key: held.share.key_id,
+                request_key: key_id,
+            }
+            .into());
+        }
+        let r = kms_threshold::refresh(
+            self.net.as_ref(),
+            &self.party.prss,
+            &id,
+            &held.share,
+            self.round_deadline,
+        )
+        .await?;
+        drop(held);
+        tracing::info!(reshare = %id, dealers = ?r.agreed.dealers, grade = ?r.agreed.grade, "new sharing checked; sealing it as pending");
+        let verdict_digest = r.agreed.digest;
+        self.shares
+            .put_pending(&PendingReshare {
+                reshare_id: id,
+                from,
+                verdict_digest,
+                share: r.share,
+            })
+            .await?;
+        self.fulfill(id, Fulfillment::ReshareDone { verdict_digest })
+            .await
+    }
+
+    /// The chain completed resharing `id` with `result_digest`: take the new share up now
+    /// (the old one is erased), if this party holds it.
+    async fn reshare_completed(
+        &self,
+        id: RequestId,
+        key_id: RequestId,
+        from: KeyEpoch,
+        result_digest: [u8; 32],
+    ) -> Result<Outcome, RuntimeError> {
+        let next = from
+            .next(Reshared {
+                request: id,
+                verdict_digest: result_digest,
+            })
+            .ok_or_else(|| ThresholdError::Params("key epoch overflow".into()))?;
+        let held = self.party.key.current().epoch;
+        if held.number < next.number {
+            self.ensure_epoch(&key_id, &next).await?;
+        }
+        Ok(Outcome::Skip(Skip::Complete))
     }
 }
 

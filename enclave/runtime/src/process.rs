@@ -28,7 +28,7 @@ use kms_channel::mux::EnclaveChannel;
 use kms_channel::wire::{Failure, FailureKind, HostRequest, HostResponse};
 use kms_light_client::{ConfigEvidence, LightBlock, LightClient, Options};
 use kms_sealing::KmsConfig;
-use kms_threshold::{FloodingParams, ServedLog, ThresholdParty};
+use kms_threshold::{FloodingParams, HeldKey, ServedLog, ThresholdParty};
 use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -495,6 +495,7 @@ pub async fn boot(args: Args) -> Result<(), BootError> {
         .keys
         .pop()
         .ok_or_else(|| BootError::Setup("the state holds no key share".into()))?;
+    tracing::info!(key = %entry.key_id, epoch = %entry.epoch, "key share");
     let sk_bytes = fetch_large(&channel, entry.server_key_digest, MAX_SERVER_KEY_BYTES)
         .await?
         .ok_or_else(|| BootError::ServerKey(hex::encode(entry.server_key_digest)))?;
@@ -526,7 +527,7 @@ pub async fn boot(args: Args) -> Result<(), BootError> {
         light_client,
         party: Arc::new(ThresholdParty {
             prss,
-            key: entry.share,
+            key: HeldKey::new(entry.epoch, entry.share),
             flooding,
             params: entry.params,
             signer,
@@ -543,6 +544,11 @@ pub async fn boot(args: Args) -> Result<(), BootError> {
         clock,
         net,
         nonces: Arc::new(channel.clone()),
+        shares: Arc::new(crate::share_store::SealedShareStore::new(
+            channel.clone(),
+            sealer.clone(),
+            state.party,
+        )),
         round_deadline: Duration::from_secs(60),
     }));
     // While idle, the light client follows the chain so its trust never ages out.

@@ -10,7 +10,7 @@
 
 use kms_algebra::prss::{PrssKey, PrssKeys};
 use kms_threshold::SnsKeyShare;
-use kms_types::{ParamSetName, RequestId};
+use kms_types::{KeyEpoch, ParamSetName, RequestId};
 use serde::{Deserialize, Serialize};
 use zeroize::{Zeroize, Zeroizing};
 
@@ -36,6 +36,8 @@ pub struct KeyEntry {
     pub params: ParamSetName,
     /// The party's share of its noise-squashing key.
     pub share: SnsKeyShare,
+    /// The epoch of the sharing the share belongs to (one more per completed resharing).
+    pub epoch: KeyEpoch,
     /// SHA3-256 of the serialized (compressed) server key, fetched from the host and checked.
     pub server_key_digest: [u8; 32],
     /// Its public material (data type, SHA3-256), reported on chain.
@@ -97,6 +99,8 @@ struct KeyWire {
     share: Vec<u8>,
     server_key_digest: [u8; 32],
     material: Vec<(String, [u8; 32])>,
+    #[serde(default)]
+    epoch: KeyEpoch,
 }
 
 #[derive(Serialize, Deserialize)]
@@ -157,6 +161,7 @@ impl PartyState {
                     share: k.share.to_sealing_bytes().to_vec(),
                     server_key_digest: k.server_key_digest,
                     material: k.material.clone(),
+                    epoch: k.epoch,
                 })
                 .collect(),
             crs: self.crs.clone(),
@@ -194,6 +199,7 @@ impl PartyState {
                         .map_err(|e| StateError::Malformed(e.to_string()))?,
                     server_key_digest: k.server_key_digest,
                     material: k.material.clone(),
+                    epoch: k.epoch,
                 })
             })
             .collect::<Result<Vec<_>, StateError>>()?;

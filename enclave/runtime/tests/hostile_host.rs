@@ -14,13 +14,16 @@ use kms_eip712::SigningKey;
 use kms_engine::{generate_key_set, serialize_public};
 use kms_light_client::{Error as LcError, LightClient, Options, RequestEvidence};
 use kms_nsm::{MockNsm, MockRootCa};
+use kms_runtime::share_store::{MemoryShareStore, PendingReshare, ShareStore};
 use kms_runtime::{AttestedClock, Clock, ClockError, PartyRuntime, RuntimeError, RuntimeParts};
 use kms_signcryption::ClientKeyPair;
-use kms_threshold::{deal_insecure, FloodingParams, ServedLog, ThresholdParty};
+use kms_threshold::{
+    deal_insecure, FloodingParams, ServedLog, SnsKeyShare, ThresholdError, ThresholdParty,
+};
 use kms_transport::InProcessNetwork;
 use kms_types::{
-    CanonicalRequest, FheType, KeyGenRequest, ParamSetName, RequestId, TypedCiphertext,
-    UserDecryptionRequest,
+    CanonicalRequest, FheType, KeyEpoch, KeyGenRequest, ParamSetName, RequestId, Reshared,
+    TypedCiphertext, UserDecryptionRequest,
 };
 use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};
@@ -50,6 +53,8 @@ struct World {
     cts: Vec<TypedCiphertext>,
     other_ct: TypedCiphertext,
     client: ClientKeyPair,
+    setup: DevSetup,
+    user: Wallet,
 }
 
 impl World {
@@ -154,7 +159,7 @@ impl World {
                 .unwrap();
         let party = Arc::new(ThresholdParty {
             prss: Prss::new(1, 4, 1, &prss_keys).unwrap(),
-            key: share,
+            key: kms_threshold::HeldKey::new(Default::default(), share),
             flooding,
             params: PARAMS,
             signer: SigningKey::from_bytes(&setup.parties[0].key().to_bytes()).unwrap(),
@@ -173,6 +178,8 @@ impl World {
             cts,
             other_ct,
             client,
+            setup,
+            user,
         }
     }
 
@@ -183,6 +190,19 @@ impl World {
 
     /// The same with another trusted clock.
     fn runtime_with(&self, clock: Arc<dyn Clock>) -> PartyRuntime {
+        let shares = Arc::new(MemoryShareStore::new(
+            Default::default(),
+            &self.party.key.current().share,
+        ));
+        self.runtime_with_store(clock, shares)
+    }
+
+    /// The same with the sealed share and pending resharing in `shares`.
+    fn runtime_with_store(
+        &self,
+        clock: Arc<dyn Clock>,
+        shares: Arc<dyn kms_runtime::share_store::ShareStore>,
+    ) -> PartyRuntime {
         let (lc, _) = LightClient::from_genesis(
             CHAIN,
             1,
@@ -205,6 +225,7 @@ impl World {
             clock,
             net: Arc::new(InProcessNetwork::new(4).party(1)),
             nonces: Arc::new(FirstNonce),
+            shares,
             round_deadline: Duration::from_secs(5),
         })
     }
@@ -296,7 +317,7 @@ async fn the_enclave_refuses_what_a_hostile_host_tampered_with_and_serves_the_ho
 
     // A request that was never approved: the node's answer is a proof of absence.
     let never = UserDecryptionRequest {
-        key_id: w.party.key.key_id,
+        key_id: w.party.key.current().share.key_id,
         ciphertexts: vec![w.other_ct.clone()],
         client_encryption_key: w.client.public().as_bytes().to_vec(),
     }
@@ -387,4 +408,134 @@ async fn the_runtime_refuses_to_act_when_its_clock_disagrees_with_the_nsm() {
         ),
         RuntimeError::Clock(ClockError::Inconsistent { .. })
     ));
+}
+
+/// Resharing: a host cannot make the enclave take up a share that is not the one the chain's
+/// epoch names. A user decryption approved after resharing R completed (all parties reported
+/// verdict V) carries epoch (1, R, V); the enclave, holding epoch 0, takes up its sealed pending
+/// share only if it is R's with V, and then refuses requests of epoch 0 (that share is gone).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_enclave_takes_up_only_the_pending_share_the_chain_epoch_names() {
+    let mut w = World::new();
+    let key_id = w.party.key.current().share.key_id;
+    let reshare = KmsRequest::Reshare {
+        key_id,
+        epoch: "e1".into(),
+    };
+    let rid = reshare.request_id();
+    let tx = w.setup.admin.tx(
+        CHAIN,
+        Msg::Request {
+            app_id: "app".into(),
+            request: reshare,
+        },
+    );
+    assert_eq!(w.m.block(vec![tx]).unwrap().1, vec![0]);
+    let v = [0x5a; 32];
+    let txs = w
+        .setup
+        .parties
+        .iter_mut()
+        .map(|p| {
+            p.tx(
+                CHAIN,
+                Msg::Fulfill {
+                    request_id: rid,
+                    fulfillment: Fulfillment::ReshareDone { verdict_digest: v },
+                },
+            )
+        })
+        .collect();
+    assert_eq!(w.m.block(txs).unwrap().1, vec![0; 4]);
+    let req = UserDecryptionRequest {
+        key_id,
+        ciphertexts: vec![w.other_ct.clone()],
+        client_encryption_key: w.client.public().as_bytes().to_vec(),
+    };
+    let new_id = req.request_id();
+    let txs = vec![
+        w.user.tx(
+            CHAIN,
+            Msg::AclGrant {
+                app_id: "app".into(),
+                handles: vec![w.other_ct.digest()],
+                addresses: vec![w.user.address()],
+            },
+        ),
+        w.user.tx(
+            CHAIN,
+            Msg::Request {
+                app_id: "app".into(),
+                request: KmsRequest::UserDecrypt(req.to_ref()),
+            },
+        ),
+    ];
+    let (h, codes) = w.m.block(txs).unwrap();
+    assert_eq!(codes, vec![0, 0]);
+    w.m.block(vec![]).unwrap();
+    *w.clock.lock().unwrap() = (w.m.clock + Duration::from_secs(1)).unwrap();
+    let epoch1 = KeyEpoch {
+        number: 1,
+        by: Some(Reshared {
+            request: rid,
+            verdict_digest: v,
+        }),
+    };
+    let job = || Job {
+        evidence: w.evidence(new_id, h),
+        ciphertexts: vec![w.other_ct.clone()],
+        client_key: Some(w.client.public().as_bytes().to_vec()),
+    };
+    let record: RequestRecord = codec::decode(&job().evidence.value).unwrap();
+    assert_eq!(record.key_epoch, epoch1);
+
+    let bytes = w.party.key.current().share.to_sealing_bytes();
+    let share = || SnsKeyShare::from_sealing_bytes(&bytes).unwrap();
+    let clock = || Arc::new(DevClock(w.clock.clone())) as Arc<dyn Clock>;
+    let wrong_epoch = |e: RuntimeError| {
+        matches!(
+            e,
+            RuntimeError::Threshold(ThresholdError::WrongEpoch { .. })
+        )
+    };
+    // A pending share of another resharing, or of R with another verdict: refused, nothing
+    // taken up.
+    for (other, digest) in [(RequestId::derive("other", b""), v), (rid, [0x5b; 32])] {
+        let store = Arc::new(MemoryShareStore::new(KeyEpoch::default(), &share()));
+        store
+            .put_pending(&PendingReshare {
+                reshare_id: other,
+                from: KeyEpoch::default(),
+                verdict_digest: digest,
+                share: share(),
+            })
+            .await
+            .unwrap();
+        let rt = w.runtime_with_store(clock(), store.clone());
+        assert!(wrong_epoch(refused(rt.serve_job(job()).await)));
+        assert_eq!(store.share(&key_id).await.unwrap().0, KeyEpoch::default());
+        assert_eq!(w.party.key.current().epoch, KeyEpoch::default());
+    }
+    // R's pending share with V: taken up (sealed first, then in use) and the request served.
+    let store = Arc::new(MemoryShareStore::new(KeyEpoch::default(), &share()));
+    store
+        .put_pending(&PendingReshare {
+            reshare_id: rid,
+            from: KeyEpoch::default(),
+            verdict_digest: v,
+            share: share(),
+        })
+        .await
+        .unwrap();
+    let rt = w.runtime_with_store(clock(), store.clone());
+    assert!(matches!(
+        rt.serve_job(job()).await.unwrap(),
+        Outcome::Broadcast(_)
+    ));
+    assert_eq!(store.share(&key_id).await.unwrap().0, epoch1);
+    assert_eq!(w.party.key.current().epoch, epoch1);
+    // The request approved before the resharing completed needs the erased share: refused.
+    let mut old = w.honest_job();
+    old.evidence = w.evidence(w.user_id, h);
+    assert!(wrong_epoch(refused(rt.serve_job(old).await)));
 }

@@ -118,7 +118,7 @@ async fn a_relay_that_flips_bytes_cannot_change_a_share() {
                 .unwrap();
         let party = Arc::new(ThresholdParty {
             prss: Prss::new(me, N, T, &prss_keys).unwrap(),
-            key: share,
+            key: kms_threshold::HeldKey::new(Default::default(), share),
             flooding,
             params: PARAMS,
             signer: SigningKey::random(&mut rand_core::OsRng),
@@ -139,6 +139,7 @@ async fn a_relay_that_flips_bytes_cannot_change_a_share() {
                         net.as_ref(),
                         request,
                         key_id,
+                        Default::default(),
                         &squashed,
                         Duration::from_secs(5),
                     )

@@ -96,6 +96,15 @@ pub enum ThresholdError {
         /// The key the request names.
         request_key: RequestId,
     },
+    /// The share held is of another epoch of the key's sharing than the request's (the share
+    /// of that epoch was erased by a resharing, or has not been taken up yet).
+    #[error("key share is of {held}, the request is served with {asked}")]
+    WrongEpoch {
+        /// The epoch of the share held.
+        held: Box<kms_types::KeyEpoch>,
+        /// The epoch the request was approved under.
+        asked: Box<kms_types::KeyEpoch>,
+    },
     /// The request ID was already served with other content (ciphertexts, client key): serving
     /// it again would open a second value under the same flooding masks.
     #[error("request {request_id} on key {key_id} was already served with other content")]

@@ -36,6 +36,7 @@ mod decrypt;
 mod keyshare;
 mod party;
 mod protocol;
+mod refresh;
 mod reshare;
 pub mod reshare_agree;
 pub mod reshare_check;
@@ -52,8 +53,9 @@ pub use keyshare::{compute_key_coefficients, ComputeKeyShares, Share64, SnsKeySh
 /// The insecure dealers exist only in `insecure-dev` builds (tests, developer mode).
 #[cfg(feature = "insecure-dev")]
 pub use keyshare::{deal_compute_keys_insecure, deal_insecure};
-pub use party::{PartyDecryption, ThresholdParty};
+pub use party::{EpochShare, HeldKey, PartyDecryption, ThresholdParty};
 pub use protocol::{decrypt_round, RoundOutcome};
+pub use refresh::{refresh, refresh_session, Refreshed};
 pub use reshare::{reshare_compute_in, reshare_compute_out, reshare_in, reshare_out, SubShares};
 pub use served::{request_content_digest, MemoryServedStore, Served, ServedLog, ServedStore};
 pub use user::{user_combine, user_share, UserDecryption, UserShareResponse};

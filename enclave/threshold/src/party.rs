@@ -12,13 +12,52 @@ use kms_algebra::prss::Prss;
 use kms_eip712::{DomainConfig, SigningKey};
 use kms_engine::{public_decryption_struct, Plaintext, SignedDecryption};
 use kms_party_net::Transport;
-use kms_types::{FheType, ParamSetName, RequestId, TypedCiphertext};
+use kms_types::{FheType, KeyEpoch, ParamSetName, RequestId, TypedCiphertext};
+use std::sync::{Arc, RwLock};
 use std::time::Duration;
+
+/// A key share with the epoch of the sharing it belongs to.
+pub struct EpochShare {
+    /// The epoch (0 from key generation, one more per completed resharing).
+    pub epoch: KeyEpoch,
+    /// The share.
+    pub share: SnsKeyShare,
+}
+
+/// The key share a party holds now, replaced whole when a resharing completes. Readers take an
+/// `Arc` of the current share, so a replacement never changes a share under a running round;
+/// the old share is zeroized when its last reader drops it.
+pub struct HeldKey {
+    current: RwLock<Arc<EpochShare>>,
+}
+
+impl HeldKey {
+    /// Holds `share` of `epoch`.
+    pub fn new(epoch: KeyEpoch, share: SnsKeyShare) -> Self {
+        Self {
+            current: RwLock::new(Arc::new(EpochShare { epoch, share })),
+        }
+    }
+
+    /// The share held now.
+    pub fn current(&self) -> Arc<EpochShare> {
+        self.current
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
+    }
+
+    /// Replaces the share (the old one is dropped, and zeroized once no round uses it).
+    pub fn replace(&self, epoch: KeyEpoch, share: SnsKeyShare) {
+        let new = Arc::new(EpochShare { epoch, share });
+        *self.current.write().unwrap_or_else(|p| p.into_inner()) = new;
+    }
+}
 
 /// What one party needs to take part in decryptions.
 pub struct ThresholdParty {
-    /// Its key share.
-    pub key: SnsKeyShare,
+    /// Its key share and the epoch it belongs to.
+    pub key: HeldKey,
     /// Its PRSS state.
     pub prss: Prss<u128, 4>,
     /// Flooding parameters.
@@ -76,11 +115,12 @@ impl ThresholdParty {
         net: &dyn Transport,
         request_id: RequestId,
         key_id: RequestId,
+        epoch: KeyEpoch,
         ciphertexts: &[TypedCiphertext],
         deadline: Duration,
     ) -> Result<PartyDecryption, ThresholdError> {
         let squashed = self.squash_all(ciphertexts)?;
-        self.decrypt_squashed(net, request_id, key_id, &squashed, deadline)
+        self.decrypt_squashed(net, request_id, key_id, epoch, &squashed, deadline)
             .await
     }
 
@@ -96,30 +136,40 @@ impl ThresholdParty {
             .collect()
     }
 
-    /// Checks that the request is on this party's key and returns the (type, digest) of each
-    /// ciphertext, the content the served log binds the request ID to.
+    /// Checks that the request is on this party's key and epoch and returns the share with the
+    /// (type, digest) of each ciphertext, the content the served log binds the request ID to.
+    #[allow(clippy::type_complexity)]
     fn request_refs(
         &self,
         key_id: &RequestId,
+        epoch: &KeyEpoch,
         squashed: &[(TypedCiphertext, SquashedCiphertext)],
-    ) -> Result<Vec<(FheType, [u8; 32])>, ThresholdError> {
-        if self.key.key_id != *key_id {
+    ) -> Result<(Arc<EpochShare>, Vec<(FheType, [u8; 32])>), ThresholdError> {
+        let held = self.key.current();
+        if held.share.key_id != *key_id {
             return Err(ThresholdError::WrongKey {
-                share_key: self.key.key_id,
+                share_key: held.share.key_id,
                 request_key: *key_id,
             });
         }
-        Ok(squashed
+        if held.epoch != *epoch {
+            return Err(ThresholdError::WrongEpoch {
+                held: Box::new(held.epoch),
+                asked: Box::new(*epoch),
+            });
+        }
+        let refs = squashed
             .iter()
             .map(|(c, _)| (c.fhe_type, c.digest()))
-            .collect())
+            .collect();
+        Ok((held, refs))
     }
 
     /// [`Self::public_decrypt`] of ciphertexts this party already squashed (no tfhe key needed,
     /// so the future may run on any thread).
     ///
-    /// Refuses a request on another key than the party's share ([`ThresholdError::WrongKey`])
-    /// and a request ID already served with other ciphertexts
+    /// Refuses a request on another key than the party's share ([`ThresholdError::WrongKey`]),
+    /// on another epoch of its sharing ([`ThresholdError::WrongEpoch`]), and a request ID already served with other ciphertexts
     /// ([`ThresholdError::RequestReplayed`]); for one already served with the same ciphertexts,
     /// returns the stored plaintexts, signed again, without any network round.
     pub async fn decrypt_squashed(
@@ -127,10 +177,11 @@ impl ThresholdParty {
         net: &dyn Transport,
         request_id: RequestId,
         key_id: RequestId,
+        epoch: KeyEpoch,
         squashed: &[(TypedCiphertext, SquashedCiphertext)],
         deadline: Duration,
     ) -> Result<PartyDecryption, ThresholdError> {
-        let refs = self.request_refs(&key_id, squashed)?;
+        let (held, refs) = self.request_refs(&key_id, &epoch, squashed)?;
         let content =
             request_content_digest(DecryptionSession::PUBLIC, &key_id, &request_id, &refs, &[]);
         if let Served::Done(stored) = self.served.begin(&key_id, &request_id, &content)? {
@@ -151,7 +202,7 @@ impl ThresholdParty {
             };
             let out = decrypt_round(
                 net,
-                &self.key,
+                &held.share,
                 &self.prss,
                 &self.flooding,
                 &session,
@@ -217,11 +268,12 @@ impl ThresholdParty {
         &self,
         request_id: RequestId,
         key_id: RequestId,
+        epoch: KeyEpoch,
         squashed: &[(TypedCiphertext, SquashedCiphertext)],
         client: &kms_signcryption::ClientPublicKey,
         rng: &mut impl rand_core::CryptoRngCore,
     ) -> Result<kms_signcryption::Signcrypted, ThresholdError> {
-        let refs = self.request_refs(&key_id, squashed)?;
+        let (held, refs) = self.request_refs(&key_id, &epoch, squashed)?;
         let content = request_content_digest(
             DecryptionSession::USER,
             &key_id,
@@ -235,7 +287,7 @@ impl ThresholdParty {
             .map(|(c, s)| (c.digest(), s.clone()))
             .collect();
         let out = crate::user_share(
-            &self.key,
+            &held.share,
             &self.prss,
             &self.flooding,
             &self.signer,

@@ -24,11 +24,11 @@ use kms_threshold::reshare_agree::{
 use kms_threshold::reshare_check::{check_shares, encode_dealers, judge, seed_share};
 use kms_threshold::{
     deal_insecure, decrypt_round, encode_partials, partial_decrypt, reshare_in, reshare_out,
-    squash, user_combine, user_share, DecryptionSession, FloodingParams, RoundOutcome, ServedLog,
-    Share, SnsKeyShare, SquashedCiphertext, SubShares, ThresholdError, ThresholdParty,
+    squash, user_combine, user_share, DecryptionSession, FloodingParams, HeldKey, RoundOutcome,
+    ServedLog, Share, SnsKeyShare, SquashedCiphertext, SubShares, ThresholdError, ThresholdParty,
     UserShareResponse,
 };
-use kms_types::{FheType, ParamSetName, RequestId, TypedCiphertext};
+use kms_types::{FheType, KeyEpoch, ParamSetName, RequestId, TypedCiphertext};
 use rand_core::OsRng;
 use std::sync::Arc;
 use std::time::Duration;
@@ -377,7 +377,7 @@ fn parties(w: World) -> (Vec<Arc<ThresholdParty>>, tfhe::ClientKey, TypedCiphert
         .zip(w.prss)
         .map(|(key, prss)| {
             Arc::new(ThresholdParty {
-                key,
+                key: HeldKey::new(KeyEpoch::default(), key),
                 prss: Arc::try_unwrap(prss).unwrap(),
                 flooding: w.fp,
                 params: ParamSetName::TestInsecure,
@@ -412,7 +412,7 @@ async fn a_request_id_is_served_with_one_content() {
     for (i, p) in ps.iter().enumerate() {
         let (p, t, sq) = (p.clone(), net.party(i + 1), sq.clone());
         tasks.push(tokio::spawn(async move {
-            p.decrypt_squashed(&t, request, key_id, &sq, Duration::from_secs(5))
+            p.decrypt_squashed(&t, request, key_id, E0, &sq, Duration::from_secs(5))
                 .await
         }));
     }
@@ -428,7 +428,7 @@ async fn a_request_id_is_served_with_one_content() {
     let replay = vec![(other_ct.clone(), other_sq.clone())];
     assert_eq!(
         ps[0]
-            .decrypt_squashed(&t1, request, key_id, &replay, Duration::from_millis(50))
+            .decrypt_squashed(&t1, request, key_id, E0, &replay, Duration::from_millis(50))
             .await
             .unwrap_err(),
         ThresholdError::RequestReplayed {
@@ -438,7 +438,7 @@ async fn a_request_id_is_served_with_one_content() {
     );
     // The same content: the stored result, signed again.
     let again = ps[0]
-        .decrypt_squashed(&t1, request, key_id, &sq, Duration::from_millis(50))
+        .decrypt_squashed(&t1, request, key_id, E0, &sq, Duration::from_millis(50))
         .await
         .unwrap();
     assert_eq!(again.signed, first[0].signed);
@@ -446,7 +446,7 @@ async fn a_request_id_is_served_with_one_content() {
     let wrong_key = RequestId::derive("key B", b"");
     assert!(matches!(
         ps[0]
-            .decrypt_squashed(&t1, request, wrong_key, &sq, Duration::from_millis(50))
+            .decrypt_squashed(&t1, request, wrong_key, E0, &sq, Duration::from_millis(50))
             .await,
         Err(ThresholdError::WrongKey { .. })
     ));
@@ -455,30 +455,71 @@ async fn a_request_id_is_served_with_one_content() {
     let c1 = ClientKeyPair::generate(&mut OsRng);
     let c2 = ClientKeyPair::generate(&mut OsRng);
     assert!(ps[1]
-        .user_decrypt_share(user_req, key_id, &sq, c1.public(), &mut OsRng)
+        .user_decrypt_share(user_req, key_id, E0, &sq, c1.public(), &mut OsRng)
         .is_ok());
     assert!(ps[1]
-        .user_decrypt_share(user_req, key_id, &sq, c1.public(), &mut OsRng)
+        .user_decrypt_share(user_req, key_id, E0, &sq, c1.public(), &mut OsRng)
         .is_ok());
     assert!(matches!(
-        ps[1].user_decrypt_share(user_req, key_id, &sq, c2.public(), &mut OsRng),
+        ps[1].user_decrypt_share(user_req, key_id, E0, &sq, c2.public(), &mut OsRng),
         Err(ThresholdError::RequestReplayed { .. })
     ));
     assert!(matches!(
-        ps[1].user_decrypt_share(user_req, key_id, &replay, c1.public(), &mut OsRng),
+        ps[1].user_decrypt_share(user_req, key_id, E0, &replay, c1.public(), &mut OsRng),
         Err(ThresholdError::RequestReplayed { .. })
     ));
     assert!(matches!(
         ps[1].user_decrypt_share(
             RequestId::derive("served", b"V"),
             wrong_key,
+            E0,
             &sq,
             c1.public(),
             &mut OsRng
         ),
         Err(ThresholdError::WrongKey { .. })
     ));
+    // A request approved under another epoch of the key's sharing (after a resharing, or
+    // before one this party already took up): refused, public and user decryption alike, before
+    // any share leaves the party.
+    let later = KeyEpoch {
+        number: 1,
+        by: Some(kms_types::Reshared {
+            request: RequestId::derive("reshare", b"e1"),
+            verdict_digest: [1; 32],
+        }),
+    };
+    assert!(matches!(
+        ps[2]
+            .decrypt_squashed(
+                &net.party(3),
+                RequestId::derive("served", b"W"),
+                key_id,
+                later,
+                &sq,
+                Duration::from_millis(50)
+            )
+            .await,
+        Err(ThresholdError::WrongEpoch { held, asked }) if *held == E0 && *asked == later
+    ));
+    assert!(matches!(
+        ps[2].user_decrypt_share(
+            RequestId::derive("served", b"X"),
+            key_id,
+            later,
+            &sq,
+            c1.public(),
+            &mut OsRng
+        ),
+        Err(ThresholdError::WrongEpoch { .. })
+    ));
 }
+
+/// The epoch of the shares these tests deal.
+const E0: KeyEpoch = KeyEpoch {
+    number: 0,
+    by: None,
+};
 
 /// Holes 6 and 15: the client combines from whatever envelopes it has. n = 4, t = 1.
 #[test]

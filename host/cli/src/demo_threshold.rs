@@ -70,7 +70,14 @@ pub struct ThresholdReport {
     pub user: Vec<String>,
     /// Whether a proven encryption under the CRS the parties reported verified.
     pub crs_verified: bool,
+    /// Parties whose equal resharing verdicts completed the resharing (all n).
+    pub reshared_by: Vec<u32>,
+    /// A public decryption of [`AFTER_RESHARE`] served with the new shares.
+    pub after_reshare: String,
 }
+
+/// The value the demo encrypts and decrypts after the resharing.
+pub const AFTER_RESHARE: u8 = 77;
 
 /// Inputs from the single-core stage.
 pub struct Inputs<'a> {
@@ -369,6 +376,36 @@ impl LocalNetwork {
             done_unix_ms,
             plaintext,
         })
+    }
+}
+
+impl LocalNetwork {
+    /// The record of request `id` as the chain holds it now.
+    pub async fn record(&self, id: &RequestId) -> Option<RequestRecord> {
+        query::<RequestRecord>(&self.client, keys::request(id)).await
+    }
+
+    /// Asks the ASC (as the admin) to reshare the key set, label `label`, and waits until the
+    /// chain completes it (every party reported the same verdict); returns its record.
+    pub async fn reshare(&mut self, label: &str) -> Result<RequestRecord, DemoError> {
+        let req = KmsRequest::Reshare {
+            key_id: self.key_id,
+            epoch: label.into(),
+        };
+        let id = req.request_id();
+        commit(
+            &self.client,
+            "resharing request",
+            self.setup.admin.tx(
+                CHAIN,
+                Msg::Request {
+                    app_id: Self::APP.into(),
+                    request: req,
+                },
+            ),
+        )
+        .await?;
+        wait_complete(&self.client, &id, &self.parties).await
     }
 }
 
@@ -885,6 +922,27 @@ pub async fn run(
             verified
         }
     };
+    // Resharing: the parties refresh their shares among themselves; the chain completes it on
+    // all n equal verdicts, each party then takes its new share up and erases the old one, and
+    // a later decryption (stamped with the new epoch) is served with the new shares.
+    let rrec = net.reshare("demo-refresh-1").await?;
+    let reshared_by = responder_indices(&rrec);
+    let fresh = TypedCiphertext {
+        fhe_type: kms_types::FheType::Uint8,
+        bytes:
+            kms_engine::serialize_public(
+                &<kms_engine::tfhe::FheUint8 as kms_engine::tfhe::prelude::FheEncrypt<
+                    u8,
+                    ClientKey,
+                >>::encrypt(AFTER_RESHARE, inputs.client_key),
+            )
+            .map_err(|e| fail("encrypt")(&e))?,
+    };
+    let (_, after_reshare) = net.timed_public_decryption(fresh).await?;
+    say(&format!(
+        "  resharing {}: parties {reshared_by:?} refreshed their shares together (dealers checked, verdict agreed by all n, new sharing checked), sealed the new share and erased the old; a public decryption afterwards, served with the new shares, gives {after_reshare}",
+        rrec.id
+    ));
     let height = client
         .status()
         .await
@@ -893,6 +951,8 @@ pub async fn run(
     drop(net);
     Ok(ThresholdReport {
         crs_verified,
+        reshared_by,
+        after_reshare,
         n: N,
         t: T,
         chain: CHAIN.into(),

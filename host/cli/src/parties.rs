@@ -202,6 +202,7 @@ impl Supervisor {
                     share,
                     server_key_digest: inputs.server_key_digest,
                     material: inputs.material.clone(),
+                    epoch: Default::default(),
                 }],
                 crs: inputs.crs.clone(),
             };

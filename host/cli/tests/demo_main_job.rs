@@ -51,6 +51,17 @@ async fn demo_runs_and_verifies_everything() {
             .any(|l| l
                 .contains("fetched by its agreed digest; a proven encryption under it verifies"))
     );
+    // The resharing through the ASC: completed on all n equal verdicts, and a decryption
+    // stamped with the new epoch gives tfhe's value with the new shares.
+    assert_eq!(
+        th.reshared_by.len(),
+        4,
+        "all n verdicts complete a resharing"
+    );
+    assert_eq!(
+        th.after_reshare,
+        kms_cli::demo_threshold::AFTER_RESHARE.to_string()
+    );
     assert!(lines
         .iter()
         .any(|l| l.contains("verified the request with their own light clients")));

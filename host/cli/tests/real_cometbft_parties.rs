@@ -198,12 +198,16 @@ async fn four_parties_serve_keygen_and_decryptions_through_real_cometbft() {
                 .unwrap();
         let rpc = ChainRpc::new(&rpc_url(&nodes[i])).unwrap();
         let lease = Arc::new(Nonces::new(rpc.clone(), address).lease());
+        let shares = Arc::new(kms_runtime::share_store::MemoryShareStore::new(
+            Default::default(),
+            &share,
+        ));
         let runtime = Arc::new(PartyRuntime::new(RuntimeParts {
             chain_id: CHAIN.into(),
             light_client: lc,
             party: Arc::new(ThresholdParty {
                 prss: Prss::new(party, N, T, &prss_keys).unwrap(),
-                key: share,
+                key: kms_threshold::HeldKey::new(Default::default(), share),
                 flooding,
                 params: PARAMS,
                 signer,
@@ -215,6 +219,7 @@ async fn four_parties_serve_keygen_and_decryptions_through_real_cometbft() {
             clock: Arc::new(SystemClock),
             net,
             nonces: lease.clone(),
+            shares,
             round_deadline: Duration::from_secs(60),
         }));
         let follower = Follower::start(

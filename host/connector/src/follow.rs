@@ -33,6 +33,8 @@ pub enum ChainEvent {
     Complete {
         /// The request.
         id: RequestId,
+        /// Its kind.
+        kind: String,
     },
 }
 
@@ -55,7 +57,10 @@ impl ChainEvent {
                 id,
                 party: attr("party")?.parse().ok()?,
             }),
-            "kms_complete" => Some(Self::Complete { id }),
+            "kms_complete" => Some(Self::Complete {
+                id,
+                kind: attr("kind").unwrap_or_default(),
+            }),
             _ => None,
         }
     }

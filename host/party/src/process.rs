@@ -222,6 +222,9 @@ pub fn dialer(rpc: ChainRpc, aws_kms: Option<String>, preamble: Preamble) -> Dia
 }
 
 /// Sealed-blob names are short and plain (no paths).
+/// Sealed-blob writes so far (names their temporary files).
+static WRITES: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+
 fn sealed_path(dir: &std::path::Path, name: &str) -> Option<PathBuf> {
     (!name.is_empty()
         && name.len() <= 64
@@ -229,6 +232,33 @@ fn sealed_path(dir: &std::path::Path, name: &str) -> Option<PathBuf> {
             .bytes()
             .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_'))
     .then(|| dir.join("sealed").join(name))
+}
+
+/// Stores sealed blob `name` whole: written to a temporary file of its own, then renamed over
+/// the old one (one temporary file per write: a party's enclaves write the same names, such as
+/// its light client's trust or a resharing's new state, at the same time).
+async fn put_sealed(data_dir: &std::path::Path, name: &str, bytes: &[u8]) -> HostResponse {
+    let Some(p) = sealed_path(data_dir, name) else {
+        return HostResponse::Failed(format!("bad name {name:?}"));
+    };
+    let tmp = p.with_extension(format!(
+        "tmp-{}",
+        WRITES.fetch_add(1, std::sync::atomic::Ordering::Relaxed)
+    ));
+    let write = async {
+        if let Some(d) = p.parent() {
+            tokio::fs::create_dir_all(d).await?;
+        }
+        tokio::fs::write(&tmp, bytes).await?;
+        tokio::fs::rename(&tmp, &p).await
+    };
+    match write.await {
+        Ok(()) => HostResponse::Stored,
+        Err(e) => {
+            let _ = tokio::fs::remove_file(&tmp).await;
+            HostResponse::Failed(e.to_string())
+        }
+    }
 }
 
 /// How the host answers its enclave: sealed blobs under `data_dir/sealed`, public blobs from
@@ -254,23 +284,9 @@ pub fn handler(data_dir: PathBuf, blobs: Blobs, rpc: ChainRpc, nonces: Arc<Nonce
                         Err(e) => HostResponse::Failed(e.to_string()),
                     },
                 },
-                HostRequest::PutSealed { name, bytes } => match sealed_path(&data_dir, &name) {
-                    None => HostResponse::Failed(format!("bad name {name:?}")),
-                    Some(p) => {
-                        let tmp = p.with_extension("tmp");
-                        let write = async {
-                            if let Some(d) = p.parent() {
-                                tokio::fs::create_dir_all(d).await?;
-                            }
-                            tokio::fs::write(&tmp, &bytes).await?;
-                            tokio::fs::rename(&tmp, &p).await
-                        };
-                        match write.await {
-                            Ok(()) => HostResponse::Stored,
-                            Err(e) => HostResponse::Failed(e.to_string()),
-                        }
-                    }
-                },
+                HostRequest::PutSealed { name, bytes } => {
+                    put_sealed(&data_dir, &name, &bytes).await
+                }
                 HostRequest::FetchChunk {
                     digest,
                     offset,
@@ -548,6 +564,33 @@ mod tests {
             preamble_of(&[0, 1], 1).await.unwrap(),
             Preamble { slot: 0, slots: 1 }
         );
+    }
+
+    /// Two enclaves of a party write the same sealed name at once (each seals its light
+    /// client's trust after every job; both may take a resharing's new state up): every write
+    /// succeeds and the blob is one of them whole. With one shared temporary file, writes
+    /// failed (renamed away under them) or left a torn blob.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn concurrent_writes_of_one_sealed_name_all_land_whole() {
+        let dir = tempfile::tempdir().unwrap();
+        let contents: Vec<Vec<u8>> = (0..16u8).map(|i| vec![i; 256 << 10]).collect();
+        let writes: Vec<_> = contents
+            .iter()
+            .cloned()
+            .map(|c| {
+                let d = dir.path().to_path_buf();
+                tokio::spawn(async move { put_sealed(&d, "state", &c).await })
+            })
+            .collect();
+        for w in writes {
+            assert!(matches!(w.await.unwrap(), HostResponse::Stored));
+        }
+        let stored = std::fs::read(dir.path().join("sealed").join("state")).unwrap();
+        assert!(contents.contains(&stored), "a torn blob");
+        let left: Vec<_> = std::fs::read_dir(dir.path().join("sealed"))
+            .unwrap()
+            .collect();
+        assert_eq!(left.len(), 1, "temporary files left behind");
     }
 
     #[tokio::test]

@@ -131,12 +131,20 @@ impl<E: Enclave> PartyHost<E> {
         let (h, events) = self.follower.next_block().await?;
         let mut queues: Vec<Vec<RequestId>> = self.slots.iter().map(|_| Vec::new()).collect();
         for e in events {
-            if let ChainEvent::Request { id, kind } = e {
-                let slot = slot_of(&id, self.slots.len());
-                tracing::info!(height = h, request = %id, kind, slot, "approved request");
-                if let Some(q) = queues.get_mut(slot) {
-                    q.push(id);
+            let (id, what) = match e {
+                ChainEvent::Request { id, kind } => (id, format!("approved {kind}")),
+                // A completed resharing is handed over once more: the enclave then takes the
+                // new share up and erases the old one (the chain says when all parties hold
+                // the new sharing).
+                ChainEvent::Complete { id, kind } if kind == "reshare" => {
+                    (id, "completed reshare".to_string())
                 }
+                _ => continue,
+            };
+            let slot = slot_of(&id, self.slots.len());
+            tracing::info!(height = h, request = %id, what, slot, "request to serve");
+            if let Some(q) = queues.get_mut(slot) {
+                q.push(id);
             }
         }
         let runs = self

@@ -5,7 +5,7 @@
 
 use crate::tx::{AppId, Fulfillment, KmsRequest};
 use crate::Address;
-use kms_types::RequestId;
+use kms_types::{KeyEpoch, RequestId};
 use serde::{Deserialize, Serialize};
 
 pub use crate::config::{Config, ConfigError, FeeSchedule, Party};
@@ -44,6 +44,22 @@ pub struct KeyApps {
     /// The applications, in the order they were allowed.
     pub apps: Vec<AppId>,
 }
+
+/// A key set's current sharing epoch and the resharing in progress (stored at
+/// [`keys::key_epoch`]; absent means epoch 0 and none in progress).
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct KeyEpochRecord {
+    /// The current epoch.
+    pub epoch: KeyEpoch,
+    /// The resharing in progress, if any, with the height that approved it. Only this one may
+    /// complete; another is refused until it completes or [`RESHARE_TIMEOUT_BLOCKS`] pass
+    /// (then the new one supersedes it, and the old one can no longer complete).
+    pub pending_reshare: Option<(RequestId, u64)>,
+}
+
+/// Blocks after which a resharing that did not complete may be superseded by a new one (a
+/// corrupt party can stop a resharing; it must not stop all future ones).
+pub const RESHARE_TIMEOUT_BLOCKS: u64 = 600;
 
 /// The inclusion-proof contract implementations.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -91,6 +107,10 @@ pub struct RequestRecord {
     pub threshold: u32,
     /// Signers that have responded, in the order their responses were accepted.
     pub responded: Vec<Address>,
+    /// For decryption and resharing requests: the epoch of the key's sharing when the request
+    /// was approved (a party serves it with that epoch's share only; a resharing reshares it).
+    #[serde(default)]
+    pub key_epoch: KeyEpoch,
 }
 
 impl RequestRecord {
@@ -160,6 +180,11 @@ pub mod keys {
     /// The application that owns a ciphertext handle (CBOR of its [`AppId`]).
     pub fn handle_owner(handle: &[u8; 32]) -> Vec<u8> {
         format!("isc/owner/{}", hex::encode(handle)).into_bytes()
+    }
+
+    /// A key set's sharing epoch ([`KeyEpochRecord`]).
+    pub fn key_epoch(key_id: &RequestId) -> Vec<u8> {
+        format!("asc/keyepoch/{key_id}").into_bytes()
     }
 
     /// The applications allowed to use a key set ([`KeyApps`]).

@@ -11,6 +11,7 @@
 
 mod canonical;
 mod fhe_type;
+mod key_epoch;
 mod request_id;
 mod requests;
 mod sealing;
@@ -18,6 +19,7 @@ mod storage;
 
 pub use canonical::{CanonicalEncoder, CanonicalRequest};
 pub use fhe_type::{FheType, UnknownFheType};
+pub use key_epoch::{KeyEpoch, Reshared};
 pub use request_id::{RequestId, RequestIdError};
 pub use requests::{
     CiphertextRef, CrsGenRequest, KeyGenRequest, ParamSetName, PublicDecryptionRef,

@@ -1,0 +1,304 @@
+//! Where a party's key share lives across restarts and across the party's enclaves: the sealed
+//! state (the share in use and its epoch) and the sealed pending resharing (a new share
+//! waiting for the chain to complete its resharing).
+//!
+//! A resharing's new share is sealed as `reshare-pending` *before* the party reports
+//! `ReshareDone`, so an enclave restarted between the report and the chain's completion can
+//! still take it up. Taking it up rewrites the sealed state with the new share and epoch
+//! (the host replaces the blob whole), then replaces the share in memory; the old share is
+//! then gone from the state and zeroized in memory. Another enclave of the same party, which
+//! still holds the old share, reloads the state (or takes up the pending share itself) when a
+//! request names the new epoch.
+//!
+//! The host keeps the blobs and can withhold them or hand back older versions (no monotonic
+//! counter in Nitro): that delays or stops a party (it refuses requests of an epoch it cannot
+//! reach), never makes it combine shares of two epochs, which the record's epoch rules out.
+
+use crate::state::{AeadSealer, PartyState, StateError};
+use kms_channel::mux::EnclaveChannel;
+use kms_channel::wire::{HostRequest, HostResponse};
+use kms_threshold::SnsKeyShare;
+use kms_types::{KeyEpoch, RequestId, Reshared};
+use serde::{Deserialize, Serialize};
+use std::sync::{Arc, Mutex};
+use zeroize::{Zeroize, Zeroizing};
+
+/// Why the sealed share or pending resharing could not be read or written.
+#[derive(Debug, thiserror::Error)]
+pub enum ShareStoreError {
+    /// The host failed or gave an answer to another question.
+    #[error("host: {0}")]
+    Host(String),
+    /// The blob does not open or decode.
+    #[error(transparent)]
+    State(#[from] StateError),
+    /// The sealed state holds no share of this key.
+    #[error("the sealed state holds no share of key {0}")]
+    NoKey(RequestId),
+}
+
+/// A resharing's new share, checked and reported, waiting for the chain to complete it.
+pub struct PendingReshare {
+    /// The resharing request.
+    pub reshare_id: RequestId,
+    /// The epoch it reshares (the share it replaces belongs to it).
+    pub from: KeyEpoch,
+    /// The verdict digest this party reported (its agreed dealer set).
+    pub verdict_digest: [u8; 32],
+    /// The new share (its key ID names the key).
+    pub share: SnsKeyShare,
+}
+
+impl std::fmt::Debug for PendingReshare {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("PendingReshare")
+            .field("reshare_id", &self.reshare_id)
+            .field("from", &self.from)
+            .finish_non_exhaustive()
+    }
+}
+
+impl PendingReshare {
+    /// The epoch the share belongs to once the chain completed the resharing with this
+    /// party's verdict.
+    pub fn epoch(&self) -> Option<KeyEpoch> {
+        self.from.next(Reshared {
+            request: self.reshare_id,
+            verdict_digest: self.verdict_digest,
+        })
+    }
+}
+
+#[derive(Serialize, Deserialize)]
+struct PendingWire {
+    reshare_id: RequestId,
+    from: KeyEpoch,
+    verdict_digest: [u8; 32],
+    #[serde(with = "serde_bytes")]
+    share: Vec<u8>,
+}
+
+impl Drop for PendingWire {
+    fn drop(&mut self) {
+        self.share.zeroize();
+    }
+}
+
+impl PendingReshare {
+    /// CBOR, zeroized on drop.
+    pub fn encode(&self) -> Result<Zeroizing<Vec<u8>>, StateError> {
+        let wire = PendingWire {
+            reshare_id: self.reshare_id,
+            from: self.from,
+            verdict_digest: self.verdict_digest,
+            share: self.share.to_sealing_bytes().to_vec(),
+        };
+        let mut out = Zeroizing::new(Vec::with_capacity(wire.share.len() * 2 + 512));
+        ciborium::into_writer(&wire, &mut *out)
+            .map_err(|e| StateError::Malformed(e.to_string()))?;
+        Ok(out)
+    }
+
+    /// Reads [`PendingReshare::encode`].
+    pub fn decode(bytes: &[u8]) -> Result<Self, StateError> {
+        let wire: PendingWire =
+            ciborium::from_reader(bytes).map_err(|e| StateError::Malformed(e.to_string()))?;
+        Ok(Self {
+            reshare_id: wire.reshare_id,
+            from: wire.from,
+            verdict_digest: wire.verdict_digest,
+            share: SnsKeyShare::from_sealing_bytes(&wire.share)
+                .map_err(|e| StateError::Malformed(e.to_string()))?,
+        })
+    }
+}
+
+/// The sealed share and pending resharing, as the runtime reads and writes them.
+#[async_trait::async_trait]
+pub trait ShareStore: Send + Sync {
+    /// The share of `key_id` in the sealed state now, with its epoch.
+    async fn share(&self, key_id: &RequestId) -> Result<(KeyEpoch, SnsKeyShare), ShareStoreError>;
+    /// Replaces the sealed share of `key_id` with `share` of `epoch`, durably.
+    async fn commit(
+        &self,
+        key_id: &RequestId,
+        epoch: KeyEpoch,
+        share: &SnsKeyShare,
+    ) -> Result<(), ShareStoreError>;
+    /// The pending resharing, if any.
+    async fn pending(&self) -> Result<Option<PendingReshare>, ShareStoreError>;
+    /// Seals `pending` (replacing any earlier one), durably.
+    async fn put_pending(&self, pending: &PendingReshare) -> Result<(), ShareStoreError>;
+}
+
+/// Name of the sealed pending resharing.
+pub const PENDING: &str = "reshare-pending";
+
+/// The [`ShareStore`] whose blobs the host keeps sealed (the party's data key; associated
+/// data: party and blob name).
+pub struct SealedShareStore {
+    channel: EnclaveChannel,
+    sealer: Arc<AeadSealer>,
+    party: u32,
+}
+
+impl std::fmt::Debug for SealedShareStore {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "SealedShareStore(party {})", self.party)
+    }
+}
+
+impl SealedShareStore {
+    /// Party `party`'s blobs, sealed with `sealer`, kept by the host at the end of `channel`.
+    pub fn new(channel: EnclaveChannel, sealer: Arc<AeadSealer>, party: u32) -> Self {
+        Self {
+            channel,
+            sealer,
+            party,
+        }
+    }
+
+    async fn get(&self, name: &str) -> Result<Option<Zeroizing<Vec<u8>>>, ShareStoreError> {
+        let request = HostRequest::GetSealed { name: name.into() };
+        match self.channel.request(request).await {
+            Ok(HostResponse::Blob(None)) => Ok(None),
+            Ok(HostResponse::Blob(Some(sealed))) => Ok(Some(
+                self.sealer
+                    .unseal(&PartyState::context(self.party, name), &sealed)
+                    .map_err(StateError::from)?,
+            )),
+            Ok(HostResponse::Failed(e)) => Err(ShareStoreError::Host(e)),
+            Ok(_) => Err(ShareStoreError::Host(
+                "an answer to another question".into(),
+            )),
+            Err(e) => Err(ShareStoreError::Host(e.to_string())),
+        }
+    }
+
+    async fn put(&self, name: &str, plain: &[u8]) -> Result<(), ShareStoreError> {
+        let bytes = self
+            .sealer
+            .seal(&PartyState::context(self.party, name), plain)
+            .map_err(StateError::from)?;
+        let request = HostRequest::PutSealed {
+            name: name.into(),
+            bytes,
+        };
+        match self.channel.request(request).await {
+            Ok(HostResponse::Stored) => Ok(()),
+            Ok(HostResponse::Failed(e)) => Err(ShareStoreError::Host(e)),
+            Ok(_) => Err(ShareStoreError::Host(
+                "an answer to another question".into(),
+            )),
+            Err(e) => Err(ShareStoreError::Host(e.to_string())),
+        }
+    }
+
+    async fn state(&self) -> Result<PartyState, ShareStoreError> {
+        let plain = self
+            .get("state")
+            .await?
+            .ok_or_else(|| ShareStoreError::Host("the sealed state is gone".into()))?;
+        Ok(PartyState::decode(&plain)?)
+    }
+}
+
+#[async_trait::async_trait]
+impl ShareStore for SealedShareStore {
+    async fn share(&self, key_id: &RequestId) -> Result<(KeyEpoch, SnsKeyShare), ShareStoreError> {
+        let mut state = self.state().await?;
+        let i = state
+            .keys
+            .iter()
+            .position(|k| k.key_id == *key_id)
+            .ok_or(ShareStoreError::NoKey(*key_id))?;
+        let entry = state.keys.swap_remove(i);
+        Ok((entry.epoch, entry.share))
+    }
+
+    async fn commit(
+        &self,
+        key_id: &RequestId,
+        epoch: KeyEpoch,
+        share: &SnsKeyShare,
+    ) -> Result<(), ShareStoreError> {
+        // Read, replace the one entry, write back whole: nothing else in the state changes at
+        // run time, so two enclaves of the party committing the same resharing write the same.
+        let mut state = self.state().await?;
+        let entry = state
+            .keys
+            .iter_mut()
+            .find(|k| k.key_id == *key_id)
+            .ok_or(ShareStoreError::NoKey(*key_id))?;
+        entry.share = SnsKeyShare::from_sealing_bytes(&share.to_sealing_bytes())
+            .map_err(|e| StateError::Malformed(e.to_string()))?;
+        entry.epoch = epoch;
+        self.put("state", &state.encode()?).await
+    }
+
+    async fn pending(&self) -> Result<Option<PendingReshare>, ShareStoreError> {
+        match self.get(PENDING).await? {
+            None => Ok(None),
+            Some(plain) => Ok(Some(PendingReshare::decode(&plain)?)),
+        }
+    }
+
+    async fn put_pending(&self, pending: &PendingReshare) -> Result<(), ShareStoreError> {
+        self.put(PENDING, &pending.encode()?).await
+    }
+}
+
+/// A [`ShareStore`] in memory (tests): the share and pending resharing as encoded bytes.
+#[derive(Default)]
+pub struct MemoryShareStore {
+    share: Mutex<Option<(KeyEpoch, Zeroizing<Vec<u8>>)>>,
+    pending: Mutex<Option<Zeroizing<Vec<u8>>>>,
+}
+
+impl MemoryShareStore {
+    /// Holds `share` of `epoch`.
+    pub fn new(epoch: KeyEpoch, share: &SnsKeyShare) -> Self {
+        Self {
+            share: Mutex::new(Some((epoch, share.to_sealing_bytes()))),
+            pending: Mutex::new(None),
+        }
+    }
+}
+
+#[async_trait::async_trait]
+impl ShareStore for MemoryShareStore {
+    async fn share(&self, key_id: &RequestId) -> Result<(KeyEpoch, SnsKeyShare), ShareStoreError> {
+        let g = self.share.lock().unwrap_or_else(|p| p.into_inner());
+        let (epoch, bytes) = g.as_ref().ok_or(ShareStoreError::NoKey(*key_id))?;
+        let share = SnsKeyShare::from_sealing_bytes(bytes)
+            .map_err(|e| StateError::Malformed(e.to_string()))?;
+        if share.key_id != *key_id {
+            return Err(ShareStoreError::NoKey(*key_id));
+        }
+        Ok((*epoch, share))
+    }
+
+    async fn commit(
+        &self,
+        _key_id: &RequestId,
+        epoch: KeyEpoch,
+        share: &SnsKeyShare,
+    ) -> Result<(), ShareStoreError> {
+        *self.share.lock().unwrap_or_else(|p| p.into_inner()) =
+            Some((epoch, share.to_sealing_bytes()));
+        Ok(())
+    }
+
+    async fn pending(&self) -> Result<Option<PendingReshare>, ShareStoreError> {
+        let g = self.pending.lock().unwrap_or_else(|p| p.into_inner());
+        match g.as_ref() {
+            None => Ok(None),
+            Some(b) => Ok(Some(PendingReshare::decode(b)?)),
+        }
+    }
+
+    async fn put_pending(&self, pending: &PendingReshare) -> Result<(), ShareStoreError> {
+        *self.pending.lock().unwrap_or_else(|p| p.into_inner()) = Some(pending.encode()?);
+        Ok(())
+    }
+}

@@ -1,0 +1,145 @@
+//! The networked proactive refresh (`kms_threshold::refresh`), as the party runtime runs it: four
+//! parties over the in-process transport. The truth each test checks against is the secret the
+//! test shared itself, reconstructed from the new shares by robust opening.
+
+use kms_algebra::prss::{deal_keys, Prss};
+use kms_algebra::shamir::{robust_open, share};
+use kms_party_net::InProcessNetwork;
+use kms_threshold::reshare_agree::Grade;
+use kms_threshold::{refresh, Refreshed, Share, SnsKeyShare, ThresholdError};
+use kms_types::RequestId;
+use rand_core::OsRng;
+use std::sync::Arc;
+use std::time::Duration;
+
+const N: usize = 4;
+const T: usize = 1;
+const COEFS: usize = 24;
+
+/// A random binary key shared among `N` parties, and their PRSS states.
+fn world() -> (Vec<u128>, Vec<SnsKeyShare>, Vec<Arc<Prss<u128, 4>>>) {
+    let key_id = RequestId::derive("refresh key", b"");
+    let secret: Vec<u128> = (0..COEFS)
+        .map(|_| u128::from(rand_core::RngCore::next_u32(&mut OsRng) & 1))
+        .collect();
+    let mut per: Vec<Vec<Share>> = vec![Vec::new(); N];
+    for &c in &secret {
+        for (p, s) in share::<u128, 4>(c, T, N, &mut OsRng)
+            .unwrap()
+            .iter()
+            .enumerate()
+        {
+            per[p].push(*s.value());
+        }
+    }
+    let shares = per
+        .into_iter()
+        .enumerate()
+        .map(|(i, key)| SnsKeyShare {
+            key_id,
+            party: i + 1,
+            n: N,
+            t: T,
+            key,
+            message_modulus: 4,
+            carry_modulus: 4,
+        })
+        .collect();
+    let keys = deal_keys(N, T, &mut OsRng);
+    let prss = (1..=N)
+        .map(|j| Arc::new(Prss::new(j, N, T, &keys).unwrap()))
+        .collect();
+    (secret, shares, prss)
+}
+
+/// Runs the refresh on `parties` (the others stay silent).
+async fn run(
+    shares: Vec<SnsKeyShare>,
+    prss: &[Arc<Prss<u128, 4>>],
+    parties: &[usize],
+) -> Vec<Result<Refreshed, ThresholdError>> {
+    let net = InProcessNetwork::new(N);
+    let reshare_id = RequestId::derive("reshare", b"epoch 1");
+    let mut tasks = Vec::new();
+    for (i, old) in shares.into_iter().enumerate() {
+        if !parties.contains(&(i + 1)) {
+            continue;
+        }
+        let (t, prss) = (net.party(i + 1), prss[i].clone());
+        tasks.push(tokio::spawn(async move {
+            refresh(&t, &prss, &reshare_id, &old, Duration::from_millis(500)).await
+        }));
+    }
+    let mut out = Vec::new();
+    for t in tasks {
+        out.push(t.await.unwrap());
+    }
+    out
+}
+
+/// The secret the new shares hold, coefficient by coefficient (all four must agree).
+fn opened(new: &[&SnsKeyShare]) -> Vec<u128> {
+    (0..COEFS)
+        .map(|c| {
+            let col: Vec<Option<Share>> = new.iter().map(|k| Some(k.key[c])).collect();
+            let o = robust_open(&col, T).unwrap();
+            assert_eq!(o.agreeing, N, "every new share on the one polynomial");
+            o.value.coefs[0]
+        })
+        .collect()
+}
+
+#[tokio::test]
+async fn a_refresh_keeps_the_key_and_replaces_every_share() {
+    let (secret, old, prss) = world();
+    let old_bytes: Vec<Vec<Share>> = old.iter().map(|k| k.key.clone()).collect();
+    let out = run(old, &prss, &[1, 2, 3, 4]).await;
+    let done: Vec<&Refreshed> = out.iter().map(|r| r.as_ref().unwrap()).collect();
+    let digest = done[0].agreed.digest;
+    for (i, r) in done.iter().enumerate() {
+        assert_eq!(r.agreed.digest, digest, "one verdict everywhere");
+        assert_eq!(r.agreed.grade, Grade::Committed);
+        assert_eq!(r.share.party, i + 1);
+        assert!(r.excluded.is_empty());
+        assert_ne!(
+            r.share.key,
+            old_bytes[i],
+            "party {} still holds its old share",
+            i + 1
+        );
+    }
+    let new: Vec<&SnsKeyShare> = done.iter().map(|r| &r.share).collect();
+    assert_eq!(opened(&new), secret);
+}
+
+#[tokio::test]
+async fn a_dealer_that_reshares_another_value_is_excluded_and_the_key_survives() {
+    let (secret, mut old, prss) = world();
+    // Party 4 deals a sharing of another key: every sub-share it sends is consistent with a
+    // polynomial, but not with the old sharing.
+    old[3].key[5] = old[3].key[5].add(&Share::one());
+    let out = run(old, &prss, &[1, 2, 3, 4]).await;
+    let done: Vec<&Refreshed> = out.iter().map(|r| r.as_ref().unwrap()).collect();
+    for r in &done {
+        assert!(
+            !r.agreed.dealers.contains(&4),
+            "dealer 4 combined: {:?}",
+            r.agreed
+        );
+        assert!(r.excluded.contains(&4));
+    }
+    let new: Vec<&SnsKeyShare> = done.iter().map(|r| &r.share).collect();
+    assert_eq!(opened(&new), secret);
+}
+
+#[tokio::test]
+async fn a_silent_party_makes_every_honest_party_abort() {
+    let (_, old, prss) = world();
+    let out = run(old, &prss, &[1, 2, 3]).await;
+    for r in out {
+        match r {
+            Err(ThresholdError::ReshareAborted(why)) => assert!(why.contains("missing"), "{why}"),
+            other => panic!("expected an abort, got {other:?}"),
+        }
+    }
+}
