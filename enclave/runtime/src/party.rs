@@ -67,7 +67,8 @@ pub struct PartyRuntime {
     net: Arc<dyn Transport>,
     nonces: Arc<dyn NonceSource>,
     shares: Arc<dyn ShareStore>,
-    /// Serializes taking up a new share (one enclave reads, commits and swaps at a time).
+    /// Serializes this enclave's taking up of a new share (read, commit, swap); the party's
+    /// other enclaves may commit the same share meanwhile, which writes the same state.
     take_up: tokio::sync::Mutex<()>,
     round_deadline: Duration,
 }
@@ -202,6 +203,17 @@ impl PartyRuntime {
         if record.party_index(&me).is_none() {
             return Ok(Outcome::Skip(Skip::NotInPartySet));
         }
+        // A completed resharing is handed over once more so the party takes its new share up:
+        // every party has answered it by then, so this comes before the answered check.
+        if let (
+            KmsRequest::Reshare { key_id, .. },
+            RequestStatus::Completed { result_digest, .. },
+        ) = (&record.request, &record.status)
+        {
+            return self
+                .reshare_completed(record.id, *key_id, record.key_epoch, *result_digest)
+                .await;
+        }
         if record.responded.contains(&me) {
             return Ok(Outcome::Skip(Skip::AlreadyAnswered));
         }
@@ -313,10 +325,8 @@ impl PartyRuntime {
                 .await
             }
             KmsRequest::Reshare { key_id, .. } => match record.status {
-                RequestStatus::Completed { result_digest, .. } => {
-                    self.reshare_completed(id, key_id, record.key_epoch, result_digest)
-                        .await
-                }
+                // Handled above.
+                RequestStatus::Completed { .. } => Ok(Outcome::Skip(Skip::Complete)),
                 RequestStatus::Pending => self.reshare(id, key_id, record.key_epoch).await,
             },
         }
@@ -359,7 +369,10 @@ impl PartyRuntime {
             return Ok(());
         }
         drop(share);
-        let Some(pending) = self.shares.pending().await? else {
+        let Some(by) = want.by else {
+            return Ok(());
+        };
+        let Some(pending) = self.shares.pending(&by.request).await? else {
             return Ok(());
         };
         // The record names `want`, which the chain starts only when every party reported the
@@ -387,9 +400,9 @@ impl PartyRuntime {
         from: KeyEpoch,
     ) -> Result<Outcome, RuntimeError> {
         self.ensure_epoch(&key_id, &from).await?;
-        if let Some(p) = self.shares.pending().await? {
-            if p.reshare_id == id && p.from == from && p.share.key_id == key_id {
-                // Done before a restart: the same report again (a second run would deal anew).
+        if let Some(p) = self.shares.pending(&id).await? {
+            if p.from == from && p.share.key_id == key_id {
+                // Done before a restart: the same report again, never a second run's.
                 return self
                     .fulfill(
                         id,
@@ -399,6 +412,11 @@ impl PartyRuntime {
                     )
                     .await;
             }
+            // Never overwritten: the record fixes the epoch a resharing reshares.
+            return Err(ThresholdError::ReshareAborted(
+                "a pending share of this resharing from another epoch or key".into(),
+            )
+            .into());
         }
         let held = self.party.key.current();
         if held.share.key_id != key_id {

@@ -2,7 +2,7 @@
 //! state (the share in use and its epoch) and the sealed pending resharing (a new share
 //! waiting for the chain to complete its resharing).
 //!
-//! A resharing's new share is sealed as `reshare-pending` *before* the party reports
+//! A resharing's new share is sealed as `reshare-pending-<resharing ID>` *before* the party reports
 //! `ReshareDone`, so an enclave restarted between the report and the chain's completion can
 //! still take it up. Taking it up rewrites the sealed state with the new share and epoch
 //! (the host replaces the blob whole), then replaces the share in memory; the old share is
@@ -125,14 +125,20 @@ pub trait ShareStore: Send + Sync {
         epoch: KeyEpoch,
         share: &SnsKeyShare,
     ) -> Result<(), ShareStoreError>;
-    /// The pending resharing, if any.
-    async fn pending(&self) -> Result<Option<PendingReshare>, ShareStoreError>;
-    /// Seals `pending` (replacing any earlier one), durably.
+    /// The pending share of resharing `reshare_id`, if any.
+    async fn pending(
+        &self,
+        reshare_id: &RequestId,
+    ) -> Result<Option<PendingReshare>, ShareStoreError>;
+    /// Seals `pending` under its resharing's ID, durably (each resharing has its own blob, so
+    /// one that was superseded never overwrites another's).
     async fn put_pending(&self, pending: &PendingReshare) -> Result<(), ShareStoreError>;
 }
 
-/// Name of the sealed pending resharing.
-pub const PENDING: &str = "reshare-pending";
+/// Name of the sealed pending share of resharing `id`: `reshare-pending-` and the ID in hex.
+pub fn pending_name(id: &RequestId) -> String {
+    format!("reshare-pending-{id}")
+}
 
 /// The [`ShareStore`] whose blobs the host keeps sealed (the party's data key; associated
 /// data: party and blob name).
@@ -223,36 +229,53 @@ impl ShareStore for SealedShareStore {
         share: &SnsKeyShare,
     ) -> Result<(), ShareStoreError> {
         // Read, replace the one entry, write back whole: nothing else in the state changes at
-        // run time, so two enclaves of the party committing the same resharing write the same.
+        // run time, so two enclaves of the party committing the same resharing write the same;
+        // a state already at this epoch or a later one is left alone (a slow commit of an
+        // older epoch by another enclave must not roll it back).
         let mut state = self.state().await?;
         let entry = state
             .keys
             .iter_mut()
             .find(|k| k.key_id == *key_id)
             .ok_or(ShareStoreError::NoKey(*key_id))?;
+        if entry.epoch.number >= epoch.number {
+            return Ok(());
+        }
         entry.share = SnsKeyShare::from_sealing_bytes(&share.to_sealing_bytes())
             .map_err(|e| StateError::Malformed(e.to_string()))?;
         entry.epoch = epoch;
         self.put("state", &state.encode()?).await
     }
 
-    async fn pending(&self) -> Result<Option<PendingReshare>, ShareStoreError> {
-        match self.get(PENDING).await? {
+    async fn pending(
+        &self,
+        reshare_id: &RequestId,
+    ) -> Result<Option<PendingReshare>, ShareStoreError> {
+        match self.get(&pending_name(reshare_id)).await? {
             None => Ok(None),
-            Some(plain) => Ok(Some(PendingReshare::decode(&plain)?)),
+            Some(plain) => {
+                let p = PendingReshare::decode(&plain)?;
+                if p.reshare_id != *reshare_id {
+                    return Err(
+                        StateError::Malformed("pending share of another resharing".into()).into(),
+                    );
+                }
+                Ok(Some(p))
+            }
         }
     }
 
     async fn put_pending(&self, pending: &PendingReshare) -> Result<(), ShareStoreError> {
-        self.put(PENDING, &pending.encode()?).await
+        self.put(&pending_name(&pending.reshare_id), &pending.encode()?)
+            .await
     }
 }
 
-/// A [`ShareStore`] in memory (tests): the share and pending resharing as encoded bytes.
+/// A [`ShareStore`] in memory (tests): the share and pending resharings as encoded bytes.
 #[derive(Default)]
 pub struct MemoryShareStore {
     share: Mutex<Option<(KeyEpoch, Zeroizing<Vec<u8>>)>>,
-    pending: Mutex<Option<Zeroizing<Vec<u8>>>>,
+    pending: Mutex<std::collections::HashMap<RequestId, Zeroizing<Vec<u8>>>>,
 }
 
 impl MemoryShareStore {
@@ -260,7 +283,7 @@ impl MemoryShareStore {
     pub fn new(epoch: KeyEpoch, share: &SnsKeyShare) -> Self {
         Self {
             share: Mutex::new(Some((epoch, share.to_sealing_bytes()))),
-            pending: Mutex::new(None),
+            pending: Mutex::new(Default::default()),
         }
     }
 }
@@ -284,21 +307,31 @@ impl ShareStore for MemoryShareStore {
         epoch: KeyEpoch,
         share: &SnsKeyShare,
     ) -> Result<(), ShareStoreError> {
-        *self.share.lock().unwrap_or_else(|p| p.into_inner()) =
-            Some((epoch, share.to_sealing_bytes()));
+        let mut g = self.share.lock().unwrap_or_else(|p| p.into_inner());
+        if g.as_ref().is_some_and(|(e, _)| e.number >= epoch.number) {
+            return Ok(());
+        }
+        *g = Some((epoch, share.to_sealing_bytes()));
         Ok(())
     }
 
-    async fn pending(&self) -> Result<Option<PendingReshare>, ShareStoreError> {
+    async fn pending(
+        &self,
+        reshare_id: &RequestId,
+    ) -> Result<Option<PendingReshare>, ShareStoreError> {
         let g = self.pending.lock().unwrap_or_else(|p| p.into_inner());
-        match g.as_ref() {
+        match g.get(reshare_id) {
             None => Ok(None),
             Some(b) => Ok(Some(PendingReshare::decode(b)?)),
         }
     }
 
     async fn put_pending(&self, pending: &PendingReshare) -> Result<(), ShareStoreError> {
-        *self.pending.lock().unwrap_or_else(|p| p.into_inner()) = Some(pending.encode()?);
+        let bytes = pending.encode()?;
+        self.pending
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .insert(pending.reshare_id, bytes);
         Ok(())
     }
 }

@@ -517,13 +517,17 @@ async fn the_enclave_takes_up_only_the_pending_share_the_chain_epoch_names() {
         assert_eq!(w.party.key.current().epoch, KeyEpoch::default());
     }
     // R's pending share with V: taken up (sealed first, then in use) and the request served.
+    // (A share with other values than the one held, so the swap itself is seen.)
+    let mut fresh = share();
+    fresh.key[0] = fresh.key[0].add(&kms_threshold::Share::one());
+    let fresh_bytes = fresh.to_sealing_bytes();
     let store = Arc::new(MemoryShareStore::new(KeyEpoch::default(), &share()));
     store
         .put_pending(&PendingReshare {
             reshare_id: rid,
             from: KeyEpoch::default(),
             verdict_digest: v,
-            share: share(),
+            share: fresh,
         })
         .await
         .unwrap();
@@ -532,8 +536,15 @@ async fn the_enclave_takes_up_only_the_pending_share_the_chain_epoch_names() {
         rt.serve_job(job()).await.unwrap(),
         Outcome::Broadcast(_)
     ));
-    assert_eq!(store.share(&key_id).await.unwrap().0, epoch1);
+    let (sealed_epoch, sealed) = store.share(&key_id).await.unwrap();
+    assert_eq!(sealed_epoch, epoch1);
+    assert_eq!(*sealed.to_sealing_bytes(), *fresh_bytes, "the sealed share");
     assert_eq!(w.party.key.current().epoch, epoch1);
+    assert_eq!(
+        *w.party.key.current().share.to_sealing_bytes(),
+        *fresh_bytes,
+        "the share in use"
+    );
     // The request approved before the resharing completed needs the erased share: refused.
     let mut old = w.honest_job();
     old.evidence = w.evidence(w.user_id, h);

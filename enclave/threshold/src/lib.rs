@@ -55,7 +55,7 @@ pub use keyshare::{compute_key_coefficients, ComputeKeyShares, Share64, SnsKeySh
 pub use keyshare::{deal_compute_keys_insecure, deal_insecure};
 pub use party::{EpochShare, HeldKey, PartyDecryption, ThresholdParty};
 pub use protocol::{decrypt_round, RoundOutcome};
-pub use refresh::{refresh, refresh_session, Refreshed};
+pub use refresh::{refresh, refresh_session, run_id, run_verdict_digest, Refreshed};
 pub use reshare::{reshare_compute_in, reshare_compute_out, reshare_in, reshare_out, SubShares};
 pub use served::{request_content_digest, MemoryServedStore, Served, ServedLog, ServedStore};
 pub use user::{user_combine, user_share, UserDecryption, UserShareResponse};

@@ -2,8 +2,18 @@
 //! same `n` parties and threshold before and after, the same secret key, shares on a fresh
 //! polynomial. This is what the party runtime runs when the ASC asks for a resharing.
 //!
-//! Rounds (every message bound to the resharing's session, see [`refresh_session`]):
+//! Rounds (every message bound to the resharing's session, see [`refresh_session`], and to the
+//! run):
 //!
+//! 0. **Run** (`/run`): every party broadcasts 32 fresh random bytes; the run ID is the hash of
+//!    all of them ([`run_id`]), and every later session, PRSS value and the reported verdict
+//!    digest ([`run_verdict_digest`]) are bound to it. A resharing can be handed over again (a
+//!    restarted enclave, a host rewinding); without the run ID a second run would reuse the
+//!    first run's challenge seed and masks, and a corrupt dealer that learnt the challenges in
+//!    the first run could deal another key whose checks all pass. Honest parties that saw
+//!    different run bytes derive different sessions and abort (the openings fail), never mix
+//!    runs; and two runs of one resharing report different digests, so the chain never
+//!    completes with shares of two runs.
 //! 1. **Deal** (`/deal`, point to point over the attested channels): the party reshares each
 //!    coefficient of its share ([`crate::reshare_out`]) and sends party `j` its sub-shares.
 //! 2. **Seed** (`/seed`): a PRSS random element is opened robustly; the dealing is fixed before
@@ -31,16 +41,52 @@ use kms_algebra::prss::Prss;
 use kms_algebra::shamir::robust_open;
 use kms_party_net::{broadcast, gather, Transport};
 use kms_types::RequestId;
+use sha3::Digest;
 use std::time::Duration;
 use zeroize::Zeroize;
+
+/// The run ID of a refresh from the run bytes each party broadcast (`None` where a party sent
+/// nothing usable): `SHA3-256("kms/refresh-run/v1" ‖ (1 ‖ bytes | 0) for party 1..=n)`.
+pub fn run_id(contributions: &[Option<[u8; 32]>]) -> [u8; 32] {
+    let mut h = sha3::Sha3_256::new();
+    h.update(b"kms/refresh-run/v1");
+    for c in contributions {
+        match c {
+            Some(b) => {
+                h.update([1u8]);
+                h.update(b);
+            }
+            None => h.update([0u8]),
+        }
+    }
+    h.finalize().into()
+}
+
+/// The verdict digest a party reports with `ReshareDone` after a refresh: the agreed dealer
+/// set bound to the resharing and to the run,
+/// `SHA3-256("kms/refresh-verdict/v1" ‖ u32 len(reshare_id) ‖ reshare_id ‖ run ‖
+/// encode_dealers(dealers))` (big-endian `u32`; [`crate::reshare_check::encode_dealers`]).
+pub fn run_verdict_digest(reshare_id: &RequestId, run: &[u8; 32], dealers: &[usize]) -> [u8; 32] {
+    let mut h = sha3::Sha3_256::new();
+    h.update(b"kms/refresh-verdict/v1");
+    let id = reshare_id.as_bytes();
+    h.update((id.len() as u32).to_be_bytes());
+    h.update(id);
+    h.update(run);
+    h.update(crate::reshare_check::encode_dealers(dealers));
+    h.finalize().into()
+}
 
 /// What a party's refresh produced: its new share (not yet in use) and what it saw.
 pub struct Refreshed {
     /// The new share: a secret, to be sealed and adopted only after the chain completed the
     /// resharing with [`AgreedVerdict::digest`].
     pub share: SnsKeyShare,
-    /// The agreed dealer set and its digest (what goes on chain with `ReshareDone`).
+    /// The agreed dealer set, with its run-bound digest ([`run_verdict_digest`]: what goes on
+    /// chain with `ReshareDone`).
     pub agreed: AgreedVerdict,
+    /// The run ID.
+    pub run: [u8; 32],
     /// The consistency check of the new sharing (passed: every share present and agreeing).
     pub check: ConsistencyCheck,
     /// Dealers this party's own judgment excluded.
@@ -51,6 +97,7 @@ impl std::fmt::Debug for Refreshed {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Refreshed")
             .field("agreed", &self.agreed)
+            .field("run", &self.run)
             .field("check", &self.check)
             .field("excluded", &self.excluded)
             .finish_non_exhaustive()
@@ -132,7 +179,26 @@ pub async fn refresh(
         )));
     }
     let coefs = old.key.len();
-    let sid = refresh_session(reshare_id, &old.key_id);
+    let base = refresh_session(reshare_id, &old.key_id);
+
+    // 0. The run: fresh bytes from everyone, before anything is dealt.
+    let mut mine_run = [0u8; 32];
+    rand_core::RngCore::fill_bytes(&mut rand_core::OsRng, &mut mine_run);
+    let run_step = step(&base, b"/run");
+    broadcast(net, &run_step, &mine_run).await;
+    let runs: Vec<Option<[u8; 32]>> = gather(net, &run_step, deadline)
+        .await
+        .iter()
+        .enumerate()
+        .map(|(i, m)| {
+            if i + 1 == me {
+                return Some(mine_run);
+            }
+            m.as_deref().and_then(|b| <[u8; 32]>::try_from(b).ok())
+        })
+        .collect();
+    let run = run_id(&runs);
+    let sid = step(&base, &run);
 
     // 1. Deal: party j gets its sub-shares of every coefficient, privately.
     let dealt = reshare_out(old, n, t, &mut rand_core::OsRng)?;
@@ -224,8 +290,9 @@ pub async fn refresh(
     };
 
     // 4. Agreement on the dealer set.
-    let agreed =
+    let mut agreed =
         agree_verdict(net, reshare_id, &sid, verdict.as_deref(), n, t, t, deadline).await?;
+    agreed.digest = run_verdict_digest(reshare_id, &run, &agreed.dealers);
 
     // 5. Combine the agreed dealers, check the new sharing.
     let mut chosen = Vec::with_capacity(agreed.dealers.len());
@@ -256,6 +323,7 @@ pub async fn refresh(
     Ok(Refreshed {
         share,
         agreed,
+        run,
         check,
         excluded,
     })

@@ -115,21 +115,46 @@ async fn a_refresh_keeps_the_key_and_replaces_every_share() {
 #[tokio::test]
 async fn a_dealer_that_reshares_another_value_is_excluded_and_the_key_survives() {
     let (secret, mut old, prss) = world();
-    // Party 4 deals a sharing of another key: every sub-share it sends is consistent with a
-    // polynomial, but not with the old sharing.
-    old[3].key[5] = old[3].key[5].add(&Share::one());
+    // Party 1 deals a sharing of another key: every sub-share it sends is consistent with a
+    // polynomial, but not with the old sharing. (Party 1: the first t + 1 dealers kept are
+    // combined, so an undetected cheat would be used.)
+    old[0].key[5] = old[0].key[5].add(&Share::one());
     let out = run(old, &prss, &[1, 2, 3, 4]).await;
     let done: Vec<&Refreshed> = out.iter().map(|r| r.as_ref().unwrap()).collect();
     for r in &done {
-        assert!(
-            !r.agreed.dealers.contains(&4),
-            "dealer 4 combined: {:?}",
-            r.agreed
-        );
-        assert!(r.excluded.contains(&4));
+        assert_eq!(r.agreed.dealers, vec![2, 3], "{:?}", r.agreed);
+        assert_eq!(r.excluded, vec![1]);
     }
     let new: Vec<&SnsKeyShare> = done.iter().map(|r| &r.share).collect();
     assert_eq!(opened(&new), secret);
+}
+
+/// A resharing handed over again runs with other challenges and masks and reports another
+/// digest: a dealer that learnt the first run's challenges cannot use them, and the chain
+/// never completes with shares of two runs.
+#[tokio::test]
+async fn each_run_of_one_resharing_is_bound_to_its_own_run_id() {
+    let (secret, old, prss) = world();
+    let copy = |v: &[SnsKeyShare]| -> Vec<SnsKeyShare> {
+        v.iter()
+            .map(|k| SnsKeyShare::from_sealing_bytes(&k.to_sealing_bytes()).unwrap())
+            .collect()
+    };
+    let first = run(copy(&old), &prss, &[1, 2, 3, 4]).await;
+    let second = run(old, &prss, &[1, 2, 3, 4]).await;
+    let (a, b) = (first[0].as_ref().unwrap(), second[0].as_ref().unwrap());
+    assert_eq!(a.agreed.dealers, b.agreed.dealers);
+    assert_ne!(a.run, b.run);
+    assert_ne!(a.agreed.digest, b.agreed.digest);
+    for (x, y) in first.iter().zip(&second) {
+        let (x, y) = (x.as_ref().unwrap(), y.as_ref().unwrap());
+        assert_eq!(x.run, a.run, "one run ID per run everywhere");
+        assert_eq!(y.agreed.digest, b.agreed.digest);
+    }
+    for out in [&first, &second] {
+        let new: Vec<&SnsKeyShare> = out.iter().map(|r| &r.as_ref().unwrap().share).collect();
+        assert_eq!(opened(&new), secret);
+    }
 }
 
 #[tokio::test]

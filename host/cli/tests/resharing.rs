@@ -165,6 +165,20 @@ async fn resharing_refreshes_every_share_and_later_requests_use_the_new_ones() {
             verdict_digest: completed_digest(&r1),
         }),
     };
+    // On the completion alone (no request names the new epoch yet) every party takes its new
+    // share up: its host hands the completed resharing over once more.
+    let deadline = std::time::Instant::now() + Duration::from_secs(20);
+    while sealed_shares(&net).iter().any(|(e, _)| *e != epoch1) {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "not every party took its new share up on the completion: {:?}",
+            sealed_shares(&net)
+                .iter()
+                .map(|(e, _)| e.number)
+                .collect::<Vec<_>>()
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
     let (values, cts) = batch(&dealt, key_id, 11, 6, 2);
     let ids: Vec<RequestId> = cts.iter().map(|ct| request_id(key_id, ct)).collect();
     decrypt_and_check(&mut net, &dealt, &values, cts).await;
