@@ -4,10 +4,10 @@
 
 use kms_cli::devserver::PublicStore;
 use kms_client::{ClientError, KmsClient, Pinned};
+use kms_convert as convert;
 use kms_e2e_tests::dev_server;
 use kms_eip712::DomainConfig;
 use kms_grpc::v1 as pb;
-use kms_server::convert;
 use kms_types::{
     CanonicalRequest, DataType, KeyGenRequest, ParamSetName, StorageError, PUBLIC_KEY_MAX_BYTES,
 };

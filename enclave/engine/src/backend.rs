@@ -3,10 +3,10 @@
 use crate::keyset::{decode_private_key as decode_private, encode_private_key as encode_private};
 use crate::{
     decrypt_ciphertext, generate_crs, generate_key_set, serialize_public, EngineError, KeyGenStage,
-    Plaintext, PrivateKeyBlob, SignedHandle,
+    Plaintext, PrivateKeyBlob, SignedDecryption, SignedHandle,
 };
-use kms_eip712::types::{PublicDecryptionResult, UserDecryptionPayload};
-use kms_eip712::{Address, DomainConfig, Signature, SigningKey};
+use kms_eip712::types::UserDecryptionPayload;
+use kms_eip712::{public_decryption_struct, Address, DomainConfig, SigningKey};
 use kms_signcryption::{ClientPublicKey, Signcrypted};
 use kms_types::{
     CanonicalRequest, CrsGenRequest, DataType, KeyGenRequest, ParamSetName,
@@ -43,60 +43,6 @@ pub struct CrsGenOutput {
     pub handle: SignedHandle,
     /// The safe-serialized CRS.
     pub bytes: Vec<u8>,
-}
-
-/// A signed public-decryption result.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct SignedDecryption {
-    /// The request.
-    pub request_id: RequestId,
-    /// The key.
-    pub key_id: RequestId,
-    /// SHA3-256 of each ciphertext.
-    pub ciphertext_digests: Vec<[u8; 32]>,
-    /// The plaintexts, in request order.
-    pub plaintexts: Vec<Plaintext>,
-    /// EIP-712 signature over [`PublicDecryptionResult`].
-    pub signature: Signature,
-    /// The signer.
-    pub signer: Address,
-}
-
-fn words(plaintexts: &[Plaintext]) -> Vec<u8> {
-    plaintexts.iter().flat_map(|p| p.word).collect()
-}
-
-/// The typed struct of a public-decryption result.
-pub fn public_decryption_struct(
-    request_id: &RequestId,
-    key_id: &RequestId,
-    digests: &[[u8; 32]],
-    plaintexts: &[Plaintext],
-) -> PublicDecryptionResult {
-    PublicDecryptionResult::new(
-        request_id,
-        key_id,
-        digests,
-        plaintexts.iter().map(|p| p.fhe_type.wire()).collect(),
-        words(plaintexts),
-    )
-}
-
-impl SignedDecryption {
-    /// Checks the signature is by `expected` under `domain`.
-    pub fn verify(
-        &self,
-        domain: &DomainConfig,
-        expected: &Address,
-    ) -> Result<(), kms_eip712::Eip712Error> {
-        let s = public_decryption_struct(
-            &self.request_id,
-            &self.key_id,
-            &self.ciphertext_digests,
-            &self.plaintexts,
-        );
-        kms_eip712::verify_signer(domain, &s, &self.signature, expected)
-    }
 }
 
 /// Decodes the plaintexts of a verified user-decryption payload.

@@ -21,18 +21,17 @@ mod material;
 mod params;
 
 pub use backend::{
-    plaintexts_of, public_decryption_struct, Backend, CentralizedEngine, CrsGenOutput,
-    KeyGenOutput, PendingKey, SignedDecryption, MAX_BATCH,
+    plaintexts_of, Backend, CentralizedEngine, CrsGenOutput, KeyGenOutput, PendingKey, MAX_BATCH,
 };
 pub use crs::{generate_crs, MAX_CRS_BITS};
-pub use decrypt::{decrypt_ciphertext, deserialize_checked, Plaintext};
+pub use decrypt::{decrypt_ciphertext, deserialize_checked};
 pub use error::EngineError;
 pub use keyset::{
     decode_private_key, encode_private_key, generate_key_set, KeyGenStage, KeySet, PrivateKeyBlob,
 };
-pub use material::{
-    deserialize_public, serialize_public, verify_public_material, MaterialError, SignedHandle,
-};
+pub use kms_eip712::{public_decryption_struct, SignedDecryption, SignedHandle};
+pub use kms_types::Plaintext;
+pub use material::{deserialize_public, serialize_public, verify_public_material, MaterialError};
 pub use params::{config_for, require_available, ParamSetExt};
 
 /// Re-exported so clients use the exact tfhe the engine was built with.

@@ -83,12 +83,16 @@ struct DecryptionRecord {
 fn encode_decryption(id: &RequestId, out: &Output, signer: &[u8; 20]) -> Option<(bool, Vec<u8>)> {
     use prost::Message;
     match out {
-        Output::PublicDecrypt(d) => {
-            Some((false, crate::convert::decryption_to_pb(d).encode_to_vec()))
-        }
+        Output::PublicDecrypt(d) => Some((false, kms_convert::decryption_to_pb(d).encode_to_vec())),
         Output::UserDecrypt(s) => Some((
             true,
-            crate::convert::signcrypted_to_pb(id, s, signer).encode_to_vec(),
+            kms_convert::user_response_to_pb(
+                id,
+                s.envelope.as_bytes(),
+                &s.response_signature,
+                signer,
+            )
+            .encode_to_vec(),
         )),
         _ => None,
     }
@@ -99,13 +103,14 @@ fn decode_decryption(user: bool, bytes: &[u8]) -> Result<Output, CoreError> {
     use prost::Message;
     if user {
         let m = pb::UserDecryptionResponse::decode(bytes).map_err(internal)?;
+        let (envelope, sig) = kms_convert::user_response_from_pb(m).map_err(internal)?;
         Ok(Output::UserDecrypt(
-            crate::convert::signcrypted_from_pb(m).map_err(internal)?,
+            kms_signcryption::Signcrypted::from_parts(envelope, sig).map_err(internal)?,
         ))
     } else {
         let m = pb::PublicDecryptionResponse::decode(bytes).map_err(internal)?;
         Ok(Output::PublicDecrypt(
-            crate::convert::decryption_from_pb(&m).map_err(internal)?,
+            kms_convert::decryption_from_pb(&m).map_err(internal)?,
         ))
     }
 }

@@ -12,7 +12,6 @@
 
 #![forbid(unsafe_code)]
 
-pub mod convert;
 mod core;
 pub mod dev;
 mod registry;

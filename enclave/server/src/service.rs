@@ -1,7 +1,7 @@
 //! The gRPC service over [`Core`].
 
-use crate::convert::{self, ConvertError};
 use crate::{Core, CoreError, Output, RequestKind};
+use kms_convert::{self as convert, ConvertError};
 use kms_grpc::v1 as pb;
 use kms_grpc::v1::core_service_server::{CoreService, CoreServiceServer};
 use kms_types::{
@@ -184,9 +184,10 @@ impl CoreService for CoreServiceImpl {
         let Output::UserDecrypt(s) = out.as_ref() else {
             return Err(unexpected());
         };
-        Ok(Response::new(convert::signcrypted_to_pb(
+        Ok(Response::new(convert::user_response_to_pb(
             &id,
-            s,
+            s.envelope.as_bytes(),
+            &s.response_signature,
             &self.core.backend().signer_address(),
         )))
     }

@@ -78,6 +78,20 @@ pub struct Signcrypted {
     pub response_signature: Signature,
 }
 
+impl Signcrypted {
+    /// From received parts: the envelope's layout is checked, the signature is not (that is
+    /// [`crate::open_and_verify`]'s).
+    pub fn from_parts(
+        envelope: Vec<u8>,
+        response_signature: Signature,
+    ) -> Result<Self, SigncryptionError> {
+        Ok(Self {
+            envelope: Envelope::from_bytes(envelope)?,
+            response_signature,
+        })
+    }
+}
+
 fn aad(request_id: &RequestId, client_key_digest: &[u8; 32], kms: &Address) -> [u8; 72] {
     let mut a = [0u8; 72];
     a[..20].copy_from_slice(request_id.as_bytes());

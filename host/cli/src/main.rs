@@ -717,8 +717,7 @@ async fn run(cli: Cli) -> R<()> {
                 .into_inner();
             let mut rows = Vec::new();
             for h in &list.handles {
-                let (sh, uri) =
-                    kms_server::convert::handle_from_pb(h).map_err(|e| e.to_string())?;
+                let (sh, uri) = kms_convert::handle_from_pb(h).map_err(|e| e.to_string())?;
                 sh.verify_signature(c.domain(), &c.signer())
                     .map_err(|e| e.to_string())?;
                 rows.push((

@@ -1,5 +1,6 @@
 //! The gRPC client with result verification.
 
+use kms_convert::{self as convert, ConvertError};
 use kms_eip712::{Address, DomainConfig};
 use kms_engine::tfhe::zk::CompactPkeCrs;
 use kms_engine::tfhe::{CompactPublicKey, CompressedServerKey};
@@ -9,7 +10,6 @@ use kms_engine::{
 };
 use kms_grpc::v1 as pb;
 use kms_grpc::v1::core_service_client::CoreServiceClient;
-use kms_server::convert::{self, ConvertError};
 use kms_signcryption::{ClientKeyPair, SigncryptionError};
 use kms_storage::S3Config;
 use kms_types::{
@@ -511,7 +511,8 @@ impl KmsClient {
                 |_| {},
             )
             .await?;
-        let sc = convert::signcrypted_from_pb(res)?;
+        let (envelope, sig) = convert::user_response_from_pb(res)?;
+        let sc = kms_signcryption::Signcrypted::from_parts(envelope, sig)?;
         let payload = kms_signcryption::open_and_verify::<kms_eip712::types::UserDecryptionPayload>(
             &keys,
             &self.trust.domain,

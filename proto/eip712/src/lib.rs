@@ -14,10 +14,12 @@
 )]
 
 mod domain;
+mod signed;
 mod signer;
 pub mod types;
 
 pub use domain::DomainConfig;
+pub use signed::{public_decryption_struct, SignedDecryption, SignedHandle};
 pub use signer::{
     recover_prehash, recover_signer, verify_signer, Address, Eip712Error, Signature, SigningKey,
 };

@@ -12,6 +12,7 @@
 mod canonical;
 mod fhe_type;
 mod key_epoch;
+mod plaintext;
 mod request_id;
 mod requests;
 mod sealing;
@@ -20,6 +21,7 @@ mod storage;
 pub use canonical::{CanonicalEncoder, CanonicalRequest};
 pub use fhe_type::{FheType, UnknownFheType};
 pub use key_epoch::{KeyEpoch, Reshared};
+pub use plaintext::Plaintext;
 pub use request_id::{RequestId, RequestIdError};
 pub use requests::{
     CiphertextRef, CrsGenRequest, KeyGenRequest, ParamSetName, PublicDecryptionRef,

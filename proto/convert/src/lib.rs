@@ -1,10 +1,16 @@
-//! Conversions between the gRPC messages and the domain types, for server and clients alike.
-//! Every conversion of received data is fallible and returns a [`ConvertError`].
+//! Conversions between the gRPC messages and the domain types, for the core and its clients
+//! alike. Every conversion of received data is fallible and returns a [`ConvertError`]. Pure:
+//! wire and record types only (nothing of the engine or the enclave).
 
-use kms_engine::{Plaintext, SignedDecryption, SignedHandle};
+#![forbid(unsafe_code)]
+#![cfg_attr(
+    not(test),
+    deny(clippy::unwrap_used, clippy::expect_used, clippy::indexing_slicing)
+)]
+
+use kms_eip712::{Signature, SignedDecryption, SignedHandle};
 use kms_grpc::v1 as pb;
-use kms_signcryption::{Envelope, Signcrypted};
-use kms_types::{DataType, FheType, RequestId, TypedCiphertext};
+use kms_types::{DataType, FheType, Plaintext, RequestId, TypedCiphertext};
 
 /// A message field is missing or malformed.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -137,34 +143,34 @@ pub fn decryption_from_pb(
                 })
             })
             .collect::<Result<_, ConvertError>>()?,
-        signature: kms_eip712::Signature(fixed("signature", &r.signature)?),
+        signature: Signature(fixed("signature", &r.signature)?),
         signer: fixed("signer", &r.signer)?,
     })
 }
 
-/// Signcrypted response → proto.
-pub fn signcrypted_to_pb(
+/// A party's user-decryption answer → proto: its signcrypted envelope (bytes) and its
+/// signature of the response.
+pub fn user_response_to_pb(
     id: &RequestId,
-    s: &Signcrypted,
+    envelope: &[u8],
+    response_signature: &Signature,
     signer: &[u8; 20],
 ) -> pb::UserDecryptionResponse {
     pb::UserDecryptionResponse {
         request_id: Some(id_to_pb(id)),
-        envelope: s.envelope.as_bytes().to_vec(),
-        response_signature: s.response_signature.0.to_vec(),
+        envelope: envelope.to_vec(),
+        response_signature: response_signature.0.to_vec(),
         signer: signer.to_vec(),
     }
 }
 
-/// Proto → signcrypted response (unverified).
-pub fn signcrypted_from_pb(r: pb::UserDecryptionResponse) -> Result<Signcrypted, ConvertError> {
-    Ok(Signcrypted {
-        envelope: Envelope::from_bytes(r.envelope).map_err(|e| err("envelope", e))?,
-        response_signature: kms_eip712::Signature(fixed(
-            "response_signature",
-            &r.response_signature,
-        )?),
-    })
+/// Proto → a party's user-decryption answer: the envelope bytes (their layout is checked when
+/// they are opened) and the response signature (not verified here).
+pub fn user_response_from_pb(
+    r: pb::UserDecryptionResponse,
+) -> Result<(Vec<u8>, Signature), ConvertError> {
+    let sig = Signature(fixed("response_signature", &r.response_signature)?);
+    Ok((r.envelope, sig))
 }
 
 /// Domain → proto EIP-712 domain.
