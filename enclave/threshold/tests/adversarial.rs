@@ -12,6 +12,8 @@
 //! * hole 10: resharing verdicts agreed on; old shares erased only after a checked, agreed
 //!   resharing.
 
+mod common;
+
 use kms_algebra::prss::{deal_keys, mask_value, Prss, PrssKeys};
 use kms_algebra::shamir::{robust_open, share, ShamirError};
 use kms_eip712::{DomainConfig, SigningKey};
@@ -641,34 +643,7 @@ const COEFS: usize = 24;
 
 /// A key of random binary coefficients shared among the old parties (no tfhe needed).
 fn old_shares(key_id: RequestId) -> (Vec<u128>, Vec<SnsKeyShare>) {
-    let mut rng = OsRng;
-    let secret: Vec<u128> = (0..COEFS)
-        .map(|_| u128::from(rand_core::RngCore::next_u32(&mut rng) & 1))
-        .collect();
-    let mut per: Vec<Vec<Share>> = vec![Vec::new(); OLD_N];
-    for &c in &secret {
-        for (p, s) in share::<u128, 4>(c, OLD_T, OLD_N, &mut rng)
-            .unwrap()
-            .iter()
-            .enumerate()
-        {
-            per[p].push(*s.value());
-        }
-    }
-    let shares = per
-        .into_iter()
-        .enumerate()
-        .map(|(i, key)| SnsKeyShare {
-            key_id,
-            party: i + 1,
-            n: OLD_N,
-            t: OLD_T,
-            key,
-            message_modulus: 4,
-            carry_modulus: 4,
-        })
-        .collect();
-    (secret, shares)
+    common::shared_binary_key(key_id, OLD_N, OLD_T, COEFS)
 }
 
 /// How the corrupt new party 7 behaves in the agreement.

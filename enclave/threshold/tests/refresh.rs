@@ -2,8 +2,10 @@
 //! parties over the in-process transport. The truth each test checks against is the secret the
 //! test shared itself, reconstructed from the new shares by robust opening.
 
+mod common;
+
 use kms_algebra::prss::{deal_keys, Prss};
-use kms_algebra::shamir::{robust_open, share};
+use kms_algebra::shamir::robust_open;
 use kms_party_net::InProcessNetwork;
 use kms_threshold::reshare_agree::Grade;
 use kms_threshold::{refresh, Refreshed, Share, SnsKeyShare, ThresholdError};
@@ -18,33 +20,8 @@ const COEFS: usize = 24;
 
 /// A random binary key shared among `N` parties, and their PRSS states.
 fn world() -> (Vec<u128>, Vec<SnsKeyShare>, Vec<Arc<Prss<u128, 4>>>) {
-    let key_id = RequestId::derive("refresh key", b"");
-    let secret: Vec<u128> = (0..COEFS)
-        .map(|_| u128::from(rand_core::RngCore::next_u32(&mut OsRng) & 1))
-        .collect();
-    let mut per: Vec<Vec<Share>> = vec![Vec::new(); N];
-    for &c in &secret {
-        for (p, s) in share::<u128, 4>(c, T, N, &mut OsRng)
-            .unwrap()
-            .iter()
-            .enumerate()
-        {
-            per[p].push(*s.value());
-        }
-    }
-    let shares = per
-        .into_iter()
-        .enumerate()
-        .map(|(i, key)| SnsKeyShare {
-            key_id,
-            party: i + 1,
-            n: N,
-            t: T,
-            key,
-            message_modulus: 4,
-            carry_modulus: 4,
-        })
-        .collect();
+    let (secret, shares) =
+        common::shared_binary_key(RequestId::derive("refresh key", b""), N, T, COEFS);
     let keys = deal_keys(N, T, &mut OsRng);
     let prss = (1..=N)
         .map(|j| Arc::new(Prss::new(j, N, T, &keys).unwrap()))

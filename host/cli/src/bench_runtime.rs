@@ -222,14 +222,7 @@ async fn batches(
             .collect();
         let cts = values
             .iter()
-            .map(|v| {
-                kms_client::encrypt_value(
-                    &dealt.keys.public_key,
-                    kms_types::FheType::Uint8,
-                    kms_client::ClearValue::Unsigned(*v),
-                )
-                .map_err(|e| err(&e))
-            })
+            .map(|v| dealt.encrypt_uint8(*v).map_err(|e| err(&e)))
             .collect::<Result<Vec<_>, _>>()?;
         let b = net
             .timed_public_decryption_batch(cts)

@@ -218,6 +218,51 @@ impl DealtKeySet {
         })
     }
 
+    /// An `FheUint8` encryption of `value` under the key set's public key.
+    pub fn encrypt_uint8(&self, value: u128) -> Result<TypedCiphertext, DemoError> {
+        kms_client::encrypt_value(
+            &self.keys.public_key,
+            kms_types::FheType::Uint8,
+            kms_client::ClearValue::Unsigned(value),
+        )
+        .map_err(|e| fail("encrypt")(&e))
+    }
+
+    /// Encryptions of `values` whose public-decryption requests (one per ciphertext, on this
+    /// key set) fall at least `per_slot` in each of `slots` enclave slots: encrypted anew
+    /// (fresh randomness, other request IDs) until they do.
+    pub fn batch_in_slots(
+        &self,
+        values: &[u128],
+        slots: usize,
+        per_slot: usize,
+    ) -> Result<Vec<TypedCiphertext>, DemoError> {
+        let key_id = self.keygen.request_id();
+        if values.len() < slots.saturating_mul(per_slot) {
+            return Err(fail("batch")(&"too few values for the slots"));
+        }
+        loop {
+            let cts = values
+                .iter()
+                .map(|v| self.encrypt_uint8(*v))
+                .collect::<Result<Vec<_>, _>>()?;
+            let mut count = vec![0usize; slots];
+            for ct in &cts {
+                let id = PublicDecryptionRequest {
+                    key_id,
+                    ciphertexts: vec![ct.clone()],
+                }
+                .request_id();
+                if let Some(c) = count.get_mut(kms_host::slot_of(&id, slots)) {
+                    *c += 1;
+                }
+            }
+            if count.iter().all(|c| *c >= per_slot) {
+                return Ok(cts);
+            }
+        }
+    }
+
     /// The inputs of a [`LocalNetwork`] for this key set.
     pub fn inputs<'a>(
         &'a self,

@@ -16,31 +16,13 @@ use std::time::Duration;
 const BATCH: usize = 12;
 const SLOTS: usize = 2;
 
-/// `BATCH` encryptions whose requests fall in both slots, at least three in each.
-fn batch(dealt: &DealtKeySet, key_id: RequestId) -> (Vec<u128>, Vec<TypedCiphertext>) {
-    loop {
-        let values: Vec<u128> = (0..BATCH as u128).map(|i| 3 * i + 7).collect();
-        let cts: Vec<TypedCiphertext> = values
-            .iter()
-            .map(|v| {
-                kms_client::encrypt_value(
-                    &dealt.keys.public_key,
-                    kms_types::FheType::Uint8,
-                    kms_client::ClearValue::Unsigned(*v),
-                )
-                .unwrap()
-            })
-            .collect();
-        // At least three requests per slot, so a party that happens to come late to one of
-        // them (the request complete before its host fetched it) still serves in each slot.
-        let mut per_slot = [0usize; SLOTS];
-        for ct in &cts {
-            per_slot[slot_of(&request_id(key_id, ct), SLOTS)] += 1;
-        }
-        if per_slot.iter().all(|n| *n >= 3) {
-            return (values, cts);
-        }
-    }
+/// `BATCH` encryptions whose requests fall in both slots, at least three in each (so a party
+/// that happens to come late to one of them, the request complete before its host fetched it,
+/// still serves in each slot).
+fn batch(dealt: &DealtKeySet) -> (Vec<u128>, Vec<TypedCiphertext>) {
+    let values: Vec<u128> = (0..BATCH as u128).map(|i| 3 * i + 7).collect();
+    let cts = dealt.batch_in_slots(&values, SLOTS, 3).unwrap();
+    (values, cts)
 }
 
 fn request_id(key_id: RequestId, ct: &TypedCiphertext) -> RequestId {
@@ -85,7 +67,7 @@ async fn two_enclaves_per_party_serve_a_batch() {
     }
 
     let key_id = net.key_id;
-    let (values, cts) = batch(&dealt, key_id);
+    let (values, cts) = batch(&dealt);
     let ids: Vec<RequestId> = cts.iter().map(|ct| request_id(key_id, ct)).collect();
     let done = net
         .timed_public_decryption_batch(cts.clone())
@@ -155,7 +137,7 @@ async fn a_party_with_one_of_its_enclaves_down_pauses_and_rejoins() {
 
     // Party 4's slot-1 enclave dies.
     net.parties.kill_enclave_slot(3, 1);
-    let (values, cts) = batch(&dealt, key_id);
+    let (values, cts) = batch(&dealt);
     let ids: Vec<RequestId> = cts.iter().map(|ct| request_id(key_id, ct)).collect();
     let done = net
         .timed_public_decryption_batch(cts)
@@ -175,7 +157,7 @@ async fn a_party_with_one_of_its_enclaves_down_pauses_and_rejoins() {
 
     // Restarted: it boots from the shared sealed state and the party serves again.
     net.parties.start_enclave_slot(3, 1).unwrap();
-    let (values, cts) = batch(&dealt, key_id);
+    let (values, cts) = batch(&dealt);
     let ids: Vec<RequestId> = cts.iter().map(|ct| request_id(key_id, ct)).collect();
     let done = net
         .timed_public_decryption_batch(cts)

@@ -14,7 +14,6 @@ use kms_algebra::shamir::robust_open;
 use kms_chain_types::state::{RequestRecord, RequestStatus};
 use kms_cli::demo_threshold::{DealtKeySet, LocalNetwork};
 use kms_engine::decrypt_ciphertext;
-use kms_host::slot_of;
 use kms_runtime::state::{AeadSealer, PartyState};
 use kms_threshold::{Share, SnsKeyShare};
 use kms_types::{
@@ -74,32 +73,13 @@ fn request_id(key_id: RequestId, ct: &TypedCiphertext) -> RequestId {
 /// `per_slot` in each.
 fn batch(
     dealt: &DealtKeySet,
-    key_id: RequestId,
     base: u128,
     count: usize,
     per_slot: usize,
 ) -> (Vec<u128>, Vec<TypedCiphertext>) {
-    loop {
-        let values: Vec<u128> = (0..count as u128).map(|i| (base + 5 * i) % 256).collect();
-        let cts: Vec<TypedCiphertext> = values
-            .iter()
-            .map(|v| {
-                kms_client::encrypt_value(
-                    &dealt.keys.public_key,
-                    kms_types::FheType::Uint8,
-                    kms_client::ClearValue::Unsigned(*v),
-                )
-                .unwrap()
-            })
-            .collect();
-        let mut n = [0usize; SLOTS];
-        for ct in &cts {
-            n[slot_of(&request_id(key_id, ct), SLOTS)] += 1;
-        }
-        if n.iter().all(|k| *k >= per_slot) {
-            return (values, cts);
-        }
-    }
+    let values: Vec<u128> = (0..count as u128).map(|i| (base + 5 * i) % 256).collect();
+    let cts = dealt.batch_in_slots(&values, SLOTS, per_slot).unwrap();
+    (values, cts)
 }
 
 /// Decrypts `cts` through the chain and checks every value against tfhe-rs's own decryption.
@@ -179,7 +159,7 @@ async fn resharing_refreshes_every_share_and_later_requests_use_the_new_ones() {
         );
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
-    let (values, cts) = batch(&dealt, key_id, 11, 6, 2);
+    let (values, cts) = batch(&dealt, 11, 6, 2);
     let ids: Vec<RequestId> = cts.iter().map(|ct| request_id(key_id, ct)).collect();
     decrypt_and_check(&mut net, &dealt, &values, cts).await;
 
@@ -220,7 +200,7 @@ async fn resharing_refreshes_every_share_and_later_requests_use_the_new_ones() {
     // A second resharing starts from the first one's epoch.
     let r2 = net.reshare("refresh-2").await.unwrap();
     assert_eq!(r2.key_epoch, epoch1);
-    let (values, cts) = batch(&dealt, key_id, 101, 2, 1);
+    let (values, cts) = batch(&dealt, 101, 2, 1);
     decrypt_and_check(&mut net, &dealt, &values, cts).await;
     let after2 = sealed_shares(&net);
     for ((_, one), (e2, two)) in after1.iter().zip(&after2) {
