@@ -27,7 +27,7 @@ use crate::tokens;
 use kms_chain_types::codec;
 use kms_chain_types::state::{
     keys, Config, KeyApps, KeyEpochRecord, RequestRecord, RequestStatus, ResponseRecord,
-    RESHARE_TIMEOUT_BLOCKS,
+    REQUEST_TIMEOUT_BLOCKS, RESHARE_TIMEOUT_BLOCKS,
 };
 use kms_chain_types::tx::{Fulfillment, KmsRequest, MaterialItem};
 use kms_chain_types::Address;
@@ -406,6 +406,42 @@ fn verify_fulfillment(
     }
 }
 
+/// Expires a request that did not complete within [`REQUEST_TIMEOUT_BLOCKS`] of its approval:
+/// its fee goes back to the requester, no response is accepted any more, and a resharing in
+/// progress that it was stops blocking its key's next one.
+pub fn expire(ctx: &mut Ctx<'_>, request_id: RequestId) -> Result<(), TxError> {
+    let mut record = load_request(ctx, &request_id)?;
+    if record.status != RequestStatus::Pending {
+        return Err(TxError::Invalid(format!(
+            "request {request_id} is not pending"
+        )));
+    }
+    let from = record.height.saturating_add(REQUEST_TIMEOUT_BLOCKS);
+    if ctx.height < from {
+        return Err(TxError::Invalid(format!(
+            "request {request_id} may be expired from height {from}"
+        )));
+    }
+    record.status = RequestStatus::Expired { height: ctx.height };
+    tokens::credit(ctx, &record.requester, record.fee)?;
+    if let KmsRequest::Reshare { key_id, .. } = &record.request {
+        let mut e = key_epoch(ctx, key_id)?;
+        if e.pending_reshare.map(|(id, _)| id) == Some(request_id) {
+            e.pending_reshare = None;
+            ctx.put(keys::key_epoch(key_id), &e);
+        }
+    }
+    ctx.emit(
+        "kms_expired",
+        &[
+            ("request_id", request_id.to_string()),
+            ("kind", record.request.kind().to_string()),
+        ],
+    );
+    ctx.put(keys::request(&request_id), &record);
+    Ok(())
+}
+
 /// The digest of a list of signers.
 fn signers_digest(signers: &[Address]) -> [u8; 32] {
     let list: Vec<u8> = signers.iter().flat_map(|a| a.iter().copied()).collect();
@@ -434,6 +470,11 @@ pub fn fulfill(
             hex::encode(sender)
         ))
     })?;
+    if let RequestStatus::Expired { .. } = record.status {
+        return Err(TxError::ResponseRejected(format!(
+            "request {request_id} expired"
+        )));
+    }
     let completed = matches!(record.status, RequestStatus::Completed { .. });
     // A completed user decryption still records late shares (the client may need more when some
     // are bad); they do not change the completion.

@@ -74,6 +74,7 @@ pub fn execute(ctx: &mut Ctx<'_>, tx: VerifiedTx) -> Result<(), TxError> {
             request_id,
             fulfillment,
         } => asc::fulfill(ctx, &sender, request_id, fulfillment),
+        Msg::Expire { request_id } => asc::expire(ctx, request_id),
     }?;
     if !exempt {
         let fees = config::load(ctx)?.fees;

@@ -1372,6 +1372,66 @@ fn key_epochs_stamp_requests_and_only_the_running_resharing_starts_one() {
     assert_eq!(net.record(&r2).status, RequestStatus::Pending);
 }
 
+/// A request that cannot complete (here: nobody answers) does not hold its fee for ever: from
+/// `REQUEST_TIMEOUT_BLOCKS` after its approval anyone may expire it, the fee goes back to the
+/// requester, and no answer is accepted any more. Not earlier, not twice, not a completed one;
+/// an expired resharing no longer blocks its key's next one.
+#[test]
+fn a_request_that_did_not_complete_expires_and_its_fee_goes_back() {
+    use kms_chain_types::state::{KeyEpochRecord, REQUEST_TIMEOUT_BLOCKS};
+    let mut net = Net::new();
+    let mut client = funded(&mut net, 100_000);
+    let client_addr = client.address();
+    net.register_app("app", client_addr);
+    let key_id = net.keygen("app", "k");
+    let h = [0x48u8; 32];
+    assert_eq!(net.one(grant(&mut client, "app", &[h], &[client_addr])), 0);
+    let (tx, id) = decrypt(&mut client, "app", key_id, h);
+    assert_eq!(net.one(tx), 0);
+    let (tx, reshare) = reshare_tx(&mut net, key_id, "stuck");
+    assert_eq!(net.one(tx), 0);
+    let fee = net.record(&id).fee;
+    assert!(fee > 0);
+    let approved = net.record(&id).height;
+    let mut janitor = funded(&mut net, 100_000);
+    let expire = |w: &mut Wallet, request_id| w.tx(CHAIN, Msg::Expire { request_id });
+
+    // The next block is the last one before the timeout.
+    while net.m.chain.height() < approved + REQUEST_TIMEOUT_BLOCKS - 2 {
+        net.block(vec![]);
+    }
+    assert_ne!(net.one(expire(&mut janitor, id)), 0, "expired too early");
+    assert_eq!(net.record(&id).status, RequestStatus::Pending);
+    let before = net.balance(&client_addr);
+    assert_eq!(net.one(expire(&mut janitor, id)), 0);
+    assert!(matches!(
+        net.record(&id).status,
+        RequestStatus::Expired { .. }
+    ));
+    assert_eq!(net.balance(&client_addr), before + fee, "the fee went back");
+    assert_ne!(net.one(expire(&mut janitor, id)), 0, "expired twice");
+    // No answer is accepted any more.
+    let KmsRequest::PublicDecrypt(r) = net.record(&id).request else {
+        unreachable!()
+    };
+    let domain = net.domain.clone();
+    let answer = public_result(&net.setup.parties[0], &domain, &id, &r, 7);
+    let tx = fulfill(&mut net.setup.parties[0], id, answer);
+    assert_ne!(net.one(tx), 0, "an answer to an expired request");
+    // The stuck resharing expires too and stops blocking the key's next one.
+    assert_eq!(net.one(expire(&mut janitor, reshare)), 0);
+    let rec: KeyEpochRecord = codec::decode(&net.get(keys::key_epoch(&key_id))).unwrap();
+    assert_eq!(rec.pending_reshare, None);
+    let (tx, _) = reshare_tx(&mut net, key_id, "next");
+    assert_eq!(net.one(tx), 0);
+    // A completed request does not expire.
+    assert_ne!(
+        net.one(expire(&mut janitor, key_id)),
+        0,
+        "a completed keygen expired"
+    );
+}
+
 // ---------------------------------------------------------------------------------------------
 // Hole 5: party identity keys are distinct.
 // ---------------------------------------------------------------------------------------------

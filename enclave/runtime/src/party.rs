@@ -214,6 +214,9 @@ impl PartyRuntime {
                 .reshare_completed(record.id, *key_id, record.key_epoch, *result_digest)
                 .await;
         }
+        if let RequestStatus::Expired { .. } = record.status {
+            return Ok(Outcome::Skip(Skip::Expired));
+        }
         if record.responded.contains(&me) {
             return Ok(Outcome::Skip(Skip::AlreadyAnswered));
         }
@@ -327,6 +330,7 @@ impl PartyRuntime {
             KmsRequest::Reshare { key_id, .. } => match record.status {
                 // Handled above.
                 RequestStatus::Completed { .. } => Ok(Outcome::Skip(Skip::Complete)),
+                RequestStatus::Expired { .. } => Ok(Outcome::Skip(Skip::Expired)),
                 RequestStatus::Pending => self.reshare(id, key_id, record.key_epoch).await,
             },
         }

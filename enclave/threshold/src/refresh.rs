@@ -27,6 +27,9 @@
 //!    ([`crate::reshare_in`]) and the new sharing is checked complete and consistent across all
 //!    `n` parties ([`crate::reshare_agree::check_new_sharing`]).
 //!
+//! A party silent in the run round makes the refresh abort at once (the final check needs all
+//! `n` parties), so a party that is down costs one round deadline, not six.
+//!
 //! The result is a new share that the party must not use, and must not let replace its old
 //! share, until the chain completed the resharing with this party's verdict digest (all `n`
 //! parties reported the same one): [`crate::reshare_agree::commit_reshare`]'s rule. Every
@@ -197,6 +200,21 @@ pub async fn refresh(
             m.as_deref().and_then(|b| <[u8; 32]>::try_from(b).ok())
         })
         .collect();
+    // The consistency check at the end needs every party: one silent now (down, or its host
+    // withholding) makes the refresh abort anyway, so abort at once instead of waiting out
+    // every later round's deadline. (Parties that did hear from everyone go on and abort at
+    // their next round without this one: abort everywhere, never a split.)
+    let silent: Vec<usize> = runs
+        .iter()
+        .enumerate()
+        .filter(|(_, r)| r.is_none())
+        .map(|(i, _)| i + 1)
+        .collect();
+    if !silent.is_empty() {
+        return Err(ThresholdError::ReshareAborted(format!(
+            "parties {silent:?} silent in the run round; a resharing needs all {n} (missing: {silent:?})"
+        )));
+    }
     let run = run_id(&runs);
     let sid = step(&base, &run);
 

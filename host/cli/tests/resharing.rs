@@ -112,7 +112,7 @@ async fn decrypt_and_check(
 fn completed_digest(rec: &RequestRecord) -> [u8; 32] {
     match rec.status {
         RequestStatus::Completed { result_digest, .. } => result_digest,
-        RequestStatus::Pending => panic!("not complete"),
+        ref s => panic!("not complete: {s:?}"),
     }
 }
 

@@ -61,6 +61,12 @@ pub struct KeyEpochRecord {
 /// corrupt party can stop a resharing; it must not stop all future ones).
 pub const RESHARE_TIMEOUT_BLOCKS: u64 = 600;
 
+/// Blocks after its approval from which anyone may expire a request that did not complete
+/// (`Msg::Expire`): its fee goes back to the requester. A request can be stuck for good (a
+/// resharing a corrupt party stopped, a decryption approved under a key epoch the parties
+/// left before serving it); its fee must not be.
+pub const REQUEST_TIMEOUT_BLOCKS: u64 = 1200;
+
 /// The inclusion-proof contract implementations.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub enum IscKind {
@@ -73,6 +79,13 @@ pub enum IscKind {
 pub enum RequestStatus {
     /// Approved by the ASC and its ISC, waiting for the parties.
     Pending,
+    /// Not completed within [`REQUEST_TIMEOUT_BLOCKS`] of its approval and expired by a
+    /// `Expire` transaction: the escrowed fee went back to the requester, and no response is
+    /// accepted any more.
+    Expired {
+        /// Height of the block that expired it.
+        height: u64,
+    },
     /// Enough matching responses arrived.
     Completed {
         /// Height of the block that completed it.

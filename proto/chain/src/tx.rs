@@ -240,6 +240,13 @@ pub enum Msg {
         /// The response.
         fulfillment: Fulfillment,
     },
+    /// Expire a request that did not complete within
+    /// [`crate::state::REQUEST_TIMEOUT_BLOCKS`] of its approval (anyone may send it; the fee
+    /// goes back to the requester).
+    Expire {
+        /// The request.
+        request_id: RequestId,
+    },
 }
 
 /// The signed part of a transaction.

@@ -40,6 +40,8 @@ pub enum Skip {
     Complete,
     /// This party is not in the request's frozen party set.
     NotInPartySet,
+    /// The request expired on chain (its fee went back; no answer is accepted).
+    Expired,
 }
 
 /// The enclave's answer to a [`Job`].
