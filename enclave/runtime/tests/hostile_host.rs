@@ -550,3 +550,90 @@ async fn the_enclave_takes_up_only_the_pending_share_the_chain_epoch_names() {
     old.evidence = w.evidence(w.user_id, h);
     assert!(wrong_epoch(refused(rt.serve_job(old).await)));
 }
+
+/// A resharing job served again (a restarted enclave, a rewinding host) after this party sealed
+/// its new share: the same verdict is reported again, without a second run (which would deal
+/// anew); a pending share of that resharing that does not fit the record is refused, never
+/// overwritten; and with nothing pending, a party alone (the others silent) aborts the run.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_resharing_served_again_reports_its_sealed_verdict_and_never_runs_twice() {
+    let mut w = World::new();
+    let key_id = w.party.key.current().share.key_id;
+    let reshare = KmsRequest::Reshare {
+        key_id,
+        epoch: "again".into(),
+    };
+    let rid = reshare.request_id();
+    let tx = w.setup.admin.tx(
+        CHAIN,
+        Msg::Request {
+            app_id: "app".into(),
+            request: reshare,
+        },
+    );
+    let (h, codes) = w.m.block(vec![tx]).unwrap();
+    assert_eq!(codes, vec![0]);
+    w.m.block(vec![]).unwrap();
+    *w.clock.lock().unwrap() = (w.m.clock + Duration::from_secs(1)).unwrap();
+    let job = || Job {
+        evidence: w.evidence(rid, h),
+        ciphertexts: vec![],
+        client_key: None,
+    };
+    let bytes = w.party.key.current().share.to_sealing_bytes();
+    let share = || SnsKeyShare::from_sealing_bytes(&bytes).unwrap();
+    let clock = || Arc::new(DevClock(w.clock.clone())) as Arc<dyn Clock>;
+    let digest = [0x77; 32];
+
+    // Sealed before a restart: reported again at once.
+    let store = Arc::new(MemoryShareStore::new(KeyEpoch::default(), &share()));
+    store
+        .put_pending(&PendingReshare {
+            reshare_id: rid,
+            from: KeyEpoch::default(),
+            verdict_digest: digest,
+            share: share(),
+        })
+        .await
+        .unwrap();
+    let rt = w.runtime_with_store(clock(), store);
+    let Outcome::Broadcast(tx) = rt.serve_job(job()).await.unwrap() else {
+        panic!("nothing reported");
+    };
+    let tx = decode_tx(&tx, CHAIN).unwrap();
+    assert!(matches!(
+        tx.body.msg,
+        Msg::Fulfill { request_id, fulfillment: Fulfillment::ReshareDone { verdict_digest } }
+            if request_id == rid && verdict_digest == digest
+    ));
+
+    // A pending share of this resharing from another epoch: refused, not overwritten.
+    let store = Arc::new(MemoryShareStore::new(KeyEpoch::default(), &share()));
+    let odd = PendingReshare {
+        reshare_id: rid,
+        from: KeyEpoch {
+            number: 5,
+            by: None,
+        },
+        verdict_digest: digest,
+        share: share(),
+    };
+    store.put_pending(&odd).await.unwrap();
+    let rt = w.runtime_with_store(clock(), store.clone());
+    assert!(matches!(
+        refused(rt.serve_job(job()).await),
+        RuntimeError::Threshold(ThresholdError::ReshareAborted(_))
+    ));
+    assert_eq!(store.pending(&rid).await.unwrap().unwrap().from.number, 5);
+
+    // Nothing pending: a real run, which a party alone aborts in its first round.
+    let store = Arc::new(MemoryShareStore::new(KeyEpoch::default(), &share()));
+    let rt = w.runtime_with_store(clock(), store.clone());
+    match refused(rt.serve_job(job()).await) {
+        RuntimeError::Threshold(ThresholdError::ReshareAborted(why)) => {
+            assert!(why.contains("silent in the run round"), "{why}")
+        }
+        other => panic!("{other:?}"),
+    }
+    assert!(store.pending(&rid).await.unwrap().is_none());
+}
