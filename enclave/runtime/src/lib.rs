@@ -26,6 +26,7 @@ mod clock;
 mod party;
 pub mod process;
 pub mod registration;
+pub mod sealed_blobs;
 pub mod sealing;
 pub mod served_store;
 pub mod share_store;

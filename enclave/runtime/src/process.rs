@@ -20,6 +20,7 @@
 //! the reproducible-image issue's.
 
 use crate::registration::{party_policies, registered_identities, RegistrationError};
+use crate::sealed_blobs::SealedBlobs;
 use crate::sealing::{self, production_roots, SealingError, SealingSource};
 use crate::state::{AeadSealer, PartyState};
 use crate::{AttestedClock, Clock, PartyRuntime, RuntimeError, RuntimeParts};
@@ -64,6 +65,9 @@ pub enum BootError {
     /// A sealed object does not open under the data key.
     #[error(transparent)]
     Aead(#[from] kms_sealing::AeadError),
+    /// A sealed blob could not be read (the host, or a blob that does not open).
+    #[error("sealed blob: {0}")]
+    Sealed(#[from] crate::sealed_blobs::SealedBlobError),
     /// No data key.
     #[error("sealing: {0}")]
     Sealing(#[from] SealingError),
@@ -351,16 +355,8 @@ pub async fn boot(args: Args) -> Result<(), BootError> {
         },
         "data key obtained"
     );
-    let sealer = Arc::new(AeadSealer::new(&key));
-    let sealed = ask(
-        &channel,
-        HostRequest::GetSealed {
-            name: "state".into(),
-        },
-    )
-    .await?
-    .ok_or(BootError::NoState)?;
-    let plain = sealer.unseal(&PartyState::context(args.party, "state"), &sealed)?;
+    let blobs = SealedBlobs::new(channel.clone(), Arc::new(AeadSealer::new(&key)), args.party);
+    let plain = blobs.get("state").await?.ok_or(BootError::NoState)?;
     let mut state = PartyState::decode(&plain)?;
     if state.party != args.party {
         return Err(BootError::Setup(format!(
@@ -393,16 +389,8 @@ pub async fn boot(args: Args) -> Result<(), BootError> {
     };
     // The light client resumes from its sealed trusted block if there is one (a restart after
     // the chain outgrew the trusting period must not need block 1), else from genesis.
-    let sealed_lc = ask(
-        &channel,
-        HostRequest::GetSealed {
-            name: "light-client".into(),
-        },
-    )
-    .await?;
-    let light_client = match sealed_lc {
-        Some(sealed) => {
-            let raw = sealer.unseal(&PartyState::context(args.party, "light-client"), &sealed)?;
+    let light_client = match blobs.get(LIGHT_CLIENT).await? {
+        Some(raw) => {
             let block: LightBlock =
                 serde_json::from_slice(&raw).map_err(|e| BootError::LightClient(e.to_string()))?;
             if block.signed_header.header.chain_id.as_str() != state.chain_id {
@@ -533,34 +521,26 @@ pub async fn boot(args: Args) -> Result<(), BootError> {
             signer,
             domain,
             // What this party served survives restarts: sealed records its host keeps.
-            served: ServedLog::new(crate::served_store::SealedServedStore::new(
-                channel.clone(),
-                sealer.clone(),
-                state.party,
-            )),
+            served: ServedLog::new(crate::served_store::SealedServedStore::new(blobs.clone())),
         }),
         server_key,
         material,
         clock,
         net,
         nonces: Arc::new(channel.clone()),
-        shares: Arc::new(crate::share_store::SealedShareStore::new(
-            channel.clone(),
-            sealer.clone(),
-            state.party,
-        )),
+        shares: Arc::new(crate::share_store::SealedShareStore::new(blobs.clone())),
         round_deadline: Duration::from_secs(60),
     }));
     // While idle, the light client follows the chain so its trust never ages out.
     {
-        let (rt, ch, sealer, me) = (runtime.clone(), channel.clone(), sealer.clone(), args.party);
+        let (rt, ch, blobs) = (runtime.clone(), channel.clone(), blobs.clone());
         tokio::spawn(async move {
             loop {
                 tokio::time::sleep(LIGHT_CLIENT_REFRESH).await;
                 match ask(&ch, HostRequest::LightBlock { height: 0 }).await {
                     Ok(Some(raw)) => match serde_json::from_slice::<LightBlock>(&raw) {
                         Ok(block) => match rt.advance(block) {
-                            Ok(()) => seal_trust(&rt, &ch, &sealer, me).await,
+                            Ok(()) => seal_trust(&rt, &blobs).await,
                             Err(e) => tracing::warn!("light-client refresh refused: {e}"),
                         },
                         Err(e) => tracing::warn!("light-client refresh: {e}"),
@@ -585,7 +565,7 @@ pub async fn boot(args: Args) -> Result<(), BootError> {
         {
             break;
         }
-        seal_trust(&runtime, &channel, &sealer, args.party).await;
+        seal_trust(&runtime, &blobs).await;
     }
     tracing::info!("channel closed; exiting");
     Ok(())
@@ -594,31 +574,20 @@ pub async fn boot(args: Args) -> Result<(), BootError> {
 /// How often an idle enclave advances its light client.
 pub const LIGHT_CLIENT_REFRESH: Duration = Duration::from_secs(3600);
 
+/// Name of the sealed blob holding the light client's trusted block.
+const LIGHT_CLIENT: &str = "light-client";
+
 /// Seals the light client's trusted block and hands it to the host (a restart resumes there).
-async fn seal_trust(
-    runtime: &PartyRuntime,
-    channel: &EnclaveChannel,
-    sealer: &AeadSealer,
-    party: u32,
-) {
-    let sealed = serde_json::to_vec(&runtime.trusted_block())
-        .map_err(|e| e.to_string())
-        .and_then(|raw| {
-            sealer
-                .seal(&PartyState::context(party, "light-client"), &raw)
-                .map_err(|e| e.to_string())
-        });
-    match sealed {
-        Ok(bytes) => {
-            let put = HostRequest::PutSealed {
-                name: "light-client".into(),
-                bytes,
-            };
-            if let Err(e) = ask(channel, put).await {
-                tracing::warn!("sealing the light client's trust: {e}");
-            }
-        }
-        Err(e) => tracing::warn!("sealing the light client's trust: {e}"),
+async fn seal_trust(runtime: &PartyRuntime, blobs: &SealedBlobs) {
+    let sealed = match serde_json::to_vec(&runtime.trusted_block()) {
+        Ok(raw) => blobs
+            .put(LIGHT_CLIENT, &raw)
+            .await
+            .map_err(|e| e.to_string()),
+        Err(e) => Err(e.to_string()),
+    };
+    if let Err(e) = sealed {
+        tracing::warn!("sealing the light client's trust: {e}");
     }
 }
 

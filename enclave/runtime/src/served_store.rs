@@ -7,35 +7,28 @@
 //! so serving an ID again means serving the same content again, which reveals nothing new; the
 //! log is the second line of defence.
 
-use crate::state::AeadSealer;
-use kms_channel::mux::EnclaveChannel;
-use kms_channel::wire::{HostRequest, HostResponse};
+use crate::sealed_blobs::SealedBlobs;
 use kms_threshold::ServedStore;
 use sha3::{Digest, Sha3_256};
-use std::sync::Arc;
 
 /// A [`ServedStore`] whose records the host keeps sealed.
 pub struct SealedServedStore {
-    channel: EnclaveChannel,
-    sealer: Arc<AeadSealer>,
-    party: u32,
+    blobs: SealedBlobs,
     runtime: tokio::runtime::Handle,
 }
 
 impl std::fmt::Debug for SealedServedStore {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "SealedServedStore(party {})", self.party)
+        write!(f, "SealedServedStore({:?})", self.blobs)
     }
 }
 
 impl SealedServedStore {
-    /// Records of party `party`, sealed with `sealer`, kept by the host at the end of `channel`.
-    /// Must be created inside a (multi-threaded) tokio runtime.
-    pub fn new(channel: EnclaveChannel, sealer: Arc<AeadSealer>, party: u32) -> Self {
+    /// Records kept as the party's sealed blobs. Must be created inside a (multi-threaded)
+    /// tokio runtime.
+    pub fn new(blobs: SealedBlobs) -> Self {
         Self {
-            channel,
-            sealer,
-            party,
+            blobs,
             runtime: tokio::runtime::Handle::current(),
         }
     }
@@ -50,49 +43,28 @@ impl SealedServedStore {
         name
     }
 
-    fn ask(&self, request: HostRequest) -> Result<HostResponse, String> {
-        let (channel, handle) = (self.channel.clone(), self.runtime.clone());
-        // The log is synchronous; the channel is not. Called from a worker of a multi-threaded
-        // runtime, this blocks only that worker.
-        tokio::task::block_in_place(move || handle.block_on(channel.request(request)))
-            .map_err(|e| e.to_string())
+    /// Runs `f` on the sealed blobs: the log is synchronous, the channel is not. Called from a
+    /// worker of a multi-threaded runtime, this blocks only that worker.
+    fn blocking<T, F: std::future::Future<Output = T>>(
+        &self,
+        f: impl FnOnce(SealedBlobs) -> F,
+    ) -> T {
+        let (blobs, handle) = (self.blobs.clone(), self.runtime.clone());
+        tokio::task::block_in_place(move || handle.block_on(f(blobs)))
     }
 }
 
 impl ServedStore for SealedServedStore {
     fn load(&self, key: &[u8]) -> Result<Option<Vec<u8>>, String> {
         let name = Self::name(key);
-        match self.ask(HostRequest::GetSealed { name: name.clone() })? {
-            HostResponse::Blob(None) => Ok(None),
-            HostResponse::Blob(Some(sealed)) => self
-                .sealer
-                .unseal(
-                    &crate::state::PartyState::context(self.party, &name),
-                    &sealed,
-                )
-                .map(|v| Some(v.to_vec()))
-                .map_err(|e| e.to_string()),
-            HostResponse::Stored
-            | HostResponse::Chunk { .. }
-            | HostResponse::AwsCredentials(_)
-            | HostResponse::Nonce(_) => Err("host answered a read with something else".into()),
-            HostResponse::Failed(e) => Err(e),
-        }
+        self.blocking(|b| async move { b.get(&name).await })
+            .map(|v| v.map(|v| v.to_vec()))
+            .map_err(|e| e.to_string())
     }
 
     fn store(&self, key: &[u8], value: &[u8]) -> Result<(), String> {
         let name = Self::name(key);
-        let bytes = self
-            .sealer
-            .seal(&crate::state::PartyState::context(self.party, &name), value)
-            .map_err(|e| e.to_string())?;
-        match self.ask(HostRequest::PutSealed { name, bytes })? {
-            HostResponse::Stored => Ok(()),
-            HostResponse::Failed(e) => Err(e),
-            HostResponse::Blob(_)
-            | HostResponse::Chunk { .. }
-            | HostResponse::AwsCredentials(_)
-            | HostResponse::Nonce(_) => Err("host answered a write with something else".into()),
-        }
+        self.blocking(|b| async move { b.put(&name, value).await })
+            .map_err(|e| e.to_string())
     }
 }

@@ -14,13 +14,12 @@
 //! counter in Nitro): that delays or stops a party (it refuses requests of an epoch it cannot
 //! reach), never makes it combine shares of two epochs, which the record's epoch rules out.
 
-use crate::state::{AeadSealer, PartyState, StateError};
-use kms_channel::mux::EnclaveChannel;
-use kms_channel::wire::{HostRequest, HostResponse};
+use crate::sealed_blobs::{SealedBlobError, SealedBlobs};
+use crate::state::{PartyState, StateError};
 use kms_threshold::SnsKeyShare;
 use kms_types::{KeyEpoch, RequestId, Reshared};
 use serde::{Deserialize, Serialize};
-use std::sync::{Arc, Mutex};
+use std::sync::Mutex;
 use zeroize::{Zeroize, Zeroizing};
 
 /// Why the sealed share or pending resharing could not be read or written.
@@ -29,6 +28,9 @@ pub enum ShareStoreError {
     /// The host failed or gave an answer to another question.
     #[error("host: {0}")]
     Host(String),
+    /// A sealed blob could not be read or written.
+    #[error(transparent)]
+    Blob(#[from] SealedBlobError),
     /// The blob does not open or decode.
     #[error(transparent)]
     State(#[from] StateError),
@@ -140,68 +142,21 @@ pub fn pending_name(id: &RequestId) -> String {
     format!("reshare-pending-{id}")
 }
 
-/// The [`ShareStore`] whose blobs the host keeps sealed (the party's data key; associated
-/// data: party and blob name).
+/// The [`ShareStore`] whose blobs the host keeps sealed ([`SealedBlobs`]).
+#[derive(Debug)]
 pub struct SealedShareStore {
-    channel: EnclaveChannel,
-    sealer: Arc<AeadSealer>,
-    party: u32,
-}
-
-impl std::fmt::Debug for SealedShareStore {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "SealedShareStore(party {})", self.party)
-    }
+    blobs: SealedBlobs,
 }
 
 impl SealedShareStore {
-    /// Party `party`'s blobs, sealed with `sealer`, kept by the host at the end of `channel`.
-    pub fn new(channel: EnclaveChannel, sealer: Arc<AeadSealer>, party: u32) -> Self {
-        Self {
-            channel,
-            sealer,
-            party,
-        }
-    }
-
-    async fn get(&self, name: &str) -> Result<Option<Zeroizing<Vec<u8>>>, ShareStoreError> {
-        let request = HostRequest::GetSealed { name: name.into() };
-        match self.channel.request(request).await {
-            Ok(HostResponse::Blob(None)) => Ok(None),
-            Ok(HostResponse::Blob(Some(sealed))) => Ok(Some(
-                self.sealer
-                    .unseal(&PartyState::context(self.party, name), &sealed)
-                    .map_err(StateError::from)?,
-            )),
-            Ok(HostResponse::Failed(e)) => Err(ShareStoreError::Host(e)),
-            Ok(_) => Err(ShareStoreError::Host(
-                "an answer to another question".into(),
-            )),
-            Err(e) => Err(ShareStoreError::Host(e.to_string())),
-        }
-    }
-
-    async fn put(&self, name: &str, plain: &[u8]) -> Result<(), ShareStoreError> {
-        let bytes = self
-            .sealer
-            .seal(&PartyState::context(self.party, name), plain)
-            .map_err(StateError::from)?;
-        let request = HostRequest::PutSealed {
-            name: name.into(),
-            bytes,
-        };
-        match self.channel.request(request).await {
-            Ok(HostResponse::Stored) => Ok(()),
-            Ok(HostResponse::Failed(e)) => Err(ShareStoreError::Host(e)),
-            Ok(_) => Err(ShareStoreError::Host(
-                "an answer to another question".into(),
-            )),
-            Err(e) => Err(ShareStoreError::Host(e.to_string())),
-        }
+    /// Over the party's sealed blobs.
+    pub fn new(blobs: SealedBlobs) -> Self {
+        Self { blobs }
     }
 
     async fn state(&self) -> Result<PartyState, ShareStoreError> {
         let plain = self
+            .blobs
             .get("state")
             .await?
             .ok_or_else(|| ShareStoreError::Host("the sealed state is gone".into()))?;
@@ -244,14 +199,14 @@ impl ShareStore for SealedShareStore {
         entry.share = SnsKeyShare::from_sealing_bytes(&share.to_sealing_bytes())
             .map_err(|e| StateError::Malformed(e.to_string()))?;
         entry.epoch = epoch;
-        self.put("state", &state.encode()?).await
+        Ok(self.blobs.put("state", &state.encode()?).await?)
     }
 
     async fn pending(
         &self,
         reshare_id: &RequestId,
     ) -> Result<Option<PendingReshare>, ShareStoreError> {
-        match self.get(&pending_name(reshare_id)).await? {
+        match self.blobs.get(&pending_name(reshare_id)).await? {
             None => Ok(None),
             Some(plain) => {
                 let p = PendingReshare::decode(&plain)?;
@@ -266,8 +221,10 @@ impl ShareStore for SealedShareStore {
     }
 
     async fn put_pending(&self, pending: &PendingReshare) -> Result<(), ShareStoreError> {
-        self.put(&pending_name(&pending.reshare_id), &pending.encode()?)
-            .await
+        Ok(self
+            .blobs
+            .put(&pending_name(&pending.reshare_id), &pending.encode()?)
+            .await?)
     }
 }
 

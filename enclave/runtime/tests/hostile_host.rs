@@ -194,15 +194,57 @@ impl World {
             Default::default(),
             &self.party.key.current().share,
         ));
-        self.runtime_with_store(clock, shares)
+        self.build(clock, shares)
     }
 
-    /// The same with the sealed share and pending resharing in `shares`.
-    fn runtime_with_store(
-        &self,
-        clock: Arc<dyn Clock>,
-        shares: Arc<dyn kms_runtime::share_store::ShareStore>,
-    ) -> PartyRuntime {
+    /// A fresh runtime (the devnet's clock) whose sealed share and pending resharings are
+    /// `shares`.
+    fn runtime_with_store(&self, shares: Arc<dyn ShareStore>) -> PartyRuntime {
+        self.build(Arc::new(DevClock(self.clock.clone())), shares)
+    }
+
+    /// A copy of the share party 1 holds now.
+    fn held_share(&self) -> SnsKeyShare {
+        SnsKeyShare::from_sealing_bytes(&self.party.key.current().share.to_sealing_bytes()).unwrap()
+    }
+
+    /// A store holding the current share at epoch 0 and `pending`.
+    async fn store_with(&self, pending: PendingReshare) -> Arc<MemoryShareStore> {
+        let store = Arc::new(MemoryShareStore::new(
+            KeyEpoch::default(),
+            &self.held_share(),
+        ));
+        store.put_pending(&pending).await.unwrap();
+        store
+    }
+
+    /// The admin's resharing `label` of the key, approved; its ID and approving height.
+    fn request_reshare(&mut self, label: &str) -> (RequestId, u64) {
+        let reshare = KmsRequest::Reshare {
+            key_id: self.party.key.current().share.key_id,
+            epoch: label.into(),
+        };
+        let rid = reshare.request_id();
+        let tx = self.setup.admin.tx(
+            CHAIN,
+            Msg::Request {
+                app_id: "app".into(),
+                request: reshare,
+            },
+        );
+        let (h, codes) = self.m.block(vec![tx]).unwrap();
+        assert_eq!(codes, vec![0]);
+        (rid, h)
+    }
+
+    /// One more (empty) block, so the state after the last is proven, and the enclave's clock
+    /// moved to just after it.
+    fn settle(&mut self) {
+        self.m.block(vec![]).unwrap();
+        *self.clock.lock().unwrap() = (self.m.clock + Duration::from_secs(1)).unwrap();
+    }
+
+    fn build(&self, clock: Arc<dyn Clock>, shares: Arc<dyn ShareStore>) -> PartyRuntime {
         let (lc, _) = LightClient::from_genesis(
             CHAIN,
             1,
@@ -418,19 +460,7 @@ async fn the_runtime_refuses_to_act_when_its_clock_disagrees_with_the_nsm() {
 async fn the_enclave_takes_up_only_the_pending_share_the_chain_epoch_names() {
     let mut w = World::new();
     let key_id = w.party.key.current().share.key_id;
-    let reshare = KmsRequest::Reshare {
-        key_id,
-        epoch: "e1".into(),
-    };
-    let rid = reshare.request_id();
-    let tx = w.setup.admin.tx(
-        CHAIN,
-        Msg::Request {
-            app_id: "app".into(),
-            request: reshare,
-        },
-    );
-    assert_eq!(w.m.block(vec![tx]).unwrap().1, vec![0]);
+    let (rid, _) = w.request_reshare("e1");
     let v = [0x5a; 32];
     let txs = w
         .setup
@@ -472,8 +502,7 @@ async fn the_enclave_takes_up_only_the_pending_share_the_chain_epoch_names() {
     ];
     let (h, codes) = w.m.block(txs).unwrap();
     assert_eq!(codes, vec![0, 0]);
-    w.m.block(vec![]).unwrap();
-    *w.clock.lock().unwrap() = (w.m.clock + Duration::from_secs(1)).unwrap();
+    w.settle();
     let epoch1 = KeyEpoch {
         number: 1,
         by: Some(Reshared {
@@ -489,9 +518,6 @@ async fn the_enclave_takes_up_only_the_pending_share_the_chain_epoch_names() {
     let record: RequestRecord = codec::decode(&job().evidence.value).unwrap();
     assert_eq!(record.key_epoch, epoch1);
 
-    let bytes = w.party.key.current().share.to_sealing_bytes();
-    let share = || SnsKeyShare::from_sealing_bytes(&bytes).unwrap();
-    let clock = || Arc::new(DevClock(w.clock.clone())) as Arc<dyn Clock>;
     let wrong_epoch = |e: RuntimeError| {
         matches!(
             e,
@@ -501,37 +527,33 @@ async fn the_enclave_takes_up_only_the_pending_share_the_chain_epoch_names() {
     // A pending share of another resharing, or of R with another verdict: refused, nothing
     // taken up.
     for (other, digest) in [(RequestId::derive("other", b""), v), (rid, [0x5b; 32])] {
-        let store = Arc::new(MemoryShareStore::new(KeyEpoch::default(), &share()));
-        store
-            .put_pending(&PendingReshare {
+        let store = w
+            .store_with(PendingReshare {
                 reshare_id: other,
                 from: KeyEpoch::default(),
                 verdict_digest: digest,
-                share: share(),
+                share: w.held_share(),
             })
-            .await
-            .unwrap();
-        let rt = w.runtime_with_store(clock(), store.clone());
+            .await;
+        let rt = w.runtime_with_store(store.clone());
         assert!(wrong_epoch(refused(rt.serve_job(job()).await)));
         assert_eq!(store.share(&key_id).await.unwrap().0, KeyEpoch::default());
         assert_eq!(w.party.key.current().epoch, KeyEpoch::default());
     }
     // R's pending share with V: taken up (sealed first, then in use) and the request served.
     // (A share with other values than the one held, so the swap itself is seen.)
-    let mut fresh = share();
+    let mut fresh = w.held_share();
     fresh.key[0] = fresh.key[0].add(&kms_threshold::Share::one());
     let fresh_bytes = fresh.to_sealing_bytes();
-    let store = Arc::new(MemoryShareStore::new(KeyEpoch::default(), &share()));
-    store
-        .put_pending(&PendingReshare {
+    let store = w
+        .store_with(PendingReshare {
             reshare_id: rid,
             from: KeyEpoch::default(),
             verdict_digest: v,
             share: fresh,
         })
-        .await
-        .unwrap();
-    let rt = w.runtime_with_store(clock(), store.clone());
+        .await;
+    let rt = w.runtime_with_store(store.clone());
     assert!(matches!(
         rt.serve_job(job()).await.unwrap(),
         Outcome::Broadcast(_)
@@ -558,45 +580,25 @@ async fn the_enclave_takes_up_only_the_pending_share_the_chain_epoch_names() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_resharing_served_again_reports_its_sealed_verdict_and_never_runs_twice() {
     let mut w = World::new();
-    let key_id = w.party.key.current().share.key_id;
-    let reshare = KmsRequest::Reshare {
-        key_id,
-        epoch: "again".into(),
-    };
-    let rid = reshare.request_id();
-    let tx = w.setup.admin.tx(
-        CHAIN,
-        Msg::Request {
-            app_id: "app".into(),
-            request: reshare,
-        },
-    );
-    let (h, codes) = w.m.block(vec![tx]).unwrap();
-    assert_eq!(codes, vec![0]);
-    w.m.block(vec![]).unwrap();
-    *w.clock.lock().unwrap() = (w.m.clock + Duration::from_secs(1)).unwrap();
+    let (rid, h) = w.request_reshare("again");
+    w.settle();
     let job = || Job {
         evidence: w.evidence(rid, h),
         ciphertexts: vec![],
         client_key: None,
     };
-    let bytes = w.party.key.current().share.to_sealing_bytes();
-    let share = || SnsKeyShare::from_sealing_bytes(&bytes).unwrap();
-    let clock = || Arc::new(DevClock(w.clock.clone())) as Arc<dyn Clock>;
     let digest = [0x77; 32];
 
     // Sealed before a restart: reported again at once.
-    let store = Arc::new(MemoryShareStore::new(KeyEpoch::default(), &share()));
-    store
-        .put_pending(&PendingReshare {
+    let store = w
+        .store_with(PendingReshare {
             reshare_id: rid,
             from: KeyEpoch::default(),
             verdict_digest: digest,
-            share: share(),
+            share: w.held_share(),
         })
-        .await
-        .unwrap();
-    let rt = w.runtime_with_store(clock(), store);
+        .await;
+    let rt = w.runtime_with_store(store);
     let Outcome::Broadcast(tx) = rt.serve_job(job()).await.unwrap() else {
         panic!("nothing reported");
     };
@@ -608,18 +610,18 @@ async fn a_resharing_served_again_reports_its_sealed_verdict_and_never_runs_twic
     ));
 
     // A pending share of this resharing from another epoch: refused, not overwritten.
-    let store = Arc::new(MemoryShareStore::new(KeyEpoch::default(), &share()));
-    let odd = PendingReshare {
-        reshare_id: rid,
-        from: KeyEpoch {
-            number: 5,
-            by: None,
-        },
-        verdict_digest: digest,
-        share: share(),
-    };
-    store.put_pending(&odd).await.unwrap();
-    let rt = w.runtime_with_store(clock(), store.clone());
+    let store = w
+        .store_with(PendingReshare {
+            reshare_id: rid,
+            from: KeyEpoch {
+                number: 5,
+                by: None,
+            },
+            verdict_digest: digest,
+            share: w.held_share(),
+        })
+        .await;
+    let rt = w.runtime_with_store(store.clone());
     assert!(matches!(
         refused(rt.serve_job(job()).await),
         RuntimeError::Threshold(ThresholdError::ReshareAborted(_))
@@ -627,8 +629,8 @@ async fn a_resharing_served_again_reports_its_sealed_verdict_and_never_runs_twic
     assert_eq!(store.pending(&rid).await.unwrap().unwrap().from.number, 5);
 
     // Nothing pending: a real run, which a party alone aborts in its first round.
-    let store = Arc::new(MemoryShareStore::new(KeyEpoch::default(), &share()));
-    let rt = w.runtime_with_store(clock(), store.clone());
+    let store = Arc::new(MemoryShareStore::new(KeyEpoch::default(), &w.held_share()));
+    let rt = w.runtime_with_store(store.clone());
     match refused(rt.serve_job(job()).await) {
         RuntimeError::Threshold(ThresholdError::ReshareAborted(why)) => {
             assert!(why.contains("silent in the run round"), "{why}")

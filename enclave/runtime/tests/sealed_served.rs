@@ -4,6 +4,7 @@
 
 use kms_channel::mux::{BoxIo, Dialer, EnclaveChannel, Handler, HostChannel};
 use kms_channel::wire::{HostRequest, HostResponse};
+use kms_runtime::sealed_blobs::SealedBlobs;
 use kms_runtime::served_store::SealedServedStore;
 use kms_runtime::state::AeadSealer;
 use kms_threshold::{Served, ServedLog, ThresholdError};
@@ -40,7 +41,11 @@ fn connect(disk: &Disk) -> EnclaveChannel {
 }
 
 fn log(disk: &Disk, sealer: &Arc<AeadSealer>, party: u32) -> ServedLog {
-    ServedLog::new(SealedServedStore::new(connect(disk), sealer.clone(), party))
+    ServedLog::new(SealedServedStore::new(SealedBlobs::new(
+        connect(disk),
+        sealer.clone(),
+        party,
+    )))
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -160,7 +160,31 @@ pub fn deal_insecure(
         .ok_or_else(|| ThresholdError::Params("the key set has no noise-squashing key".into()))?
         .into_raw_parts();
     let lwe = nsk.post_noise_squashing_secret_key().as_lwe_secret_key();
-    Ok(share_all::<u128>(lwe.as_ref(), n, t, rng)?
+    let params = nsk.noise_squashing_parameters();
+    deal_coefficients_insecure(
+        lwe.as_ref(),
+        key_id,
+        n,
+        t,
+        (params.message_modulus().0, params.carry_modulus().0),
+        rng,
+    )
+}
+
+/// **Insecure trusted dealer** of given key coefficients: each party's [`SnsKeyShare`] of
+/// `coefs` (degree `t`, `n` parties), with the key's (message, carry) moduli. What
+/// [`deal_insecure`] does with a key set's noise-squashing key; tests of the protocols on
+/// shares use it directly with keys of their own. Only in `insecure-dev` builds.
+#[cfg(feature = "insecure-dev")]
+pub fn deal_coefficients_insecure(
+    coefs: &[u128],
+    key_id: RequestId,
+    n: usize,
+    t: usize,
+    (message_modulus, carry_modulus): (u64, u64),
+    rng: &mut impl rand_core::CryptoRngCore,
+) -> Result<Vec<SnsKeyShare>, ThresholdError> {
+    Ok(share_all::<u128>(coefs, n, t, rng)?
         .into_iter()
         .enumerate()
         .map(|(i, key)| SnsKeyShare {
@@ -169,8 +193,8 @@ pub fn deal_insecure(
             n,
             t,
             key,
-            message_modulus: nsk.noise_squashing_parameters().message_modulus().0,
-            carry_modulus: nsk.noise_squashing_parameters().carry_modulus().0,
+            message_modulus,
+            carry_modulus,
         })
         .collect())
 }

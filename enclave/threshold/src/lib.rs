@@ -52,7 +52,7 @@ pub use decrypt::{
 pub use keyshare::{compute_key_coefficients, ComputeKeyShares, Share64, SnsKeyShare};
 /// The insecure dealers exist only in `insecure-dev` builds (tests, developer mode).
 #[cfg(feature = "insecure-dev")]
-pub use keyshare::{deal_compute_keys_insecure, deal_insecure};
+pub use keyshare::{deal_coefficients_insecure, deal_compute_keys_insecure, deal_insecure};
 pub use party::{EpochShare, HeldKey, PartyDecryption, ThresholdParty};
 pub use protocol::{decrypt_round, RoundOutcome};
 pub use refresh::{refresh, refresh_session, run_id, run_verdict_digest, Refreshed};

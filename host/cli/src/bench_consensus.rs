@@ -265,18 +265,15 @@ fn median(mut v: Vec<Duration>) -> f64 {
 /// Request-to-completion latencies of `runs` public decryptions on a started network.
 async fn completion_latency(
     net: &mut crate::demo_threshold::LocalNetwork,
-    public_key: &kms_engine::tfhe::CompactPublicKey,
+    dealt: &crate::demo_threshold::DealtKeySet,
     runs: usize,
 ) -> Result<Vec<Duration>, BenchError> {
     let mut out = Vec::with_capacity(runs);
     for i in 0..runs {
         let value = (i % 200) as u128 + 1;
-        let ct = kms_client::encrypt_value(
-            public_key,
-            kms_types::FheType::Uint8,
-            kms_client::ClearValue::Unsigned(value),
-        )
-        .map_err(|e| BenchError::Tx(e.to_string()))?;
+        let ct = dealt
+            .encrypt_uint8(value)
+            .map_err(|e| BenchError::Tx(e.to_string()))?;
         let (d, plaintext) = net
             .timed_public_decryption(ct)
             .await
@@ -365,10 +362,11 @@ pub async fn run(
     let mut quiet = |_: &str| {};
     let dev_dir = dir.path().join("devnet-parties");
     let dev_done = {
-        let mut net = crate::demo_threshold::LocalNetwork::start(inputs(dev_dir), &mut quiet)
+        let mut net = dealt
+            .start_network(kms, dev_dir, Duration::from_millis(block_ms), 1)
             .await
             .map_err(|e| BenchError::Devnet(e.to_string()))?;
-        completion_latency(&mut net, &dealt.keys.public_key, latency_runs).await?
+        completion_latency(&mut net, &dealt, latency_runs).await?
     };
     let ids =
         crate::demo_threshold::Identities::new().map_err(|e| BenchError::Devnet(e.to_string()))?;
@@ -410,7 +408,7 @@ pub async fn run(
         )
         .await
         .map_err(|e| BenchError::Tx(e.to_string()))?;
-        completion_latency(&mut net, &dealt.keys.public_key, latency_runs).await
+        completion_latency(&mut net, &dealt, latency_runs).await
     }
     .await;
     stop_network(&net2, Duration::from_secs(10))?;

@@ -27,7 +27,7 @@
 //! start and its keygen request outside it.
 
 use crate::bench::Comparison;
-use crate::demo_threshold::{DealtKeySet, LocalNetwork, TimedDecryption};
+use crate::demo_threshold::{DealtKeySet, TimedDecryption};
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -209,10 +209,13 @@ async fn batches(
     enclaves: usize,
 ) -> Result<(Vec<Duration>, Vec<(usize, usize, u64)>), BenchRuntimeError> {
     let err = |e: &dyn std::fmt::Display| BenchRuntimeError::Run(e.to_string());
-    let mut inputs = dealt.inputs(kms, dir.to_path_buf(), Duration::from_millis(block_ms));
-    inputs.enclaves_per_party = enclaves;
-    let mut quiet = |_: &str| {};
-    let mut net = LocalNetwork::start(inputs, &mut quiet)
+    let mut net = dealt
+        .start_network(
+            kms,
+            dir.to_path_buf(),
+            Duration::from_millis(block_ms),
+            enclaves,
+        )
         .await
         .map_err(|e| err(&e))?;
     let mut times = Vec::with_capacity(runs);
@@ -292,22 +295,19 @@ pub async fn run(
     let err = |e: &dyn std::fmt::Display| BenchRuntimeError::Run(e.to_string());
     let dir = tempfile::tempdir().map_err(|e| err(&e))?;
     let dealt = DealtKeySet::test("bench-runtime").map_err(|e| err(&e))?;
-    let mut quiet = |_: &str| {};
-    let mut net = LocalNetwork::start(
-        dealt.inputs(kms, dir.path().join("net"), Duration::from_millis(block_ms)),
-        &mut quiet,
-    )
-    .await
-    .map_err(|e| err(&e))?;
+    let mut net = dealt
+        .start_network(
+            kms,
+            dir.path().join("net"),
+            Duration::from_millis(block_ms),
+            1,
+        )
+        .await
+        .map_err(|e| err(&e))?;
     let mut timed = Vec::with_capacity(runs);
     for i in 0..runs {
         let value = (i % 200) as u128 + 1;
-        let ct = kms_client::encrypt_value(
-            &dealt.keys.public_key,
-            kms_types::FheType::Uint8,
-            kms_client::ClearValue::Unsigned(value),
-        )
-        .map_err(|e| err(&e))?;
+        let ct = dealt.encrypt_uint8(value).map_err(|e| err(&e))?;
         let t = net
             .timed_public_decryption_at(ct)
             .await

@@ -263,6 +263,21 @@ impl DealtKeySet {
         }
     }
 
+    /// Starts a [`LocalNetwork`] for this key set, without progress output: `kms` the CLI
+    /// binary, `dir` its folder, `block` the devnet's block time, `enclaves_per_party`
+    /// enclaves per party.
+    pub async fn start_network(
+        &self,
+        kms: &Path,
+        dir: std::path::PathBuf,
+        block: Duration,
+        enclaves_per_party: usize,
+    ) -> Result<LocalNetwork, DemoError> {
+        let mut inputs = self.inputs(kms, dir, block);
+        inputs.enclaves_per_party = enclaves_per_party;
+        LocalNetwork::start(inputs, &mut |_: &str| {}).await
+    }
+
     /// The inputs of a [`LocalNetwork`] for this key set.
     pub fn inputs<'a>(
         &'a self,

@@ -44,14 +44,15 @@ fn ran_round(log: &str, id: &RequestId) -> bool {
 async fn two_enclaves_per_party(label: &str) -> (tempfile::TempDir, DealtKeySet, LocalNetwork) {
     let dir = tempfile::tempdir().unwrap();
     let dealt = DealtKeySet::test(label).unwrap();
-    let mut inputs = dealt.inputs(
-        Path::new(env!("CARGO_BIN_EXE_kms")),
-        dir.path().to_path_buf(),
-        Duration::from_millis(300),
-    );
-    inputs.enclaves_per_party = SLOTS;
-    let mut quiet = |_: &str| {};
-    let net = LocalNetwork::start(inputs, &mut quiet).await.unwrap();
+    let net = dealt
+        .start_network(
+            Path::new(env!("CARGO_BIN_EXE_kms")),
+            dir.path().to_path_buf(),
+            Duration::from_millis(300),
+            SLOTS,
+        )
+        .await
+        .unwrap();
     (dir, dealt, net)
 }
 

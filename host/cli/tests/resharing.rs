@@ -120,14 +120,15 @@ fn completed_digest(rec: &RequestRecord) -> [u8; 32] {
 async fn resharing_refreshes_every_share_and_later_requests_use_the_new_ones() {
     let dir = tempfile::tempdir().unwrap();
     let dealt = DealtKeySet::test("resharing").unwrap();
-    let mut inputs = dealt.inputs(
-        Path::new(env!("CARGO_BIN_EXE_kms")),
-        dir.path().to_path_buf(),
-        Duration::from_millis(300),
-    );
-    inputs.enclaves_per_party = SLOTS;
-    let mut quiet = |_: &str| {};
-    let mut net = LocalNetwork::start(inputs, &mut quiet).await.unwrap();
+    let mut net = dealt
+        .start_network(
+            Path::new(env!("CARGO_BIN_EXE_kms")),
+            dir.path().to_path_buf(),
+            Duration::from_millis(300),
+            SLOTS,
+        )
+        .await
+        .unwrap();
     let key_id = net.key_id;
 
     let before = sealed_shares(&net);

@@ -1,7 +1,6 @@
 //! Test helpers shared by the threshold crate's test binaries.
 
-use kms_algebra::shamir::share;
-use kms_threshold::{Share, SnsKeyShare};
+use kms_threshold::{deal_coefficients_insecure, SnsKeyShare};
 use kms_types::RequestId;
 use rand_core::OsRng;
 
@@ -16,28 +15,6 @@ pub fn shared_binary_key(
     let secret: Vec<u128> = (0..coefs)
         .map(|_| u128::from(rand_core::RngCore::next_u32(&mut OsRng) & 1))
         .collect();
-    let mut per: Vec<Vec<Share>> = vec![Vec::new(); n];
-    for &c in &secret {
-        for (p, s) in share::<u128, 4>(c, t, n, &mut OsRng)
-            .unwrap()
-            .iter()
-            .enumerate()
-        {
-            per[p].push(*s.value());
-        }
-    }
-    let shares = per
-        .into_iter()
-        .enumerate()
-        .map(|(i, key)| SnsKeyShare {
-            key_id,
-            party: i + 1,
-            n,
-            t,
-            key,
-            message_modulus: 4,
-            carry_modulus: 4,
-        })
-        .collect();
+    let shares = deal_coefficients_insecure(&secret, key_id, n, t, (4, 4), &mut OsRng).unwrap();
     (secret, shares)
 }
