@@ -115,11 +115,17 @@ pub fn rpc_url(n: &Node) -> String {
     format!("http://127.0.0.1:{}", n.rpc)
 }
 
-/// The light block at `h` from `url`'s node (through the host's connector).
+/// The light block at `h` from `url`'s node (through the host's connector), once that node
+/// has committed `h` (nodes reach a height at slightly different times; at most 30 s).
 pub async fn light_block(url: &str, h: u64) -> LightBlock {
-    kms_connector::ChainRpc::new(url)
-        .unwrap()
-        .light_block(h)
-        .await
-        .unwrap()
+    let rpc = kms_connector::ChainRpc::new(url).unwrap();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    while rpc.latest_height().await.unwrap() < h {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "{url} did not reach height {h} in 30 s"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    rpc.light_block(h).await.unwrap()
 }
