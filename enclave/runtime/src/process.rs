@@ -26,7 +26,7 @@ use crate::state::{AeadSealer, PartyState};
 use crate::{AttestedClock, Clock, PartyRuntime, RuntimeError, RuntimeParts};
 use kms_channel::addr::ChannelAddr;
 use kms_channel::mux::EnclaveChannel;
-use kms_channel::wire::{Failure, FailureKind, HostRequest, HostResponse};
+use kms_channel::wire::{Failure, FailureKind, HealthReport, HostRequest, HostResponse, Phase};
 use kms_light_client::{ConfigEvidence, LightBlock, LightClient, Options};
 use kms_sealing::KmsConfig;
 use kms_threshold::{FloodingParams, HeldKey, ServedLog, ThresholdParty};
@@ -320,6 +320,31 @@ fn failure(e: &RuntimeError) -> Failure {
     }
 }
 
+/// Answers a health check: the phase, attested with the host's challenge as nonce.
+fn health_responder(
+    nsm: Arc<dyn kms_nsm::Nsm>,
+    serving: Arc<std::sync::atomic::AtomicBool>,
+) -> kms_channel::mux::HealthResponder {
+    Arc::new(move |challenge: &[u8]| {
+        let phase = if serving.load(std::sync::atomic::Ordering::Acquire) {
+            Phase::Serving
+        } else {
+            Phase::Booting
+        };
+        let document = nsm
+            .attest(&kms_nsm::AttestationRequest {
+                user_data: Some(phase.user_data()),
+                nonce: Some(challenge.to_vec()),
+                public_key: None,
+            })
+            .map_err(|e| Failure {
+                kind: FailureKind::Internal,
+                detail: format!("attestation: {e}"),
+            })?;
+        Ok(HealthReport { phase, document })
+    })
+}
+
 /// Boots and serves until the channel closes.
 pub async fn boot(args: Args) -> Result<(), BootError> {
     // No attestation provider, no enclave: nothing is asked of the host before this.
@@ -327,10 +352,16 @@ pub async fn boot(args: Args) -> Result<(), BootError> {
     tracing::info!(nsm = nsm.kind(), "attestation provider");
     let socket = args
         .channel
-        .connect()
+        .connect_from_enclave()
         .await
         .map_err(|e| BootError::Channel(e.to_string()))?;
-    let (channel, mut jobs, mut accepted) = EnclaveChannel::start(socket);
+    // Health checks are answered from here on, with an attestation document that binds the
+    // host's challenge and the phase.
+    let serving = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let (channel, mut jobs, mut accepted) = EnclaveChannel::start_with_health(
+        socket,
+        Some(health_responder(nsm.clone(), serving.clone())),
+    );
     let party = args.party as usize;
 
     // The data key, then the sealed state, through the host.
@@ -552,6 +583,7 @@ pub async fn boot(args: Args) -> Result<(), BootError> {
         });
     }
     tracing::info!(party, "serving");
+    serving.store(true, std::sync::atomic::Ordering::Release);
     while let Some(incoming) = jobs.recv().await {
         let (job, replier) = incoming.into_parts();
         let result = runtime.serve_job(job).await;

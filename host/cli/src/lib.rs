@@ -12,5 +12,6 @@ pub mod demo;
 pub mod demo_error;
 pub mod demo_threshold;
 pub mod devserver;
+pub mod eif;
 pub mod network;
 pub mod parties;

@@ -223,6 +223,11 @@ enum Cmd {
         #[arg(long, default_value_t = 64)]
         crs_bits: u32,
     },
+    /// Enclave images: build reproducibly, describe, verify against a release manifest.
+    Eif {
+        #[command(subcommand)]
+        cmd: kms_cli::eif::EifCmd,
+    },
     /// Attestation tools for operators and auditors.
     Attestation {
         #[command(subcommand)]
@@ -766,6 +771,7 @@ async fn run(cli: Cli) -> R<()> {
                 }
             }
         }
+        Cmd::Eif { cmd } => kms_cli::eif::run(cmd)?,
         Cmd::Attestation {
             cmd:
                 AttestationCmd::Verify {

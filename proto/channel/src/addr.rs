@@ -4,6 +4,13 @@
 use crate::mux::BoxIo;
 use std::path::PathBuf;
 
+/// The parent instance's CID on Nitro.
+pub const PARENT_CID: u32 = 3;
+/// The host's CID (`VMADDR_CID_HOST`), as a VM under QEMU sees it.
+pub const HOST_CID: u32 = 2;
+/// How long the enclave tries the parent's CID before the host's.
+pub const PARENT_CONNECT_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(3);
+
 /// A channel address: `unix:PATH` or `vsock:CID:PORT`.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum ChannelAddr {
@@ -93,6 +100,36 @@ impl ChannelAddr {
                     .await
                     .map_err(self.io())?,
             )),
+        }
+    }
+
+    /// Connects from inside an enclave. A vsock address at the parent's CID (3, as on Nitro)
+    /// that cannot be reached within [`PARENT_CONNECT_TIMEOUT`] is tried again at the host CID
+    /// (2), where a VM under QEMU's vhost-user-vsock finds its host: one image serves both, and
+    /// the fallback changes nothing about trust, since the host is untrusted either way.
+    pub async fn connect_from_enclave(&self) -> Result<BoxIo, AddrError> {
+        match self {
+            Self::Vsock {
+                cid: PARENT_CID,
+                port,
+            } => match tokio::time::timeout(PARENT_CONNECT_TIMEOUT, self.connect()).await {
+                Ok(Ok(io)) => Ok(io),
+                first => {
+                    let host = Self::Vsock {
+                        cid: HOST_CID,
+                        port: *port,
+                    };
+                    tracing::warn!(
+                        "{self} unreachable ({}); trying {host}",
+                        match first {
+                            Ok(Err(e)) => e.to_string(),
+                            _ => "timed out".into(),
+                        }
+                    );
+                    host.connect().await
+                }
+            },
+            _ => self.connect().await,
         }
     }
 

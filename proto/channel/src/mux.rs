@@ -4,8 +4,8 @@
 //! the enclave's attested TLS terminates in the enclave and the host sees only ciphertext.
 
 use crate::wire::{
-    self, Destination, Failure, HostRequest, HostResponse, PeerFrame, ToEnclave, ToHost, WireError,
-    PEER_CHUNK_BYTES,
+    self, Destination, Failure, FailureKind, HealthReport, HostRequest, HostResponse, PeerFrame,
+    ToEnclave, ToHost, WireError, HEALTH_CHALLENGE_BYTES, PEER_CHUNK_BYTES,
 };
 use crate::{Job, Outcome};
 use std::collections::HashMap;
@@ -293,6 +293,56 @@ impl Replier {
 
 type Waiting<T> = Arc<Mutex<HashMap<u64, oneshot::Sender<T>>>>;
 
+/// How the enclave answers a health check: given the host's challenge, its report.
+pub type HealthResponder = Arc<dyn Fn(&[u8]) -> Result<HealthReport, Failure> + Send + Sync>;
+
+/// Most health checks the enclave answers at once (each costs an attestation document); more
+/// are refused with [`FailureKind::Retry`].
+pub const MAX_HEALTH_IN_FLIGHT: usize = 4;
+
+fn answer_health(
+    core: &Arc<Core<EnclaveSide>>,
+    responder: &Option<HealthResponder>,
+    in_flight: &Arc<std::sync::atomic::AtomicUsize>,
+    corr: u64,
+    challenge: Vec<u8>,
+) {
+    let fail = |kind, detail: &str| {
+        Err(Failure {
+            kind,
+            detail: detail.to_string(),
+        })
+    };
+    let report = if challenge.len() != HEALTH_CHALLENGE_BYTES {
+        Some(fail(
+            FailureKind::Protocol,
+            "a health challenge is 32 bytes",
+        ))
+    } else if responder.is_none() {
+        Some(fail(FailureKind::Unsupported, "no health responder"))
+    } else if in_flight.fetch_add(1, Ordering::AcqRel) >= MAX_HEALTH_IN_FLIGHT {
+        in_flight.fetch_sub(1, Ordering::AcqRel);
+        Some(fail(FailureKind::Retry, "too many health checks at once"))
+    } else {
+        None
+    };
+    let (core, responder, in_flight) = (core.clone(), responder.clone(), in_flight.clone());
+    tokio::spawn(async move {
+        let report = match (report, responder) {
+            (Some(r), _) => r,
+            (None, Some(respond)) => {
+                let r = tokio::task::spawn_blocking(move || respond(&challenge))
+                    .await
+                    .unwrap_or_else(|_| fail(FailureKind::Internal, "health responder failed"));
+                in_flight.fetch_sub(1, Ordering::AcqRel);
+                r
+            }
+            (None, None) => fail(FailureKind::Unsupported, "no health responder"),
+        };
+        let _ = core.send(&ToHost::Health { corr, report }).await;
+    });
+}
+
 fn take<T>(w: &Waiting<T>, corr: u64) -> Option<oneshot::Sender<T>> {
     w.lock().unwrap_or_else(|p| p.into_inner()).remove(&corr)
 }
@@ -307,8 +357,20 @@ pub struct EnclaveChannel {
 
 impl EnclaveChannel {
     /// Runs the enclave's end over `io`. Returns the channel (to dial parties), the jobs the host
-    /// sends, and the party connections the host accepted for the enclave.
+    /// sends, and the party connections the host accepted for the enclave. Health checks are
+    /// refused as unsupported.
     pub fn start(io: BoxIo) -> (Self, mpsc::Receiver<IncomingJob>, mpsc::Receiver<BoxIo>) {
+        Self::start_with_health(io, None)
+    }
+
+    /// [`Self::start`], answering the host's health checks with `health` from the moment the
+    /// channel is up (before the enclave serves anything, so a host can tell a booting enclave
+    /// from a dead one).
+    pub fn start_with_health(
+        io: BoxIo,
+        health: Option<HealthResponder>,
+    ) -> (Self, mpsc::Receiver<IncomingJob>, mpsc::Receiver<BoxIo>) {
+        let in_flight = Arc::new(std::sync::atomic::AtomicUsize::new(0));
         let (read, write) = tokio::io::split(io);
         let (out_tx, out_rx) = mpsc::channel(OUT_QUEUE);
         spawn_writer(write, out_rx);
@@ -351,6 +413,9 @@ impl EnclaveChannel {
                         }
                     }
                     Ok(Some(ToEnclave::Peer(frame))) => reader_core.deliver(frame).await,
+                    Ok(Some(ToEnclave::Health { corr, challenge })) => {
+                        answer_health(&reader_core, &health, &in_flight, corr, challenge)
+                    }
                     Ok(None) => break,
                     Err(e) => {
                         tracing::error!("channel from the host: {e}");
@@ -440,6 +505,7 @@ pub type Dialer = Arc<
 >;
 
 type Pending = Waiting<Result<Outcome, Failure>>;
+type HealthPending = Waiting<Result<HealthReport, Failure>>;
 
 /// How the host answers its enclave's [`HostRequest`]s.
 pub type Handler =
@@ -450,6 +516,7 @@ pub type Handler =
 pub struct HostChannel {
     core: Arc<Core<HostSide>>,
     pending: Pending,
+    health: HealthPending,
     next_corr: Arc<AtomicU64>,
     closed: tokio::sync::watch::Receiver<bool>,
 }
@@ -474,7 +541,9 @@ impl HostChannel {
         spawn_writer(write, out_rx);
         let core = Core::<HostSide>::new(out_tx, 2);
         let pending: Pending = Arc::new(Mutex::new(HashMap::new()));
+        let health: HealthPending = Arc::new(Mutex::new(HashMap::new()));
         let (reader_core, reader_pending) = (core.clone(), pending.clone());
+        let reader_health = health.clone();
         let (closed_tx, closed) = tokio::sync::watch::channel(false);
         tokio::spawn(async move {
             let mut read = read;
@@ -517,6 +586,11 @@ impl HostChannel {
                         });
                     }
                     Ok(Some(ToHost::Peer(frame))) => reader_core.deliver(frame).await,
+                    Ok(Some(ToHost::Health { corr, report })) => {
+                        if let Some(w) = take(&reader_health, corr) {
+                            let _ = w.send(report);
+                        }
+                    }
                     Ok(None) => break,
                     Err(e) => {
                         tracing::error!("channel from the enclave: {e}");
@@ -524,6 +598,10 @@ impl HostChannel {
                     }
                 }
             }
+            reader_health
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .clear();
             // The enclave is gone: every waiting job fails.
             reader_pending
                 .lock()
@@ -535,8 +613,38 @@ impl HostChannel {
         Self {
             core,
             pending,
+            health,
             next_corr: Arc::new(AtomicU64::new(1)),
             closed,
+        }
+    }
+
+    /// Sends a health check with `challenge` and waits (at most `timeout`) for the report. The
+    /// report is the enclave's claim: the caller verifies its document (nonce, user data, root,
+    /// PCRs).
+    pub async fn health(
+        &self,
+        challenge: [u8; HEALTH_CHALLENGE_BYTES],
+        timeout: std::time::Duration,
+    ) -> Result<Result<HealthReport, Failure>, ChannelError> {
+        let corr = self.next_corr.fetch_add(1, Ordering::Relaxed);
+        let (tx, rx) = oneshot::channel();
+        self.health
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .insert(corr, tx);
+        self.core
+            .send(&ToEnclave::Health {
+                corr,
+                challenge: challenge.to_vec(),
+            })
+            .await?;
+        match tokio::time::timeout(timeout, rx).await {
+            Ok(r) => r.map_err(|_| ChannelError::Closed),
+            Err(_) => {
+                take(&self.health, corr);
+                Err(ChannelError::Timeout(timeout))
+            }
         }
     }
 

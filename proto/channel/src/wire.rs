@@ -165,6 +165,40 @@ pub enum HostResponse {
     Failed(String),
 }
 
+/// Length of a health challenge.
+pub const HEALTH_CHALLENGE_BYTES: usize = 32;
+
+/// How far an enclave has come.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Phase {
+    /// Connected to its host, not yet serving (unsealing, anchoring its light client, meshing).
+    Booting,
+    /// Serving jobs.
+    Serving,
+}
+
+impl Phase {
+    /// The user data an enclave binds into its health document for this phase, so that the
+    /// phase it reports is attested too.
+    pub fn user_data(self) -> Vec<u8> {
+        match self {
+            Self::Booting => b"kms-enclave health: booting".to_vec(),
+            Self::Serving => b"kms-enclave health: serving".to_vec(),
+        }
+    }
+}
+
+/// The enclave's answer to a health check: its phase and an attestation document with the
+/// host's challenge as nonce and [`Phase::user_data`] as user data.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct HealthReport {
+    /// The phase.
+    pub phase: Phase,
+    /// The attestation document (COSE_Sign1).
+    #[serde(with = "serde_bytes")]
+    pub document: Vec<u8>,
+}
+
 /// Host → enclave.
 #[derive(Debug, Serialize, Deserialize)]
 pub enum ToEnclave {
@@ -189,6 +223,14 @@ pub enum ToEnclave {
     },
     /// Relayed party traffic.
     Peer(PeerFrame),
+    /// A health check: answer with [`ToHost::Health`] carrying the same `corr`.
+    Health {
+        /// Correlation number.
+        corr: u64,
+        /// The host's fresh challenge ([`HEALTH_CHALLENGE_BYTES`]).
+        #[serde(with = "serde_bytes")]
+        challenge: Vec<u8>,
+    },
 }
 
 /// Enclave → host.
@@ -217,6 +259,13 @@ pub enum ToHost {
     },
     /// Relayed party traffic.
     Peer(PeerFrame),
+    /// The answer to [`ToEnclave::Health`].
+    Health {
+        /// Its correlation number.
+        corr: u64,
+        /// The report, or why there is none.
+        report: Result<HealthReport, Failure>,
+    },
 }
 
 /// Why a frame could not be read or written.
