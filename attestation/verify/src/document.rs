@@ -233,6 +233,33 @@ fn parse_payload(payload: &[u8]) -> Result<AttestationDocument, AttestationError
     })
 }
 
+/// Parses the payload of a COSE_Sign1 whatever its header and signature: for the documents of
+/// QEMU's emulated NSM (`nitro-enclave` machine), which are not signed (protected header
+/// `{1: -1}`, a zeroed signature, certificate and bundle). What it returns is a claim with no
+/// authenticity at all; no production path may act on it. The payload is parsed as strictly as
+/// a signed document's.
+pub fn parse_unsigned_emulator(input: &[u8]) -> Result<AttestationDocument, AttestationError> {
+    if input.len() > MAX_DOCUMENT_BYTES {
+        return Err(cose(format!(
+            "document is {} bytes, limit {MAX_DOCUMENT_BYTES}",
+            input.len()
+        )));
+    }
+    let value: Value =
+        ciborium::de::from_reader(input).map_err(|e| cose(format!("not CBOR: {e}")))?;
+    let value = match value {
+        Value::Tag(18, inner) => *inner,
+        v => v,
+    };
+    let Value::Array(items) = value else {
+        return Err(cose("not an array"));
+    };
+    match items.get(2) {
+        Some(Value::Bytes(payload)) if items.len() == 4 => parse_payload(payload),
+        _ => Err(cose("not a COSE_Sign1 with a byte-string payload")),
+    }
+}
+
 /// Parses a document without verifying anything: for tools that display what a document claims.
 pub fn parse_unverified(input: &[u8]) -> Result<AttestationDocument, AttestationError> {
     parse(input).map(|(_, d)| d)

@@ -75,7 +75,7 @@ pub fn document(
             })
         }
         DocumentTrust::UnsignedEmulator => {
-            let claimed = kms_attestation::document::parse_unverified(doc)?;
+            let claimed = kms_attestation::document::parse_unsigned_emulator(doc)?;
             manifest.check_document_pcrs(&claimed.pcrs)?;
             Ok(Verified::UnsignedEmulatorDocument {
                 module_id: claimed.module_id,

@@ -6,6 +6,7 @@ use kms_eif::manifest::Variant;
 use kms_eif::Manifest;
 use kms_eif_build::verify::{DocumentTrust, Verified};
 use std::path::PathBuf;
+use std::sync::Arc;
 
 /// `kms eif` subcommands.
 #[derive(Subcommand)]
@@ -54,6 +55,36 @@ pub enum EifCmd {
         #[arg(long)]
         json: bool,
     },
+    /// Print the attestation policy (JSON) that trusts the releases of the given manifests: the
+    /// value of a party's `attestation_policy` in the config contract, which the other parties
+    /// and clients apply to its enclaves.
+    Policy {
+        /// A release manifest (repeat to trust several releases, e.g. during an upgrade).
+        #[arg(long = "manifest", required = true)]
+        manifests: Vec<PathBuf>,
+        /// Largest attestation document age in seconds.
+        #[arg(long, default_value_t = 300)]
+        max_age_s: u64,
+    },
+    /// Bring-up probe for an image booted under QEMU with `vhost-device-vsock --uds-path UDS`:
+    /// stands in for the host on the Unix sockets UDS_PORT, echoes the Nitro heartbeat (port
+    /// 9000), accepts the runtime's channel, sends it a health check and writes the attestation
+    /// document it answers with (check it with `kms eif verify --attestation`). Serves no other
+    /// host request.
+    Probe {
+        /// vhost-device-vsock's `--uds-path`.
+        #[arg(long)]
+        uds: PathBuf,
+        /// The channel's vsock port (the image's `--channel vsock:3:PORT`).
+        #[arg(long, default_value_t = 5000)]
+        port: u32,
+        /// Where to write the document.
+        #[arg(long)]
+        out: PathBuf,
+        /// How long to wait for the enclave.
+        #[arg(long, default_value_t = 600)]
+        timeout_s: u64,
+    },
     /// Verify an image, or a live enclave's attestation document, against a release manifest.
     /// Exits non-zero on any difference.
     Verify {
@@ -66,7 +97,7 @@ pub enum EifCmd {
         /// An attestation document (COSE_Sign1).
         #[arg(long)]
         attestation: Option<PathBuf>,
-        /// PEM of the root to pin (default: the AWS Nitro Enclaves root G1).
+        /// The root to pin, PEM or DER (default: the AWS Nitro Enclaves root G1).
         #[arg(long)]
         root: Option<PathBuf>,
         /// Verification time in Unix milliseconds (default: now).
@@ -88,8 +119,14 @@ fn read(p: &PathBuf) -> R<Vec<u8>> {
 }
 
 /// Runs a `kms eif` subcommand.
-pub fn run(cmd: EifCmd) -> R<()> {
+pub async fn run(cmd: EifCmd) -> R<()> {
     match cmd {
+        EifCmd::Probe {
+            uds,
+            port,
+            out,
+            timeout_s,
+        } => probe(&uds, port, &out, std::time::Duration::from_secs(timeout_s)).await,
         EifCmd::Build {
             source,
             target_dir,
@@ -161,6 +198,31 @@ pub fn run(cmd: EifCmd) -> R<()> {
             }
             Ok(())
         }
+        EifCmd::Policy {
+            manifests,
+            max_age_s,
+        } => {
+            let mut releases = Vec::new();
+            for p in &manifests {
+                let m = Manifest::from_json(&read(p)?).map_err(|e| e.to_string())?;
+                if m.variant != Variant::Production {
+                    return Err(format!(
+                        "{}: an insecure-dev image is never a trusted release",
+                        p.display()
+                    ));
+                }
+                releases.push(kms_attestation::Release::from_image(
+                    &format!("{} {} ({})", m.name, m.version, m.source_commit),
+                    m.pcrs.as_arrays(),
+                ));
+            }
+            let policy = kms_attestation::Policy::production(releases, max_age_s);
+            println!(
+                "{}",
+                serde_json::to_string_pretty(&policy).map_err(|e| e.to_string())?
+            );
+            Ok(())
+        }
         EifCmd::Verify {
             manifest,
             image,
@@ -180,10 +242,16 @@ pub fn run(cmd: EifCmd) -> R<()> {
                         DocumentTrust::UnsignedEmulator
                     } else {
                         let root = match root {
-                            Some(p) => kms_attestation::PinnedRoot::from_pem(
-                                &String::from_utf8(read(&p)?).map_err(|e| e.to_string())?,
-                            )
-                            .map_err(|e| e.to_string())?,
+                            Some(p) => {
+                                let raw = read(&p)?;
+                                match std::str::from_utf8(&raw) {
+                                    Ok(pem) if pem.contains("-----BEGIN") => {
+                                        kms_attestation::PinnedRoot::from_pem(pem)
+                                    }
+                                    _ => kms_attestation::PinnedRoot::from_der(&raw),
+                                }
+                                .map_err(|e| e.to_string())?
+                            }
                             None => kms_attestation::PinnedRoot::aws(),
                         };
                         let now = match at_ms {
@@ -220,4 +288,71 @@ pub fn run(cmd: EifCmd) -> R<()> {
             Ok(())
         }
     }
+}
+
+async fn probe(
+    uds: &std::path::Path,
+    port: u32,
+    out: &PathBuf,
+    timeout: std::time::Duration,
+) -> R<()> {
+    use kms_channel::mux::{BoxIo, Dialer, Handler, HostChannel};
+    use kms_channel::wire::HostResponse;
+    use rand_core::RngCore;
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let bind = |port: u32| {
+        let path = PathBuf::from(format!("{}_{port}", uds.display()));
+        let _ = std::fs::remove_file(&path);
+        tokio::net::UnixListener::bind(&path).map_err(|e| format!("{}: {e}", path.display()))
+    };
+    let heartbeat = bind(kms_init::HEARTBEAT_PORT)?;
+    tokio::spawn(async move {
+        while let Ok((mut s, _)) = heartbeat.accept().await {
+            let mut b = [0u8; 1];
+            if s.read_exact(&mut b).await.is_ok() {
+                println!("heartbeat {:#04x}", b[0]);
+                let _ = s.write_all(&b).await;
+            }
+        }
+    });
+    let channel = bind(port)?;
+    println!(
+        "waiting for the enclave's channel on {}_{port}",
+        uds.display()
+    );
+    let started = std::time::Instant::now();
+    let (io, _) = tokio::time::timeout(timeout, channel.accept())
+        .await
+        .map_err(|_| "the enclave did not connect in time".to_string())?
+        .map_err(|e| e.to_string())?;
+    println!("channel up after {:.1} s", started.elapsed().as_secs_f64());
+    let handler: Handler = Arc::new(|_| {
+        Box::pin(async { HostResponse::Failed("the probe serves no host request".into()) })
+    });
+    let dial: Dialer = Arc::new(|_| {
+        Box::pin(async { Err::<BoxIo, _>(std::io::Error::other("the probe relays nothing")) })
+    });
+    let host = HostChannel::start(Box::new(io), dial, handler);
+    let mut challenge = [0u8; 32];
+    rand_core::OsRng.fill_bytes(&mut challenge);
+    let report = host
+        .health(challenge, std::time::Duration::from_secs(120))
+        .await
+        .map_err(|e| e.to_string())?
+        .map_err(|e| format!("the enclave refused the health check: {e}"))?;
+    let claimed = kms_attestation::document::parse_unsigned_emulator(&report.document)
+        .map_err(|e| e.to_string())?;
+    if claimed.nonce.as_deref() != Some(challenge.as_slice()) {
+        return Err("the document does not carry the probe's challenge".into());
+    }
+    std::fs::write(out, &report.document).map_err(|e| format!("{}: {e}", out.display()))?;
+    println!(
+        "health: {:?} after {:.1} s; module {}; PCR0 {}; document written to {}",
+        report.phase,
+        started.elapsed().as_secs_f64(),
+        claimed.module_id,
+        claimed.pcrs.get(&0).map(hex::encode).unwrap_or_default(),
+        out.display()
+    );
+    Ok(())
 }

@@ -771,7 +771,7 @@ async fn run(cli: Cli) -> R<()> {
                 }
             }
         }
-        Cmd::Eif { cmd } => kms_cli::eif::run(cmd)?,
+        Cmd::Eif { cmd } => kms_cli::eif::run(cmd).await?,
         Cmd::Attestation {
             cmd:
                 AttestationCmd::Verify {
