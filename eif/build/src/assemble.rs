@@ -79,11 +79,14 @@ pub fn boot_ramdisk(init: &[u8], modules: &[(String, Vec<u8>)]) -> Result<Vec<u8
     a.dir("tmp", 0o1777)?;
     a.char_device("dev/console", 0o600, 5, 1)?;
     a.file(INIT_PATH, 0o755, init.to_vec())?;
+    if modules.len() > kms_init::MAX_LINES {
+        return Err(BuildError::Invalid("too many kernel modules".into()));
+    }
     if !modules.is_empty() {
         a.dir(MODULES_DIR, 0o755)?;
         let mut names = Vec::new();
         for (name, bytes) in modules {
-            if name.contains('/') || name.contains('\n') {
+            if name.is_empty() || name.contains(['/', '\n', '\r']) {
                 return Err(BuildError::Invalid(format!("bad module name {name:?}")));
             }
             a.file(&format!("{MODULES_DIR}/{name}"), 0o644, bytes.clone())?;
@@ -100,10 +103,15 @@ pub fn app_ramdisk(
     args: &[String],
     extra: &[(String, Vec<u8>)],
 ) -> Result<Vec<u8>, BuildError> {
-    if args.iter().any(|a| a.is_empty() || a.contains('\n')) {
-        return Err(BuildError::Invalid(
-            "an enclave argument is empty or holds a newline".into(),
-        ));
+    if args.len() > kms_init::MAX_LINES
+        || args
+            .iter()
+            .any(|a| a.is_empty() || a.contains('\n') || a.contains('\r'))
+    {
+        return Err(BuildError::Invalid(format!(
+            "enclave arguments: at most {} non-empty ones without line breaks",
+            kms_init::MAX_LINES
+        )));
     }
     let mut a = Archive::new();
     let mut have = std::collections::BTreeSet::new();

@@ -121,10 +121,54 @@ pub fn source_commit(source: &Path, allow_dirty: bool) -> Result<String, BuildEr
     }
 }
 
-/// The toolchain here, checked against the pin.
-pub fn toolchain(cargo_home: &Path, target_dir: &Path) -> Result<Toolchain, BuildError> {
+/// The environment every build command runs in: nothing of the caller's but the search path,
+/// the home and the rustup and cargo homes, so no `RUSTFLAGS`, `RUSTC_WRAPPER`, `CC`, `CFLAGS`,
+/// `CARGO_PROFILE_*` or similar can change the bytes behind the manifest's back.
+fn clean(cmd: &mut Command) -> &mut Command {
+    cmd.env_clear();
+    for keep in [
+        "PATH",
+        "HOME",
+        "CARGO_HOME",
+        "RUSTUP_HOME",
+        "RUSTUP_TOOLCHAIN",
+    ] {
+        if let Some(v) = std::env::var_os(keep) {
+            cmd.env(keep, v);
+        }
+    }
+    cmd
+}
+
+/// Refuses cargo configuration files that would change the build and that the manifest cannot
+/// describe: in the source tree or any folder above it, and in the cargo home.
+pub fn check_no_cargo_config(source: &Path, cargo_home: &Path) -> Result<(), BuildError> {
+    let mut places: Vec<PathBuf> = source.ancestors().map(|d| d.join(".cargo")).collect();
+    places.push(cargo_home.to_path_buf());
+    for dir in places {
+        for name in ["config.toml", "config"] {
+            let f = dir.join(name);
+            if f.is_file() {
+                return Err(BuildError::Invalid(format!(
+                    "the cargo configuration {} would change the build: remove it",
+                    f.display()
+                )));
+            }
+        }
+    }
+    Ok(())
+}
+
+/// The toolchain that builds in `source`, checked against the pin.
+pub fn toolchain(
+    source: &Path,
+    cargo_home: &Path,
+    target_dir: &Path,
+) -> Result<Toolchain, BuildError> {
     let rustc = output(
-        Command::new(std::env::var_os("RUSTC").unwrap_or_else(|| "rustc".into())).arg("-V"),
+        clean(&mut Command::new("rustc"))
+            .current_dir(source)
+            .arg("-V"),
     )?;
     if !rustc.starts_with(PINNED_RUSTC) {
         return Err(BuildError::Toolchain {
@@ -132,7 +176,7 @@ pub fn toolchain(cargo_home: &Path, target_dir: &Path) -> Result<Toolchain, Buil
             found: rustc,
         });
     }
-    let cc = output(Command::new("cc").arg("--version"))?
+    let cc = output(clean(&mut Command::new("cc")).arg("--version"))?
         .lines()
         .next()
         .unwrap_or_default()
@@ -160,15 +204,17 @@ pub fn toolchain(cargo_home: &Path, target_dir: &Path) -> Result<Toolchain, Buil
 /// Builds `kms-enclave` (of `variant`) and `kms-init`.
 pub fn build_binaries(spec: &BinariesSpec) -> Result<Binaries, BuildError> {
     let home = cargo_home()?;
-    let toolchain = toolchain(&home, &spec.target_dir)?;
+    check_no_cargo_config(&spec.source, &home)?;
+    let toolchain = toolchain(&spec.source, &home, &spec.target_dir)?;
     let flags = rustflags(&home, &spec.target_dir).join("\u{1f}");
     let prefix_map = format!(
         "-ffile-prefix-map={}=/cargo -ffile-prefix-map={}=/target",
         home.display(),
         spec.target_dir.display()
     );
-    let mut cmd = Command::new(std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into()));
-    cmd.current_dir(&spec.source)
+    let mut cmd = Command::new("cargo");
+    clean(&mut cmd)
+        .current_dir(&spec.source)
         .args([
             "build",
             "--locked",
@@ -189,7 +235,6 @@ pub fn build_binaries(spec: &BinariesSpec) -> Result<Binaries, BuildError> {
         ])
         .env("CARGO_TARGET_DIR", &spec.target_dir)
         .env("CARGO_ENCODED_RUSTFLAGS", flags)
-        .env_remove("RUSTFLAGS")
         .env("CFLAGS_x86_64_unknown_linux_gnu", &prefix_map)
         .env("CXXFLAGS_x86_64_unknown_linux_gnu", &prefix_map)
         .env("SOURCE_DATE_EPOCH", "1")

@@ -22,9 +22,15 @@ pub enum DocumentTrust {
         now: Duration,
         /// Largest document age, seconds.
         max_age_s: u64,
+        /// The nonce the document must carry (the verifier's challenge), if any.
+        nonce: Option<Vec<u8>>,
     },
-    /// QEMU's emulated NSM: unsigned; only the PCRs it reports are compared.
-    UnsignedEmulator,
+    /// QEMU's emulated NSM: unsigned; only the PCRs it reports (and the nonce, if given) are
+    /// compared.
+    UnsignedEmulator {
+        /// The nonce the document must carry, if any.
+        nonce: Option<Vec<u8>>,
+    },
 }
 
 /// What a verification established.
@@ -60,6 +66,7 @@ pub fn document(
             root,
             now,
             max_age_s,
+            nonce,
         } => {
             // PCRs first, for an error that names the PCR; then everything else.
             let claimed = kms_attestation::document::parse_unverified(doc)?;
@@ -68,15 +75,23 @@ pub fn document(
                 &format!("{} {}", manifest.name, manifest.version),
                 manifest.pcrs.as_arrays(),
             );
-            let policy = Policy::production(vec![release], *max_age_s);
+            let policy = Policy {
+                nonce: nonce.clone(),
+                ..Policy::production(vec![release], *max_age_s)
+            };
             let v = kms_attestation::verify_document(doc, root, &policy, *now)?;
             Ok(Verified::SignedDocument {
                 module_id: v.document.module_id,
             })
         }
-        DocumentTrust::UnsignedEmulator => {
+        DocumentTrust::UnsignedEmulator { nonce } => {
             let claimed = kms_attestation::document::parse_unsigned_emulator(doc)?;
             manifest.check_document_pcrs(&claimed.pcrs)?;
+            if nonce.is_some() && claimed.nonce != *nonce {
+                return Err(BuildError::Invalid(
+                    "the document does not carry the given nonce".into(),
+                ));
+            }
             Ok(Verified::UnsignedEmulatorDocument {
                 module_id: claimed.module_id,
             })

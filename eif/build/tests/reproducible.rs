@@ -7,6 +7,13 @@
 //! the kernel PCR0 and PCR1 only.
 //!
 //! The checkouts are clones of this repository's HEAD: commit before running it locally.
+//!
+//! What this proves and what it does not: the second build compiles every workspace crate again,
+//! from the second folder, but shares the compiled crates.io dependencies (and their C code) with
+//! the first through the target directory, to stay within CI's time. So it shows that the
+//! checkout's folder, the time and the assembly leave no trace; that the dependencies compile to
+//! the same bytes under another cargo home and target directory is shown by
+//! `scripts/check-reproducible-cold`, which shares nothing (about 25 minutes, outside CI).
 
 mod support;
 

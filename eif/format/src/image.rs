@@ -2,8 +2,8 @@
 //!
 //! Layout (all integers big-endian), as `aws-nitro-enclaves-image-format` writes it and the
 //! Nitro CLI and QEMU's `nitro-enclave` machine read it: a 548-byte header (magic `.eif`,
-//! version 4, flags, default memory and CPUs, the section count, 32 section offsets and 32
-//! section sizes, a reserved word, CRC32), then the sections in the order kernel, cmdline,
+//! version 4, flags, default memory and CPUs, a reserved u16, the section count, 32 section
+//! offsets and 32 section sizes, an unused u32, CRC32), then the sections in the order kernel, cmdline,
 //! metadata, ramdisks, each a 12-byte section header (type, flags, size) followed by its
 //! payload. The CRC32 (ISO-HDLC, as zlib's) covers every byte of the file but its own four.
 //!
@@ -44,9 +44,12 @@ pub enum EifError {
     /// Not `.eif`.
     #[error("bad magic")]
     Magic,
-    /// Older than version 4.
+    /// Not version 4 (the only version whose layout this reader knows).
     #[error("unsupported version {0}")]
     Version(u16),
+    /// A reserved field or an unused section-table entry is not zero.
+    #[error("{0} is not zero")]
+    Reserved(&'static str),
     /// A header or section flag is set (only x86_64 images without flags are accepted).
     #[error("unsupported flags {0:#x}")]
     Flags(u16),
@@ -64,8 +67,8 @@ pub enum EifError {
     /// Bytes after the last listed section.
     #[error("{0} bytes after the last section")]
     Trailing(usize),
-    /// Not exactly one kernel, one cmdline, at most one metadata, and one or more ramdisks, in
-    /// the writer's order.
+    /// Not exactly one kernel, one cmdline, one metadata, and one or more ramdisks, in the
+    /// writer's order.
     #[error("sections out of order or missing: {0}")]
     Layout(&'static str),
     /// A signed image (PCR8): images here are pinned by PCR0–2 and never signed.
@@ -90,6 +93,7 @@ pub enum EifError {
 /// The image's metadata section, in the key names nitro-cli uses (`EifIdentityInfo`). It is
 /// covered by the CRC but by no PCR.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct Metadata {
     /// Image name.
     #[serde(rename = "ImageName")]
@@ -110,6 +114,7 @@ pub struct Metadata {
 
 /// `BuildMetadata` of [`Metadata`].
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct BuildMetadata {
     /// Always the epoch: builds carry no time.
     #[serde(rename = "BuildTime")]
@@ -261,7 +266,7 @@ impl Eif {
             return Err(EifError::Magic);
         }
         let version = u16::from_be_bytes(r.take()?);
-        if version < VERSION {
+        if version != VERSION {
             return Err(EifError::Version(version));
         }
         let flags = u16::from_be_bytes(r.take()?);
@@ -270,7 +275,9 @@ impl Eif {
         }
         let _default_mem = u64::from_be_bytes(r.take()?);
         let _default_cpus = u64::from_be_bytes(r.take()?);
-        let _reserved = u16::from_be_bytes(r.take()?);
+        if u16::from_be_bytes(r.take()?) != 0 {
+            return Err(EifError::Reserved("reserved"));
+        }
         let count = u16::from_be_bytes(r.take()?);
         if count == 0 || usize::from(count) > MAX_SECTIONS {
             return Err(EifError::SectionCount(count));
@@ -283,7 +290,17 @@ impl Eif {
         for s in sizes.iter_mut() {
             *s = u64::from_be_bytes(r.take()?);
         }
-        let _unused = u32::from_be_bytes(r.take()?);
+        if u32::from_be_bytes(r.take()?) != 0 {
+            return Err(EifError::Reserved("unused"));
+        }
+        if offsets
+            .iter()
+            .zip(sizes.iter())
+            .skip(usize::from(count))
+            .any(|(&o, &s)| o != 0 || s != 0)
+        {
+            return Err(EifError::Reserved("section table entries past the count"));
+        }
         let crc = u32::from_be_bytes(r.take()?);
         let computed = crc_excluding_field(bytes);
         if computed != crc {
@@ -445,6 +462,35 @@ mod tests {
         let mut b = bytes.clone();
         b[HEADER_LEN - 1] ^= 1;
         assert!(matches!(Eif::parse(&b), Err(EifError::Crc { .. })));
+    }
+
+    #[test]
+    fn other_versions_and_nonzero_reserved_fields_are_refused() {
+        let bytes = sample().to_bytes().unwrap();
+        let recrc = |mut b: Vec<u8>| {
+            let crc = crc_excluding_field(&b);
+            b[HEADER_LEN - 4..HEADER_LEN].copy_from_slice(&crc.to_be_bytes());
+            b
+        };
+        let mut v5 = bytes.clone();
+        v5[5] = 5;
+        assert_eq!(Eif::parse(&recrc(v5)), Err(EifError::Version(5)));
+        let mut reserved = bytes.clone();
+        reserved[25] = 1;
+        assert_eq!(
+            Eif::parse(&recrc(reserved)),
+            Err(EifError::Reserved("reserved"))
+        );
+        // A size in the table past the section count.
+        let mut stray = bytes.clone();
+        stray[28 + 8 * 32 + 8 * 10 + 7] = 1;
+        assert!(matches!(
+            Eif::parse(&recrc(stray)),
+            Err(EifError::Reserved(_))
+        ));
+        // The writer's output is the only encoding of its image.
+        let e = Eif::parse(&bytes).unwrap();
+        assert_eq!(e.to_bytes().unwrap(), bytes);
     }
 
     #[test]

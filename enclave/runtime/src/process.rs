@@ -323,6 +323,7 @@ fn failure(e: &RuntimeError) -> Failure {
 /// Answers a health check: the phase, attested with the host's challenge as nonce.
 fn health_responder(
     nsm: Arc<dyn kms_nsm::Nsm>,
+    party: u32,
     serving: Arc<std::sync::atomic::AtomicBool>,
 ) -> kms_channel::mux::HealthResponder {
     Arc::new(move |challenge: &[u8]| {
@@ -333,7 +334,7 @@ fn health_responder(
         };
         let document = nsm
             .attest(&kms_nsm::AttestationRequest {
-                user_data: Some(phase.user_data()),
+                user_data: Some(phase.user_data(party)),
                 nonce: Some(challenge.to_vec()),
                 public_key: None,
             })
@@ -360,7 +361,7 @@ pub async fn boot(args: Args) -> Result<(), BootError> {
     let serving = Arc::new(std::sync::atomic::AtomicBool::new(false));
     let (channel, mut jobs, mut accepted) = EnclaveChannel::start_with_health(
         socket,
-        Some(health_responder(nsm.clone(), serving.clone())),
+        Some(health_responder(nsm.clone(), args.party, serving.clone())),
     );
     let party = args.party as usize;
 

@@ -78,6 +78,9 @@ pub enum EifCmd {
         /// The channel's vsock port (the image's `--channel vsock:3:PORT`).
         #[arg(long, default_value_t = 5000)]
         port: u32,
+        /// The party the image serves (its health document must say so).
+        #[arg(long, default_value_t = 1)]
+        party: u32,
         /// Where to write the document.
         #[arg(long)]
         out: PathBuf,
@@ -106,8 +109,13 @@ pub enum EifCmd {
         /// Largest document age in seconds.
         #[arg(long, default_value_t = 600)]
         max_age_s: u64,
-        /// Accept QEMU's unsigned emulated-NSM document (compares PCRs only: no authenticity).
+        /// The nonce (hex) the document must carry: the verifier's own fresh challenge, which
+        /// proves the document is live and not a replay.
         #[arg(long)]
+        nonce: Option<String>,
+        /// Accept QEMU's unsigned emulated-NSM document: compares PCRs (and the nonce) only, with
+        /// no authenticity at all. For the emulator; never for a production decision.
+        #[arg(long, conflicts_with_all = ["root", "at_ms"])]
         unsigned_emulator: bool,
     },
 }
@@ -124,9 +132,19 @@ pub async fn run(cmd: EifCmd) -> R<()> {
         EifCmd::Probe {
             uds,
             port,
+            party,
             out,
             timeout_s,
-        } => probe(&uds, port, &out, std::time::Duration::from_secs(timeout_s)).await,
+        } => {
+            probe(
+                &uds,
+                port,
+                party,
+                &out,
+                std::time::Duration::from_secs(timeout_s),
+            )
+            .await
+        }
         EifCmd::Build {
             source,
             target_dir,
@@ -230,16 +248,20 @@ pub async fn run(cmd: EifCmd) -> R<()> {
             root,
             at_ms,
             max_age_s,
+            nonce,
             unsigned_emulator,
         } => {
             let m = Manifest::from_json(&read(&manifest)?).map_err(|e| e.to_string())?;
+            let nonce = nonce
+                .map(|h| hex::decode(h).map_err(|e| format!("--nonce: {e}")))
+                .transpose()?;
             let verified = match (image, attestation) {
                 (Some(image), None) => {
                     kms_eif_build::verify::image(&m, &read(&image)?).map_err(|e| e.to_string())?
                 }
                 (None, Some(doc)) => {
                     let trust = if unsigned_emulator {
-                        DocumentTrust::UnsignedEmulator
+                        DocumentTrust::UnsignedEmulator { nonce }
                     } else {
                         let root = match root {
                             Some(p) => {
@@ -264,6 +286,7 @@ pub async fn run(cmd: EifCmd) -> R<()> {
                             root,
                             now,
                             max_age_s,
+                            nonce,
                         }
                     };
                     kms_eif_build::verify::document(&m, &read(&doc)?, &trust)
@@ -293,6 +316,7 @@ pub async fn run(cmd: EifCmd) -> R<()> {
 async fn probe(
     uds: &std::path::Path,
     port: u32,
+    party: u32,
     out: &PathBuf,
     timeout: std::time::Duration,
 ) -> R<()> {
@@ -344,6 +368,12 @@ async fn probe(
         .map_err(|e| e.to_string())?;
     if claimed.nonce.as_deref() != Some(challenge.as_slice()) {
         return Err("the document does not carry the probe's challenge".into());
+    }
+    if claimed.user_data != Some(report.phase.user_data(party)) {
+        return Err(format!(
+            "the document does not attest party {party} in the reported phase {:?}",
+            report.phase
+        ));
     }
     std::fs::write(out, &report.document).map_err(|e| format!("{}: {e}", out.display()))?;
     println!(

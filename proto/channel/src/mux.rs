@@ -296,50 +296,43 @@ type Waiting<T> = Arc<Mutex<HashMap<u64, oneshot::Sender<T>>>>;
 /// How the enclave answers a health check: given the host's challenge, its report.
 pub type HealthResponder = Arc<dyn Fn(&[u8]) -> Result<HealthReport, Failure> + Send + Sync>;
 
-/// Most health checks the enclave answers at once (each costs an attestation document); more
-/// are refused with [`FailureKind::Retry`].
+/// Most health checks the enclave handles at once, refusals included (each answer waits for room
+/// in the bounded outgoing queue, and an accepted one costs an attestation document). Past that
+/// a check is dropped unanswered: a host flooding checks only gets timeouts, and the enclave's
+/// memory stays bounded whether or not the host reads its socket.
 pub const MAX_HEALTH_IN_FLIGHT: usize = 4;
 
 fn answer_health(
     core: &Arc<Core<EnclaveSide>>,
     responder: &Option<HealthResponder>,
-    in_flight: &Arc<std::sync::atomic::AtomicUsize>,
+    slots: &Arc<tokio::sync::Semaphore>,
     corr: u64,
     challenge: Vec<u8>,
 ) {
+    // The permit lives until the answer is queued.
+    let Ok(permit) = slots.clone().try_acquire_owned() else {
+        tracing::warn!("health check dropped: {MAX_HEALTH_IN_FLIGHT} already in flight");
+        return;
+    };
     let fail = |kind, detail: &str| {
         Err(Failure {
             kind,
             detail: detail.to_string(),
         })
     };
-    let report = if challenge.len() != HEALTH_CHALLENGE_BYTES {
-        Some(fail(
-            FailureKind::Protocol,
-            "a health challenge is 32 bytes",
-        ))
-    } else if responder.is_none() {
-        Some(fail(FailureKind::Unsupported, "no health responder"))
-    } else if in_flight.fetch_add(1, Ordering::AcqRel) >= MAX_HEALTH_IN_FLIGHT {
-        in_flight.fetch_sub(1, Ordering::AcqRel);
-        Some(fail(FailureKind::Retry, "too many health checks at once"))
-    } else {
-        None
-    };
-    let (core, responder, in_flight) = (core.clone(), responder.clone(), in_flight.clone());
+    let (core, responder) = (core.clone(), responder.clone());
     tokio::spawn(async move {
-        let report = match (report, responder) {
-            (Some(r), _) => r,
-            (None, Some(respond)) => {
-                let r = tokio::task::spawn_blocking(move || respond(&challenge))
-                    .await
-                    .unwrap_or_else(|_| fail(FailureKind::Internal, "health responder failed"));
-                in_flight.fetch_sub(1, Ordering::AcqRel);
-                r
-            }
-            (None, None) => fail(FailureKind::Unsupported, "no health responder"),
+        let report = if challenge.len() != HEALTH_CHALLENGE_BYTES {
+            fail(FailureKind::Protocol, "a health challenge is 32 bytes")
+        } else if let Some(respond) = responder {
+            tokio::task::spawn_blocking(move || respond(&challenge))
+                .await
+                .unwrap_or_else(|_| fail(FailureKind::Internal, "health responder failed"))
+        } else {
+            fail(FailureKind::Unsupported, "no health responder")
         };
         let _ = core.send(&ToHost::Health { corr, report }).await;
+        drop(permit);
     });
 }
 
@@ -370,7 +363,7 @@ impl EnclaveChannel {
         io: BoxIo,
         health: Option<HealthResponder>,
     ) -> (Self, mpsc::Receiver<IncomingJob>, mpsc::Receiver<BoxIo>) {
-        let in_flight = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+        let health_slots = Arc::new(tokio::sync::Semaphore::new(MAX_HEALTH_IN_FLIGHT));
         let (read, write) = tokio::io::split(io);
         let (out_tx, out_rx) = mpsc::channel(OUT_QUEUE);
         spawn_writer(write, out_rx);
@@ -414,7 +407,7 @@ impl EnclaveChannel {
                     }
                     Ok(Some(ToEnclave::Peer(frame))) => reader_core.deliver(frame).await,
                     Ok(Some(ToEnclave::Health { corr, challenge })) => {
-                        answer_health(&reader_core, &health, &in_flight, corr, challenge)
+                        answer_health(&reader_core, &health, &health_slots, corr, challenge)
                     }
                     Ok(None) => break,
                     Err(e) => {
@@ -633,12 +626,17 @@ impl HostChannel {
             .lock()
             .unwrap_or_else(|p| p.into_inner())
             .insert(corr, tx);
-        self.core
+        if let Err(e) = self
+            .core
             .send(&ToEnclave::Health {
                 corr,
                 challenge: challenge.to_vec(),
             })
-            .await?;
+            .await
+        {
+            take(&self.health, corr);
+            return Err(e);
+        }
         match tokio::time::timeout(timeout, rx).await {
             Ok(r) => r.map_err(|_| ChannelError::Closed),
             Err(_) => {

@@ -178,18 +178,20 @@ pub enum Phase {
 }
 
 impl Phase {
-    /// The user data an enclave binds into its health document for this phase, so that the
-    /// phase it reports is attested too.
-    pub fn user_data(self) -> Vec<u8> {
-        match self {
-            Self::Booting => b"kms-enclave health: booting".to_vec(),
-            Self::Serving => b"kms-enclave health: serving".to_vec(),
-        }
+    /// The user data the enclave of party `party` binds into its health document in this
+    /// phase, so that the phase and the party it reports are attested too (a host running
+    /// several enclaves cannot answer for one with another's document).
+    pub fn user_data(self, party: u32) -> Vec<u8> {
+        let phase = match self {
+            Self::Booting => "booting",
+            Self::Serving => "serving",
+        };
+        format!("kms-enclave health: party {party}, {phase}").into_bytes()
     }
 }
 
 /// The enclave's answer to a health check: its phase and an attestation document with the
-/// host's challenge as nonce and [`Phase::user_data`] as user data.
+/// host's challenge as nonce and [`Phase::user_data`] (phase and party) as user data.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct HealthReport {
     /// The phase.
