@@ -88,8 +88,8 @@ fn optional_bytes(
     }
 }
 
-/// Parses a COSE_Sign1 (tagged with tag 18 or untagged) and its attestation payload.
-pub(crate) fn parse(input: &[u8]) -> Result<(CoseSign1, AttestationDocument), AttestationError> {
+/// The four items of a COSE_Sign1 (tagged with tag 18 or untagged), size-bounded.
+fn cose_items(input: &[u8]) -> Result<Vec<Value>, AttestationError> {
     if input.len() > MAX_DOCUMENT_BYTES {
         return Err(cose(format!(
             "document is {} bytes, limit {MAX_DOCUMENT_BYTES}",
@@ -103,9 +103,16 @@ pub(crate) fn parse(input: &[u8]) -> Result<(CoseSign1, AttestationDocument), At
         Value::Tag(t, _) => return Err(cose(format!("unexpected CBOR tag {t}"))),
         v => v,
     };
-    let Value::Array(items) = value else {
-        return Err(cose("not an array"));
-    };
+    match value {
+        Value::Array(items) if items.len() == 4 => Ok(items),
+        Value::Array(items) => Err(cose(format!("array of {} items, expected 4", items.len()))),
+        _ => Err(cose("not an array")),
+    }
+}
+
+/// Parses a COSE_Sign1 (tagged with tag 18 or untagged) and its attestation payload.
+pub(crate) fn parse(input: &[u8]) -> Result<(CoseSign1, AttestationDocument), AttestationError> {
+    let items = cose_items(input)?;
     let [protected, unprotected, payload, signature]: [Value; 4] = items
         .try_into()
         .map_err(|v: Vec<Value>| cose(format!("array of {} items, expected 4", v.len())))?;
@@ -239,24 +246,9 @@ fn parse_payload(payload: &[u8]) -> Result<AttestationDocument, AttestationError
 /// authenticity at all; no production path may act on it. The payload is parsed as strictly as
 /// a signed document's.
 pub fn parse_unsigned_emulator(input: &[u8]) -> Result<AttestationDocument, AttestationError> {
-    if input.len() > MAX_DOCUMENT_BYTES {
-        return Err(cose(format!(
-            "document is {} bytes, limit {MAX_DOCUMENT_BYTES}",
-            input.len()
-        )));
-    }
-    let value: Value =
-        ciborium::de::from_reader(input).map_err(|e| cose(format!("not CBOR: {e}")))?;
-    let value = match value {
-        Value::Tag(18, inner) => *inner,
-        v => v,
-    };
-    let Value::Array(items) = value else {
-        return Err(cose("not an array"));
-    };
-    match items.get(2) {
-        Some(Value::Bytes(payload)) if items.len() == 4 => parse_payload(payload),
-        _ => Err(cose("not a COSE_Sign1 with a byte-string payload")),
+    match cose_items(input)?.get(2) {
+        Some(Value::Bytes(payload)) => parse_payload(payload),
+        _ => Err(cose("the payload is not a byte string")),
     }
 }
 
@@ -329,4 +321,38 @@ pub fn encode_cose_sign1(protected: &[u8], payload: &[u8], signature: &[u8]) -> 
     let mut out = Vec::new();
     let _ = ciborium::ser::into_writer(&v, &mut out);
     out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A document shaped as QEMU's emulated NSM writes it: protected header `{1: -1}`, zeroed
+    /// 64-byte signature, certificate and bundle.
+    fn emulator_document() -> Vec<u8> {
+        let d = AttestationDocument {
+            module_id: "i-234-enc5678".into(),
+            timestamp_ms: 1_700_000_000_000,
+            pcrs: (0u8..16).map(|i| (i, vec![i; 48])).collect(),
+            certificate: vec![0; 64],
+            cabundle: vec![vec![0; 64]],
+            public_key: None,
+            user_data: Some(b"u".to_vec()),
+            nonce: Some(vec![9; 32]),
+        };
+        encode_cose_sign1(&[0xa1, 0x01, 0x20], &encode_payload(&d), &[0; 64])
+    }
+
+    #[test]
+    fn an_emulator_document_is_read_only_by_the_unsigned_parser() {
+        let doc = emulator_document();
+        assert!(parse_unverified(&doc).is_err(), "the strict parser took it");
+        let d = parse_unsigned_emulator(&doc).unwrap();
+        assert_eq!(d.module_id, "i-234-enc5678");
+        assert_eq!(d.pcrs.get(&2), Some(&vec![2u8; 48]));
+        assert_eq!(d.nonce, Some(vec![9; 32]));
+        // Its payload is still parsed strictly.
+        assert!(parse_unsigned_emulator(&doc[..doc.len() - 70]).is_err());
+        assert!(parse_unsigned_emulator(&[0x80]).is_err());
+    }
 }

@@ -86,30 +86,26 @@ fn describe_prints_the_manifest_pcrs_and_verify_names_what_differs() {
     torn[last] ^= 1;
     let torn_path = dir.path().join("torn.eif");
     std::fs::write(&torn_path, &torn).unwrap();
-    let (ok, _, err) = kms(&[
-        "eif",
-        "verify",
-        "--manifest",
-        man,
-        "--image",
-        torn_path.to_str().unwrap(),
-    ]);
-    assert!(!ok);
+    let refused = |image: &std::path::Path| {
+        let (ok, _, err) = kms(&[
+            "eif",
+            "verify",
+            "--manifest",
+            man,
+            "--image",
+            image.to_str().unwrap(),
+        ]);
+        assert!(!ok);
+        err
+    };
+    let err = refused(&torn_path);
     assert!(err.contains("CRC32 mismatch"), "{err}");
 
     // A well-formed image of another runtime: PCR0 is named.
     let (other, _) = kms_eif_build::assemble(&inputs(b"runtime v2")).unwrap();
     let other_path = dir.path().join("other.eif");
     std::fs::write(&other_path, &other).unwrap();
-    let (ok, _, err) = kms(&[
-        "eif",
-        "verify",
-        "--manifest",
-        man,
-        "--image",
-        other_path.to_str().unwrap(),
-    ]);
-    assert!(!ok);
+    let err = refused(&other_path);
     assert!(err.contains("PCR0: the manifest has"), "{err}");
 }
 
