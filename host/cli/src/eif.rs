@@ -350,8 +350,15 @@ async fn probe(
         .map_err(|_| "the enclave did not connect in time".to_string())?
         .map_err(|e| e.to_string())?;
     println!("channel up after {:.1} s", started.elapsed().as_secs_f64());
-    let handler: Handler = Arc::new(|_| {
-        Box::pin(async { HostResponse::Failed("the probe serves no host request".into()) })
+    // Host requests wait until the health check is answered (the runtime ends when its first
+    // request fails, and the check must not race that).
+    let (done_tx, done_rx) = tokio::sync::watch::channel(false);
+    let handler: Handler = Arc::new(move |_| {
+        let mut done = done_rx.clone();
+        Box::pin(async move {
+            let _ = done.wait_for(|d| *d).await;
+            HostResponse::Failed("the probe serves no host request".into())
+        })
     });
     let dial: Dialer = Arc::new(|_| {
         Box::pin(async { Err::<BoxIo, _>(std::io::Error::other("the probe relays nothing")) })
@@ -364,6 +371,7 @@ async fn probe(
         .await
         .map_err(|e| e.to_string())?
         .map_err(|e| format!("the enclave refused the health check: {e}"))?;
+    let _ = done_tx.send(true);
     let claimed = kms_attestation::document::parse_unsigned_emulator(&report.document)
         .map_err(|e| e.to_string())?;
     if claimed.nonce.as_deref() != Some(challenge.as_slice()) {
