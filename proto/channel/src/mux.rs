@@ -340,6 +340,37 @@ fn take<T>(w: &Waiting<T>, corr: u64) -> Option<oneshot::Sender<T>> {
     w.lock().unwrap_or_else(|p| p.into_inner()).remove(&corr)
 }
 
+/// Registers `corr` in `waiting`, sends the question with `send`, and waits for its answer (at
+/// most `timeout`, if given). The registration never outlives the call: it is removed when the
+/// send fails or the wait times out (and by the reader when the answer arrives).
+async fn await_answer<T>(
+    waiting: &Waiting<T>,
+    corr: u64,
+    send: impl Future<Output = Result<(), ChannelError>>,
+    timeout: Option<std::time::Duration>,
+) -> Result<T, ChannelError> {
+    let (tx, rx) = oneshot::channel();
+    waiting
+        .lock()
+        .unwrap_or_else(|p| p.into_inner())
+        .insert(corr, tx);
+    if let Err(e) = send.await {
+        take(waiting, corr);
+        return Err(e);
+    }
+    let answer = match timeout {
+        None => rx.await,
+        Some(t) => match tokio::time::timeout(t, rx).await {
+            Ok(r) => r,
+            Err(_) => {
+                take(waiting, corr);
+                return Err(ChannelError::Timeout(t));
+            }
+        },
+    };
+    answer.map_err(|_| ChannelError::Closed)
+}
+
 /// The enclave's end of the channel.
 #[derive(Clone)]
 pub struct EnclaveChannel {
@@ -436,22 +467,9 @@ impl EnclaveChannel {
     /// Asks the host for something and waits for the answer.
     pub async fn request(&self, request: HostRequest) -> Result<HostResponse, ChannelError> {
         let corr = self.next_corr.fetch_add(1, Ordering::Relaxed);
-        let (tx, rx) = oneshot::channel();
-        self.requests
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .insert(corr, tx);
-        self.core.send(&ToHost::Request { corr, request }).await?;
-        match tokio::time::timeout(REQUEST_TIMEOUT, rx).await {
-            Ok(r) => r.map_err(|_| ChannelError::Closed),
-            Err(_) => {
-                self.requests
-                    .lock()
-                    .unwrap_or_else(|p| p.into_inner())
-                    .remove(&corr);
-                Err(ChannelError::Timeout(REQUEST_TIMEOUT))
-            }
-        }
+        let question = ToHost::Request { corr, request };
+        let send = self.core.send(&question);
+        await_answer(&self.requests, corr, send, Some(REQUEST_TIMEOUT)).await
     }
 
     /// Opens a relayed connection to party `party`.
@@ -621,29 +639,11 @@ impl HostChannel {
         timeout: std::time::Duration,
     ) -> Result<Result<HealthReport, Failure>, ChannelError> {
         let corr = self.next_corr.fetch_add(1, Ordering::Relaxed);
-        let (tx, rx) = oneshot::channel();
-        self.health
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .insert(corr, tx);
-        if let Err(e) = self
-            .core
-            .send(&ToEnclave::Health {
-                corr,
-                challenge: challenge.to_vec(),
-            })
-            .await
-        {
-            take(&self.health, corr);
-            return Err(e);
-        }
-        match tokio::time::timeout(timeout, rx).await {
-            Ok(r) => r.map_err(|_| ChannelError::Closed),
-            Err(_) => {
-                take(&self.health, corr);
-                Err(ChannelError::Timeout(timeout))
-            }
-        }
+        let check = ToEnclave::Health {
+            corr,
+            challenge: challenge.to_vec(),
+        };
+        await_answer(&self.health, corr, self.core.send(&check), Some(timeout)).await
     }
 
     /// Whether the enclave's end is gone.
@@ -672,18 +672,11 @@ impl HostChannel {
     /// Hands a job to the enclave and waits for its answer.
     pub async fn serve(&self, job: Job) -> Result<Result<Outcome, Failure>, ChannelError> {
         let corr = self.next_corr.fetch_add(1, Ordering::Relaxed);
-        let (tx, rx) = oneshot::channel();
-        self.pending
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .insert(corr, tx);
-        self.core
-            .send(&ToEnclave::Serve {
-                corr,
-                job: Box::new(job),
-            })
-            .await?;
-        rx.await.map_err(|_| ChannelError::Closed)
+        let job = ToEnclave::Serve {
+            corr,
+            job: Box::new(job),
+        };
+        await_answer(&self.pending, corr, self.core.send(&job), None).await
     }
 }
 
