@@ -32,7 +32,7 @@ pub use keyset::{
 pub use kms_eip712::{public_decryption_struct, SignedDecryption, SignedHandle};
 pub use kms_types::Plaintext;
 pub use material::{deserialize_public, serialize_public, verify_public_material, MaterialError};
-pub use params::{config_for, require_available, ParamSetExt};
+pub use params::{compact_pke_params, config_for, require_available, ParamSetExt};
 
 /// Re-exported so clients use the exact tfhe the engine was built with.
 pub use tfhe;

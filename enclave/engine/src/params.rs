@@ -93,6 +93,14 @@ impl ParamSetExt for ParamSetName {
     }
 }
 
+/// The compact-public-key encryption parameters of a parameter set (the ones clients encrypt and
+/// prove under, and so the ones a CRS is for). Both sets use the production ones.
+pub fn compact_pke_params(
+    _name: ParamSetName,
+) -> tfhe::shortint::parameters::CompactPublicKeyEncryptionParameters {
+    PARAM_PKE_MESSAGE_2_CARRY_2_KS_PBS_TUNIFORM_2M128
+}
+
 /// The tfhe configuration of a parameter set: computation parameters, noise squashing (needed by
 /// threshold decryption), the dedicated compact-public-key parameters used by fhEVM clients for
 /// proven encryption, and (production) compression.
@@ -102,7 +110,7 @@ pub fn config_for(name: ParamSetName) -> Config {
     let builder = ConfigBuilder::with_custom_parameters(name.block_params())
         .enable_noise_squashing(name.noise_squashing_params())
         .use_dedicated_compact_public_key_parameters((
-            PARAM_PKE_MESSAGE_2_CARRY_2_KS_PBS_TUNIFORM_2M128,
+            compact_pke_params(name),
             PARAM_KEYSWITCH_MESSAGE_2_CARRY_2_KS_PBS_TUNIFORM_2M128,
         ));
     match name {

@@ -5,6 +5,7 @@
 
 pub mod auditor;
 pub mod bench;
+pub mod bench_ceremony;
 pub mod bench_consensus;
 pub mod bench_runtime;
 pub mod chain;

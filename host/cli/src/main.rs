@@ -383,6 +383,19 @@ enum Cmd {
         #[arg(long, default_value_t = 11)]
         decrypt_runs: usize,
     },
+    /// The CRS ceremony (every party's contribution and its checks) against tfhe-rs generating
+    /// the same CRS alone, in the same run.
+    BenchCeremony {
+        /// Parameter set.
+        #[arg(long, default_value = "default")]
+        params: String,
+        /// `max_num_bits` of the CRS (fhEVM uses 2048).
+        #[arg(long, default_value_t = 2048)]
+        max_bits: u32,
+        /// Contributing parties.
+        #[arg(long, default_value_t = 4)]
+        parties: u32,
+    },
 }
 
 #[derive(Subcommand)]
@@ -982,6 +995,29 @@ async fn run(cli: Cli) -> R<()> {
             })
             .await
             .map_err(|e| e.to_string())??;
+            print_comparisons(&res, json, 1.0, "s")?;
+        }
+        Cmd::BenchCeremony {
+            params: p,
+            max_bits,
+            parties,
+        } => {
+            let p = params(&p)?;
+            let (res, sizes) = tokio::task::spawn_blocking(move || {
+                kms_cli::bench_ceremony::run(p, max_bits, parties, |m| {
+                    if !json {
+                        eprintln!("{m}");
+                    }
+                })
+            })
+            .await
+            .map_err(|e| e.to_string())??;
+            if !json {
+                println!(
+                    "n = {} powers; one contribution {} bytes; the CRS {} bytes",
+                    sizes.n, sizes.contribution_bytes, sizes.crs_bytes
+                );
+            }
             print_comparisons(&res, json, 1.0, "s")?;
         }
     }
