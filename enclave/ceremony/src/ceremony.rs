@@ -1,5 +1,14 @@
 //! The ceremony's turn-taking, as every party runs it: contributions are taken in a fixed order,
 //! each checked before the next; a bad one is rejected and skipped, a silent party is skipped.
+//!
+//! What this type does not do, and its driver must: make the honest parties agree on what each
+//! contributor sent. A contributor that sends different contributions to different parties, or
+//! one to some and nothing to others, or a deadline that passes for some parties and not for
+//! others, would otherwise leave honest parties on different transcripts and different CRSs.
+//! So every call to [`Ceremony::receive`] and [`Ceremony::skip_silent`] must be for a decision
+//! all honest parties share: the contribution's digest ordered by the KMS chain (or delivered
+//! by reliable broadcast), and "silent" decided by a chain height rather than a local clock.
+//! Then every honest party computes the same transcript digest, which they sign.
 
 use crate::{contribute, verify_contribution, CeremonyError, Contribution, CrsShape, CrsState};
 use kms_types::RequestId;
@@ -45,7 +54,7 @@ impl Ceremony {
         let mut sorted = order.clone();
         sorted.sort_unstable();
         sorted.dedup();
-        if sorted.len() != order.len() || 3 * threshold >= order.len() {
+        if sorted.len() != order.len() || threshold.saturating_mul(3) >= order.len() {
             return Err(CeremonyError::Unsupported(format!(
                 "{} distinct contributors of {}, threshold {threshold}: need n > 3t, each once",
                 sorted.len(),

@@ -7,9 +7,8 @@ use rand_core::{CryptoRng, RngCore};
 use rayon::prelude::*;
 use serde::{Deserialize, Serialize};
 use sha3::{Digest, Sha3_256};
-use tfhe_zk_pok::curve_api::bls12_446::{G1Affine, G2Affine, Gt, Zp, G1, G2};
+use tfhe_zk_pok::curve_api::bls12_446::{G1Affine, G2Affine, Gt, ZeroizeZp, Zp, G1, G2};
 use tfhe_zk_pok::curve_api::{CurveGroupOps, PairingGroupOps};
-use zeroize::Zeroizing;
 
 /// Proof of knowledge of the contribution's secret `τ`: a Schnorr proof that the new first G1
 /// element is the previous one raised to `τ`.
@@ -110,17 +109,22 @@ fn challenge(prev: &CrsState, contributor: u32, base: G1, new: G1, commitment: G
     c
 }
 
-fn nonzero(rng: &mut (impl RngCore + CryptoRng)) -> Zeroizing<Zp> {
+/// A nonzero secret scalar, zeroized on drop (tfhe-zk-pok's `ZeroizeZp`: its arithmetic and its
+/// point multiplication zeroize their intermediate copies too).
+fn nonzero(rng: &mut (impl RngCore + CryptoRng)) -> ZeroizeZp {
+    let mut v = ZeroizeZp::ZERO;
     loop {
-        let v = Zeroizing::new(Zp::rand(rng));
-        if *v != Zp::ZERO {
+        v.rand_in_place(rng);
+        if v != ZeroizeZp::ZERO {
             return v;
         }
     }
 }
 
 /// Contributes on top of `prev`: samples a secret `τ`, raises the i-th power to `τ^i`, proves
-/// knowledge of `τ`, and forgets `τ` and its powers (zeroized).
+/// knowledge of `τ`, and forgets `τ` and its powers (zeroized on drop, as are the copies the
+/// scalar arithmetic makes). The point multiplications by secrets are tfhe-zk-pok's
+/// double-and-add, not constant time, as in tfhe's own CRS generation.
 pub fn contribute(
     prev: &CrsState,
     contributor: u32,
@@ -135,39 +139,40 @@ pub fn contribute(
 fn contribute_with(
     prev: &CrsState,
     contributor: u32,
-    tau: &Zp,
-    r: &Zp,
+    tau: &ZeroizeZp,
+    r: &ZeroizeZp,
 ) -> Result<Contribution, CeremonyError> {
     let n = prev.shape.n;
-    let mut powers: Zeroizing<Vec<Zp>> = Zeroizing::new(Vec::with_capacity(2 * n));
-    let mut cur = Zeroizing::new(*tau);
+    let mut powers: Vec<ZeroizeZp> = Vec::with_capacity(2 * n);
+    let mut cur = tau.clone();
     for _ in 0..2 * n {
-        powers.push(*cur);
-        *cur = *cur * *tau;
+        let next = &cur * tau;
+        powers.push(std::mem::replace(&mut cur, next));
     }
     let (new_g1, new_g2): (Vec<G1Affine>, Vec<G2Affine>) = rayon::join(
         || {
             prev.g1
                 .par_iter()
                 .zip(powers.par_iter())
-                .map(|(p, s)| g1(p).mul_scalar(*s).normalize())
+                .map(|(p, s)| g1(p).mul_scalar_zeroize(s).normalize())
                 .collect()
         },
         || {
             prev.g2
                 .par_iter()
                 .zip(powers.par_iter())
-                .map(|(p, s)| g2(p).mul_scalar(*s).normalize())
+                .map(|(p, s)| g2(p).mul_scalar_zeroize(s).normalize())
                 .collect()
         },
     );
+    drop(powers);
     let (Some(base), Some(new)) = (prev.g1.first(), new_g1.first()) else {
         return Err(CeremonyError::Degenerate("empty CRS"));
     };
     let (base, new) = (g1(base), g1(new));
-    let commitment = base.mul_scalar(*r);
+    let commitment = base.mul_scalar_zeroize(r);
     let c = challenge(prev, contributor, base, new, commitment);
-    let response = *r + c * *tau;
+    let response = (c * tau) + r;
     Ok(Contribution {
         contributor,
         g1: new_g1,
@@ -187,21 +192,28 @@ pub fn verify_contribution(
     c: &Contribution,
     rng: &mut (impl RngCore + CryptoRng),
 ) -> Result<CrsState, CeremonyError> {
-    check_elements(&c.g1, &c.g2, prev.shape.n)?;
-    if !<G1 as CurveGroupOps<Zp>>::validate_affine(&c.proof.commitment) {
-        return Err(CeremonyError::BadProof);
-    }
-
-    // The proof of knowledge: B^s = R · (B^τ)^c.
+    // The proof of knowledge first (two scalar multiplications): B^s = R · (B^τ)^c. It needs
+    // only the new first element and the commitment checked; a contribution failing it costs
+    // the verifier nothing more.
     let (Some(base), Some(new)) = (prev.g1.first(), c.g1.first()) else {
         return Err(CeremonyError::Degenerate("empty CRS"));
     };
+    if !<G1 as CurveGroupOps<Zp>>::validate_affine(new) {
+        return Err(CeremonyError::InvalidPoint {
+            group: "G1",
+            index: 0,
+        });
+    }
+    if !<G1 as CurveGroupOps<Zp>>::validate_affine(&c.proof.commitment) {
+        return Err(CeremonyError::BadProof);
+    }
     let (base, new) = (g1(base), g1(new));
     let commitment = g1(&c.proof.commitment);
     let ch = challenge(prev, c.contributor, base, new, commitment);
     if base.mul_scalar(c.proof.response) != commitment + new.mul_scalar(ch) {
         return Err(CeremonyError::BadProof);
     }
+    check_elements(&c.g1, &c.g2, prev.shape.n)?;
     check_pairings(&c.g1, &c.g2, prev.shape.n, rng)?;
 
     let bytes = c.to_bytes()?;
@@ -338,13 +350,17 @@ mod tests {
             ..CrsShape::for_request(ParamSetName::TestInsecure, 16).unwrap()
         };
         let start = CrsState::initial(shape, RequestId::derive("unit", b"product"));
-        let (t1, t2) = (Zp::rand(&mut OsRng), Zp::rand(&mut OsRng));
-        let r = Zp::rand(&mut OsRng);
+        let (t1, t2, r) = (
+            nonzero(&mut OsRng),
+            nonzero(&mut OsRng),
+            nonzero(&mut OsRng),
+        );
         let c1 = contribute_with(&start, 1, &t1, &r).unwrap();
         let s1 = verify_contribution(&start, &c1, &mut OsRng).unwrap();
         let c2 = contribute_with(&s1, 2, &t2, &r).unwrap();
         let s2 = verify_contribution(&s1, &c2, &mut OsRng).unwrap();
-        let alpha = t1 * t2;
+        // The secrets' values, through tfhe-zk-pok's Zp · ZeroizeZp.
+        let alpha = Zp::ONE * &t1 * &t2;
         let g = <G1 as CurveGroupOps<Zp>>::GENERATOR;
         let h = <G2 as CurveGroupOps<Zp>>::GENERATOR;
         let mut power = Zp::ONE;

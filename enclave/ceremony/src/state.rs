@@ -92,6 +92,13 @@ impl CrsState {
         let [hash, hash_r, hash_t, hash_w, hash_agg, hash_lmap, hash_phi, hash_xi, hash_z, hash_chi, hash_gamma] =
             ds;
         let s = &self.shape;
+        // tfhe's size computation asserts these; a shape not from `for_request` gets an error.
+        let b_squared = u128::from(s.b_inf)
+            .checked_mul(u128::from(s.b_inf))
+            .and_then(|b| b.checked_mul((s.d + s.k) as u128));
+        if s.k > s.d || b_squared.is_none() || s.t >> s.msbs_zero_padding_bit_count.min(63) == 0 {
+            return Err(CeremonyError::Unusable);
+        }
         let pp = PublicParams::<tfhe_zk_pok::curve_api::Bls12_446>::from_vec(
             self.g1.clone(),
             self.g2.clone(),

@@ -272,7 +272,7 @@ fn each_kind_of_bad_contribution_is_rejected_with_its_reason_and_changes_nothing
         kms_ceremony::verify_contribution(&elsewhere, &honest, &mut OsRng),
         Err(CeremonyError::BadProof)
     );
-    // Copying the previous contributor's powers (no secret of one's own) fails too.
+    // Copying the previous contributor's contribution, proof included, fails too.
     let after_1 = kms_ceremony::verify_contribution(&start, &honest, &mut OsRng).unwrap();
     let mut copy = honest.clone();
     copy.contributor = 2;
