@@ -47,6 +47,12 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 const CHANNEL_PORT: u32 = 5000;
 
+/// The developer files the image carries (where in the image, the file in the test's folder).
+const DEV_FILES: [(&str, &str); 2] = [
+    ("etc/kms-enclave/dev/root-ca", "root-ca"),
+    ("etc/kms-enclave/dev/sealing-key", "sealing-key"),
+];
+
 fn now() -> Duration {
     SystemTime::now().duration_since(UNIX_EPOCH).unwrap()
 }
@@ -157,23 +163,25 @@ async fn the_developer_image_is_reproducible_boots_under_qemu_and_answers_an_att
         .split_whitespace()
         .map(str::to_string)
         .collect(),
-        extra_files: vec![
-            ("etc/kms-enclave/dev/root-ca".into(), d.join("root-ca")),
-            (
-                "etc/kms-enclave/dev/sealing-key".into(),
-                d.join("sealing-key"),
-            ),
-        ],
+        extra_files: DEV_FILES
+            .iter()
+            .map(|(at, file)| (at.to_string(), d.join(file)))
+            .collect(),
     };
-    let checkout_a = d.join("checkout-a");
-    git_clone(&checkout_a);
-    let spec_a = spec(&checkout_a);
-    let started = Instant::now();
-    let (eif_bytes, manifest) =
-        tokio::task::spawn_blocking(move || kms_eif_build::build(&spec_a).unwrap())
-            .await
-            .unwrap();
-    let build_s = started.elapsed().as_secs_f64();
+    // Clones HEAD into `checkout` and builds the image there: the image, its manifest, seconds.
+    let clone_and_build = |checkout: std::path::PathBuf| {
+        git_clone(&checkout);
+        let spec = spec(&checkout);
+        let started = Instant::now();
+        async move {
+            let (eif, manifest) =
+                tokio::task::spawn_blocking(move || kms_eif_build::build(&spec).unwrap())
+                    .await
+                    .unwrap();
+            (eif, manifest, started.elapsed().as_secs_f64())
+        }
+    };
+    let (eif_bytes, manifest, build_s) = clone_and_build(d.join("checkout-a")).await;
     assert_eq!(manifest.variant, Variant::InsecureDev);
 
     // QEMU boots the EIF's own sections.
@@ -383,14 +391,7 @@ async fn the_developer_image_is_reproducible_boots_under_qemu_and_answers_an_att
 
     // Another folder, cloned after the first build finished: the same image.
     let checkout_b = d.join("elsewhere/checkout-b");
-    git_clone(&checkout_b);
-    let spec_b = spec(&checkout_b);
-    let started = Instant::now();
-    let (eif_b, manifest_b) =
-        tokio::task::spawn_blocking(move || kms_eif_build::build(&spec_b).unwrap())
-            .await
-            .unwrap();
-    let rebuild_s = started.elapsed().as_secs_f64();
+    let (eif_b, manifest_b, rebuild_s) = clone_and_build(checkout_b.clone()).await;
     assert_eq!(manifest, manifest_b, "the two builds' manifests differ");
     assert_eq!(
         kms_eif::sha256_hex(&eif_bytes),
@@ -419,13 +420,10 @@ async fn the_developer_image_is_reproducible_boots_under_qemu_and_answers_an_att
 
     // The real binaries, one byte changed.
     let bins = target_dir().join("x86_64-unknown-linux-gnu/enclave");
-    let mut extra_files = Vec::new();
-    for (at, file) in [
-        ("etc/kms-enclave/dev/root-ca", "root-ca"),
-        ("etc/kms-enclave/dev/sealing-key", "sealing-key"),
-    ] {
-        extra_files.push((at.to_string(), std::fs::read(d.join(file)).unwrap()));
-    }
+    let extra_files = DEV_FILES
+        .iter()
+        .map(|(at, file)| (at.to_string(), std::fs::read(d.join(file)).unwrap()))
+        .collect();
     let inputs = kms_eif_build::ImageInputs {
         kernel: kms_eif_build::Kernel::load(&tools.kernel, &tools.kernel_sha256, &tools.modules)
             .unwrap(),

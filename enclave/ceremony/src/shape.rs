@@ -87,9 +87,7 @@ impl CrsShape {
         .map_err(|e| unsupported(e.to_string()))?;
         let msbs_zero_padding_bit_count = 1;
         let (d, k) = (d.0, k.0);
-        let b_squared = u128::from(b_inf)
-            .checked_mul(u128::from(b_inf))
-            .and_then(|s| s.checked_mul((d + k) as u128))
+        let b_squared = euclidean_bound_squared(b_inf, d, k)
             .ok_or_else(|| unsupported("noise bound overflows".into()))?;
         let (n, _, _, _) =
             compute_crs_params(d, k, b_squared, t, msbs_zero_padding_bit_count, Bound::CS);
@@ -120,4 +118,12 @@ impl CrsShape {
         });
         out
     }
+}
+
+/// The squared Euclidean bound tfhe derives from the infinity-norm bound over `d + k`
+/// coefficients (`B_inf² · (d + k)`), or `None` where it overflows (tfhe would panic).
+pub(crate) fn euclidean_bound_squared(b_inf: u64, d: usize, k: usize) -> Option<u128> {
+    u128::from(b_inf)
+        .checked_mul(u128::from(b_inf))
+        .and_then(|s| s.checked_mul((d as u128).checked_add(k as u128)?))
 }

@@ -93,9 +93,7 @@ impl CrsState {
             ds;
         let s = &self.shape;
         // tfhe's size computation asserts these; a shape not from `for_request` gets an error.
-        let b_squared = u128::from(s.b_inf)
-            .checked_mul(u128::from(s.b_inf))
-            .and_then(|b| b.checked_mul((s.d + s.k) as u128));
+        let b_squared = crate::shape::euclidean_bound_squared(s.b_inf, s.d, s.k);
         if s.k > s.d || b_squared.is_none() || s.t >> s.msbs_zero_padding_bit_count.min(63) == 0 {
             return Err(CeremonyError::Unusable);
         }

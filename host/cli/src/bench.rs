@@ -39,12 +39,14 @@ pub struct Comparison {
     pub runs: usize,
 }
 
-fn median(mut v: Vec<Duration>) -> f64 {
+/// The median of `v`, seconds (`v` not empty).
+pub(crate) fn median(mut v: Vec<Duration>) -> f64 {
     v.sort();
     v[v.len() / 2].as_secs_f64()
 }
 
-fn time<T>(f: impl FnOnce() -> T) -> (T, Duration) {
+/// `f`'s result and how long it took.
+pub(crate) fn time<T>(f: impl FnOnce() -> T) -> (T, Duration) {
     let t = Instant::now();
     let out = f();
     (out, t.elapsed())

@@ -12,17 +12,11 @@
 //!   a contribution then its check by the next party (in a deployment the other parties check
 //!   in parallel, on their own machines), then the assembly.
 
-use crate::bench::Comparison;
+use crate::bench::{median, time, Comparison};
 use kms_ceremony::{contribute, verify_contribution, Contribution, CrsShape, CrsState};
 use kms_types::{ParamSetName, RequestId};
 use rand_core::OsRng;
-use std::time::{Duration, Instant};
-
-fn time<T>(f: impl FnOnce() -> T) -> (T, Duration) {
-    let t = Instant::now();
-    let out = f();
-    (out, t.elapsed())
-}
+use std::time::Duration;
 
 /// What `run` measured besides the ratios.
 #[derive(Clone, Debug, serde::Serialize)]
@@ -73,13 +67,6 @@ pub fn run(
     let crs_bytes = kms_engine::serialize_public(&crs)
         .map_err(|e| e.to_string())?
         .len();
-    let median = |mut v: Vec<Duration>| {
-        v.sort();
-        v.get(v.len() / 2)
-            .copied()
-            .unwrap_or_default()
-            .as_secs_f64()
-    };
     let total: Duration = contrib.iter().chain(verify.iter()).sum::<Duration>() + assemble;
     let base = baseline.as_secs_f64();
     let cmp = |name: &str, kms_s: f64, runs: usize| Comparison {
