@@ -242,6 +242,7 @@ pub fn submit(
     let fee = fee_of(&cfg, &request);
     tokens::debit(ctx, sender, fee)?;
     let kind = request.kind();
+    let request_kind_is_crs = matches!(request, KmsRequest::CrsGen(_));
     let key_epoch = match &request {
         KmsRequest::PublicDecrypt(r) => key_epoch(ctx, &r.key_id)?.epoch,
         KmsRequest::UserDecrypt(r) => key_epoch(ctx, &r.key_id)?.epoch,
@@ -265,6 +266,7 @@ pub fn submit(
         threshold: cfg.threshold,
         responded: Vec::new(),
         key_epoch,
+        ceremony: request_kind_is_crs.then(|| crate::ceremony::start(ctx.height)),
     };
     ctx.put(keys::request(&id), &record);
     ctx.emit(
@@ -416,7 +418,13 @@ pub fn expire(ctx: &mut Ctx<'_>, request_id: RequestId) -> Result<(), TxError> {
             "request {request_id} is not pending"
         )));
     }
-    let from = record.height.saturating_add(REQUEST_TIMEOUT_BLOCKS);
+    // A ceremony in progress counts from its current turn's start (a ceremony of n turns may
+    // rightly take longer than one request).
+    let since = record
+        .ceremony
+        .as_ref()
+        .map_or(record.height, |c| c.turn_started.max(record.height));
+    let from = since.saturating_add(REQUEST_TIMEOUT_BLOCKS);
     if ctx.height < from {
         return Err(TxError::Invalid(format!(
             "request {request_id} may be expired from height {from}"
@@ -473,6 +481,21 @@ pub fn fulfill(
     if let RequestStatus::Expired { .. } = record.status {
         return Err(TxError::ResponseRejected(format!(
             "request {request_id} expired"
+        )));
+    }
+    if let Fulfillment::CrsContribution { .. } | Fulfillment::CrsVote { .. } = fulfillment {
+        if record.status != RequestStatus::Pending {
+            return Err(TxError::ResponseRejected(format!(
+                "request {request_id} is not pending"
+            )));
+        }
+        crate::ceremony::respond(ctx, &mut record, sender, index, &fulfillment)?;
+        ctx.put(keys::request(&request_id), &record);
+        return Ok(());
+    }
+    if !crate::ceremony::ready_for_material(&record) {
+        return Err(TxError::ResponseRejected(format!(
+            "the CRS ceremony of {request_id} has not ended with enough contributions"
         )));
     }
     let completed = matches!(record.status, RequestStatus::Completed { .. });

@@ -8,7 +8,7 @@
 
 use crate::ctx::Ctx;
 use crate::error::TxError;
-use crate::{asc, config, isc, tokens};
+use crate::{asc, ceremony, config, isc, tokens};
 use kms_chain_types::tx::{Msg, VerifiedTx};
 use kms_chain_types::Address;
 
@@ -33,7 +33,8 @@ fn consume_nonce(ctx: &mut Ctx<'_>, sender: &Address, nonce: u64) -> Result<(), 
 fn fee_exempt(ctx: &Ctx<'_>, sender: &Address, msg: &Msg) -> Result<bool, TxError> {
     let cfg = config::load(ctx)?;
     Ok(cfg.is_admin(sender)
-        || (matches!(msg, Msg::Fulfill { .. }) && cfg.party_by_signer(sender).is_some()))
+        || (matches!(msg, Msg::Fulfill { .. } | Msg::CrsSkipTurn { .. })
+            && cfg.party_by_signer(sender).is_some()))
 }
 
 /// Executes a transaction whose signature is verified: checks and consumes the nonce, runs the
@@ -75,6 +76,7 @@ pub fn execute(ctx: &mut Ctx<'_>, tx: VerifiedTx) -> Result<(), TxError> {
             fulfillment,
         } => asc::fulfill(ctx, &sender, request_id, fulfillment),
         Msg::Expire { request_id } => asc::expire(ctx, request_id),
+        Msg::CrsSkipTurn { request_id, turn } => ceremony::skip_turn(ctx, request_id, turn),
     }?;
     if !exempt {
         let fees = config::load(ctx)?.fees;

@@ -4,6 +4,7 @@
 //! * [`config`]: parties, threshold, fees, admins, EIP-712 domain.
 //! * [`asc`]: requests (validation, ISC check, request ID, fee escrow, events) and the parties'
 //!   fulfillments (EIP-712 checked, completion on t + 1 matching results or all shares).
+//! * [`ceremony`]: the CRS ceremony's turns, decided on chain (proposal, votes, deadline).
 //! * [`isc`]: the per-application inclusion-proof contract interface and the ACL implementation.
 //! * [`tokens`]: balances, faucet, fees.
 //!
@@ -18,6 +19,7 @@
 
 pub mod abci;
 pub mod asc;
+pub mod ceremony;
 pub mod config;
 pub mod ctx;
 pub mod error;

@@ -9,8 +9,14 @@
 //! all honest parties share: the contribution's digest ordered by the KMS chain (or delivered
 //! by reliable broadcast), and "silent" decided by a chain height rather than a local clock.
 //! Then every honest party computes the same transcript digest, which they sign.
+//!
+//! The party runtime (`kms-runtime`, `party/crs.rs`) drives the ceremony through the KMS chain
+//! that way, one step per job and without keeping this type between jobs: it resumes the
+//! chain-decided transcript with [`CrsState::resume`] and checks proposals with
+//! [`crate::verify_contribution_bytes`]. This type is the same protocol in one process (tests,
+//! benchmarks).
 
-use crate::{contribute, verify_contribution, CeremonyError, Contribution, CrsShape, CrsState};
+use crate::{contribute, verify_contribution_bytes, CeremonyError, CrsShape, CrsState};
 use kms_types::RequestId;
 use rand_core::{CryptoRng, RngCore};
 use tfhe::zk::CompactPkeCrs;
@@ -111,16 +117,7 @@ impl Ceremony {
             return Err(CeremonyError::OutOfTurn(from));
         }
         self.next += 1;
-        let checked = Contribution::from_bytes(bytes, &self.state.shape).and_then(|c| {
-            if c.contributor != from {
-                return Err(CeremonyError::WrongContributor {
-                    got: c.contributor,
-                    expected: from,
-                });
-            }
-            verify_contribution(&self.state, &c, rng)
-        });
-        match checked {
+        match verify_contribution_bytes(&self.state, from, bytes, rng) {
             Ok(next) => {
                 self.state = next;
                 self.accepted.push(from);

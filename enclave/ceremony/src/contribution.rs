@@ -217,18 +217,53 @@ pub fn verify_contribution(
     check_pairings(&c.g1, &c.g2, prev.shape.n, rng)?;
 
     let bytes = c.to_bytes()?;
-    let mut d = Sha3_256::new();
-    d.update(b"kms-crs-ceremony/v1/contribution");
-    d.update(prev.digest);
-    d.update(c.contributor.to_be_bytes());
-    d.update(Sha3_256::digest(&bytes));
     Ok(CrsState {
         shape: prev.shape,
         session: prev.session,
         g1: c.g1.clone(),
         g2: c.g2.clone(),
-        digest: d.finalize().into(),
+        digest: next_digest(
+            &prev.digest,
+            c.contributor,
+            &Sha3_256::digest(&bytes).into(),
+        ),
     })
+}
+
+/// The transcript digest after a contribution by `contributor` whose canonical encoding has
+/// SHA3-256 `contribution`, on top of a transcript with digest `prev`.
+pub(crate) fn next_digest(prev: &[u8; 32], contributor: u32, contribution: &[u8; 32]) -> [u8; 32] {
+    let mut d = Sha3_256::new();
+    d.update(b"kms-crs-ceremony/v1/contribution");
+    d.update(prev);
+    d.update(contributor.to_be_bytes());
+    d.update(contribution);
+    d.finalize().into()
+}
+
+/// Checks the bytes a party received as party `from`'s contribution on top of `prev`: they
+/// decode for the shape, are the canonical encoding (so their SHA3-256, which the KMS chain
+/// orders, is the digest the transcript records), name `from` as the contributor, and pass
+/// [`verify_contribution`]. Returns the state after it.
+pub fn verify_contribution_bytes(
+    prev: &CrsState,
+    from: u32,
+    bytes: &[u8],
+    rng: &mut (impl RngCore + CryptoRng),
+) -> Result<CrsState, CeremonyError> {
+    let c = Contribution::from_bytes(bytes, &prev.shape)?;
+    if c.contributor != from {
+        return Err(CeremonyError::WrongContributor {
+            got: c.contributor,
+            expected: from,
+        });
+    }
+    if c.to_bytes()? != bytes {
+        return Err(CeremonyError::Malformed(
+            "not the canonical encoding".into(),
+        ));
+    }
+    verify_contribution(prev, &c, rng)
 }
 
 /// Lengths, group membership of every element, and the identity exactly at the left-out power.

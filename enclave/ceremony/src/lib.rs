@@ -35,6 +35,10 @@
 //! tfhe computes for the parameter set and `max_num_bits` ([`CrsShape::for_request`]), so the
 //! result is exactly the CRS tfhe would generate, with an `α` nobody knows.
 //!
+//! How the parties agree on each turn (the KMS chain orders one digest per turn and decides it by
+//! the parties' votes) is the ASC's (`kms_app::ceremony`); a party resumes the agreed transcript
+//! with [`CrsState::resume`].
+//!
 //! The same protocol shape as Zama's ceremony (sequential contributions checked by pairing
 //! equations, eprint 2025/699 §9.7); written here from that description.
 
@@ -50,9 +54,11 @@ mod shape;
 mod state;
 
 pub use ceremony::{Ceremony, CeremonyOutcome};
-pub use contribution::{contribute, verify_contribution, Contribution, KnowledgeProof};
+pub use contribution::{
+    contribute, verify_contribution, verify_contribution_bytes, Contribution, KnowledgeProof,
+};
 pub use shape::{CrsShape, ProofBound};
-pub use state::CrsState;
+pub use state::{Accepted, CrsState};
 
 /// Why a contribution was rejected or the ceremony could not finish.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]

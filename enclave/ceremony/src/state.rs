@@ -10,6 +10,15 @@ use tfhe_zk_pok::curve_api::CurveGroupOps;
 use tfhe_zk_pok::proofs::pke_v2::PublicParams;
 use tfhe_zk_pok::proofs::HASH_DS_LEN_BYTES;
 
+/// One accepted contribution as the transcript records it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Accepted {
+    /// The contributing party.
+    pub contributor: u32,
+    /// SHA3-256 of the contribution's canonical encoding.
+    pub digest: [u8; 32],
+}
+
 /// The powers after the contributions accepted so far, and the digest of the transcript that
 /// led to them (the session, the shape, and every accepted contribution in order).
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -42,6 +51,61 @@ impl CrsState {
             g1,
             g2,
             digest: d.finalize().into(),
+        }
+    }
+
+    /// The state after the contributions `accepted` (in order), the last of which has the
+    /// encoding `last`: what a party resumes from when it trusts an agreement on which
+    /// contributions were accepted (on the KMS chain: `2t + 1` parties, so at least `t + 1`
+    /// honest ones, each checked the contribution on top of the one before). The transcript
+    /// digest is recomputed from the list; the powers are `last`'s, whose SHA3-256 must be the
+    /// last accepted digest and which must be the canonical encoding of a contribution by the
+    /// last accepted contributor with this shape's lengths. The powers themselves are not
+    /// re-checked here ([`Self::check_powers`] does that, at the cost of a verification).
+    pub fn resume(
+        shape: CrsShape,
+        session: RequestId,
+        accepted: &[Accepted],
+        last: Option<&[u8]>,
+    ) -> Result<Self, CeremonyError> {
+        let mut state = Self::initial(shape, session);
+        for a in accepted {
+            state.digest =
+                crate::contribution::next_digest(&state.digest, a.contributor, &a.digest);
+        }
+        match (accepted.last(), last) {
+            (None, None) => Ok(state),
+            (Some(a), Some(bytes)) => {
+                if <[u8; 32]>::from(Sha3_256::digest(bytes)) != a.digest {
+                    return Err(CeremonyError::Malformed(
+                        "the bytes are not the last accepted contribution".into(),
+                    ));
+                }
+                let c = crate::Contribution::from_bytes(bytes, &shape)?;
+                if c.contributor != a.contributor {
+                    return Err(CeremonyError::WrongContributor {
+                        got: c.contributor,
+                        expected: a.contributor,
+                    });
+                }
+                if c.g1.len() != 2 * shape.n || c.g2.len() != shape.n {
+                    return Err(CeremonyError::WrongLength {
+                        g1: c.g1.len(),
+                        g2: c.g2.len(),
+                        want_g1: 2 * shape.n,
+                        want_g2: shape.n,
+                    });
+                }
+                state.g1 = c.g1;
+                state.g2 = c.g2;
+                Ok(state)
+            }
+            (None, Some(_)) => Err(CeremonyError::Malformed(
+                "contribution bytes given, none accepted".into(),
+            )),
+            (Some(_), None) => Err(CeremonyError::Malformed(
+                "the last accepted contribution's bytes are missing".into(),
+            )),
         }
     }
 

@@ -15,6 +15,8 @@ use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+mod crs;
+
 /// Why the runtime refused or failed a job. The host logs it; a refusal never produces a
 /// transaction.
 #[derive(Debug, thiserror::Error)]
@@ -52,6 +54,19 @@ pub enum RuntimeError {
     /// The sealed share or pending resharing could not be read or written.
     #[error("sealed share: {0}")]
     ShareStore(#[from] ShareStoreError),
+    /// The CRS ceremony's step could not be taken (the shape, the agreed transcript, or this
+    /// party's own contribution); a bad proposal is not an error but an invalid vote.
+    #[error("CRS ceremony: {0}")]
+    Ceremony(#[from] kms_ceremony::CeremonyError),
+    /// The approved record of a CRS request carries no ceremony.
+    #[error("CRS request {0} carries no ceremony")]
+    NoCeremony(RequestId),
+    /// The host did not hand over bytes the approved record names.
+    #[error("the host did not hand over the bytes with SHA3-256 {}", hex::encode(.0))]
+    BlobMissing([u8; 32]),
+    /// The CRS could not be serialized.
+    #[error("CRS serialization: {0}")]
+    Serialize(String),
 }
 
 /// One party's enclave state and its `serve` entry point.
@@ -221,12 +236,22 @@ impl PartyRuntime {
             return Ok(Outcome::Skip(Skip::AlreadyAnswered));
         }
         let complete = matches!(record.status, RequestStatus::Completed { .. });
+        if let KmsRequest::CrsGen(r) = &record.request {
+            if complete {
+                return Ok(Outcome::Skip(Skip::Complete));
+            }
+            return self
+                .crs_step(&record, r, approved.proven_at, job.blobs)
+                .await;
+        }
         // The request ID is the approved record's (the light client checked it hashes to it).
         let id = record.id;
         match record.request {
-            // Key sets and CRSs: the public material this party holds, signed (dealt until the
-            // DKG and the CRS ceremony land; the chain counts t + 1 agreeing parties).
-            KmsRequest::KeyGen(_) | KmsRequest::CrsGen(_) => {
+            // Handled above.
+            KmsRequest::CrsGen(_) => Ok(Outcome::Skip(Skip::Complete)),
+            // Key sets: the public material this party holds, signed (dealt until the DKG
+            // lands; the chain counts t + 1 agreeing parties).
+            KmsRequest::KeyGen(_) => {
                 if complete {
                     return Ok(Outcome::Skip(Skip::Complete));
                 }

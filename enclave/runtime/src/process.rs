@@ -538,10 +538,7 @@ pub async fn boot(args: Args) -> Result<(), BootError> {
     let prss = kms_algebra::prss::Prss::new(party, n, state.t as usize, &state.prss)
         .map_err(|e| BootError::Setup(e.to_string()))?;
     let domain = state.domain.clone();
-    let mut material = BTreeMap::from([(entry.key_id, entry.material.clone())]);
-    for c in &state.crs {
-        material.insert(c.crs_id, c.material.clone());
-    }
+    let material = BTreeMap::from([(entry.key_id, entry.material.clone())]);
     let runtime = Arc::new(PartyRuntime::new(RuntimeParts {
         chain_id: state.chain_id.clone(),
         light_client,

@@ -44,15 +44,6 @@ pub struct KeyEntry {
     pub material: Vec<(String, [u8; 32])>,
 }
 
-/// A CRS whose public material this party reports (dealt until the CRS ceremony lands).
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
-pub struct CrsEntry {
-    /// The CRS generation request it answers.
-    pub crs_id: RequestId,
-    /// Its public material (data type, SHA3-256), reported on chain.
-    pub material: Vec<(String, [u8; 32])>,
-}
-
 /// A party's state.
 pub struct PartyState {
     /// Party index (1-based).
@@ -75,8 +66,6 @@ pub struct PartyState {
     pub prss: PrssKeys,
     /// Key shares.
     pub keys: Vec<KeyEntry>,
-    /// CRSs (public; their digests are what the party signs).
-    pub crs: Vec<CrsEntry>,
 }
 
 impl std::fmt::Debug for PartyState {
@@ -118,8 +107,6 @@ struct StateWire {
     signer_key: Vec<u8>,
     prss: Vec<(Vec<usize>, [u8; 32])>,
     keys: Vec<KeyWire>,
-    #[serde(default)]
-    crs: Vec<CrsEntry>,
 }
 
 impl Drop for StateWire {
@@ -164,7 +151,6 @@ impl PartyState {
                     epoch: k.epoch,
                 })
                 .collect(),
-            crs: self.crs.clone(),
         };
         // Room for everything up front, so the buffer is never reallocated (which would leave
         // unzeroized copies behind).
@@ -172,7 +158,6 @@ impl PartyState {
             + wire.genesis_validators.len()
             + wire.identity_key.len()
             + wire.prss.len() * 64
-            + wire.crs.len() * 1024
             + wire
                 .keys
                 .iter()
@@ -218,7 +203,6 @@ impl PartyState {
                 .map(|(set, k)| (set.clone(), PrssKey::from_bytes(*k)))
                 .collect(),
             keys,
-            crs: wire.crs.clone(),
         })
     }
 

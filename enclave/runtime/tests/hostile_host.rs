@@ -292,6 +292,7 @@ impl World {
             evidence: self.evidence(self.user_id, self.request_height),
             ciphertexts: self.cts.clone(),
             client_key: Some(self.client.public().as_bytes().to_vec()),
+            blobs: vec![],
         }
     }
 }
@@ -514,6 +515,7 @@ async fn the_enclave_takes_up_only_the_pending_share_the_chain_epoch_names() {
         evidence: w.evidence(new_id, h),
         ciphertexts: vec![w.other_ct.clone()],
         client_key: Some(w.client.public().as_bytes().to_vec()),
+        blobs: vec![],
     };
     let record: RequestRecord = codec::decode(&job().evidence.value).unwrap();
     assert_eq!(record.key_epoch, epoch1);
@@ -586,6 +588,7 @@ async fn a_resharing_served_again_reports_its_sealed_verdict_and_never_runs_twic
         evidence: w.evidence(rid, h),
         ciphertexts: vec![],
         client_key: None,
+        blobs: vec![],
     };
     let digest = [0x77; 32];
 

@@ -173,8 +173,8 @@ pub struct NetworkInputs<'a> {
     pub block: Duration,
     /// Enclaves per party (the host hands each request to one of them).
     pub enclaves_per_party: usize,
-    /// A CRS for the dealer to generate and every party to report when this request comes
-    /// through the ASC (stand-in for the CRS ceremony).
+    /// A CRS to request through the ASC once the network is up (the parties run the
+    /// ceremony for it).
     pub crs: Option<CrsGenRequest>,
 }
 
@@ -357,7 +357,7 @@ pub struct LocalNetwork {
     pub user: Wallet,
     /// Parties whose material completed the keygen request.
     pub keygen_by: Vec<u32>,
-    /// The CRS request the parties hold the dealer's CRS for, if any.
+    /// The CRS to request, if any.
     pub crs: Option<CrsGenRequest>,
     tasks: Vec<tokio::task::JoinHandle<()>>,
 }
@@ -700,26 +700,6 @@ impl LocalNetwork {
             .await
             .map_err(|e| fail("blob store")(&e))?;
         let key_id = inputs.keygen.request_id();
-        // The dealer's CRS (stand-in for the ceremony): public, stored where the hosts serve
-        // blobs; the parties report its digest when the request comes through the ASC.
-        let mut crs = Vec::new();
-        if let Some(req) = &inputs.crs {
-            let (params, bits) = (req.params, req.max_num_bits);
-            let generated =
-                tokio::task::spawn_blocking(move || kms_engine::generate_crs(params, bits))
-                    .await
-                    .map_err(|e| fail("crs")(&e))?
-                    .map_err(|e| fail("crs")(&e))?;
-            let bytes = kms_engine::serialize_public(&generated).map_err(|e| fail("crs")(&e))?;
-            let digest = blobs
-                .put(&bytes)
-                .await
-                .map_err(|e| fail("blob store")(&e))?;
-            crs.push(kms_runtime::state::CrsEntry {
-                crs_id: req.request_id(),
-                material: vec![(kms_types::DataType::Crs.as_str().to_string(), digest)],
-            });
-        }
         let mut parties = Supervisor::provision_slots(
             &inputs.dir.join("parties"),
             inputs.kms,
@@ -739,7 +719,6 @@ impl LocalNetwork {
                 server_key_digest,
                 material: inputs.material.clone(),
                 endpoints: setup.endpoints(),
-                crs,
             },
             inputs.enclaves_per_party,
         )
@@ -953,8 +932,9 @@ pub async fn run(
         "  threshold user decryption: envelopes of parties {forwarded:?} on chain (completed by {:?}), verified and combined by the client",
         responder_indices(&urec)
     ));
-    // CRS: requested through the ASC, reported by the parties, fetched by its agreed digest,
-    // and used for a proven encryption that tfhe-rs verifies.
+    // CRS: requested through the ASC, made by the parties' ceremony (each turn decided on
+    // chain), reported by them, fetched by its agreed digest, and used for a proven encryption
+    // that tfhe-rs verifies.
     let crs_verified = match net.crs.clone() {
         None => false,
         Some(req) => {
@@ -971,11 +951,19 @@ pub async fn run(
                 ),
             )
             .await?;
+            let started = Instant::now();
             let crec = wait_complete(&client, &crs_id, &net.parties).await?;
+            let took = started.elapsed();
+            let contributors: Vec<u32> = crec
+                .ceremony
+                .as_ref()
+                .map(|c| c.accepted().map(|(p, _)| p).collect())
+                .unwrap_or_default();
             let verified =
                 crs_from_chain(&client, &net.blobs, &crec, &key_id, inputs.client_key).await?;
             say(&format!(
-                "  CRS {crs_id}: reported by parties {:?} (the dealer's, stand-in for the ceremony), fetched by its agreed digest; a proven encryption under it {}",
+                "  CRS {crs_id}: ceremony of {N} turns decided on chain in {:.0} s, contributions of parties {contributors:?} accepted; reported by parties {:?}, fetched by its agreed digest; a proven encryption under it {}",
+                took.as_secs_f64(),
                 responder_indices(&crec),
                 if verified { "verifies" } else { "DOES NOT verify" }
             ));

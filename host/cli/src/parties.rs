@@ -7,7 +7,7 @@ use kms_algebra::prss::deal_keys;
 use kms_attested_tls::IdentityKey;
 use kms_eip712::DomainConfig;
 use kms_engine::tfhe::ClientKey;
-use kms_runtime::state::{AeadSealer, CrsEntry, KeyEntry, PartyState, StateError};
+use kms_runtime::state::{AeadSealer, KeyEntry, PartyState, StateError};
 use kms_types::{ParamSetName, RequestId};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
@@ -63,9 +63,6 @@ pub struct DealInputs<'a> {
     pub material: Vec<(String, [u8; 32])>,
     /// Each party's endpoint in the config contract (`HOST:PORT`), where its host listens.
     pub endpoints: Vec<String>,
-    /// CRSs the dealer generated (their request IDs and public material), which every party
-    /// reports when the request comes through the ASC (stand-in for the CRS ceremony).
-    pub crs: Vec<CrsEntry>,
 }
 
 /// One party's files.
@@ -204,7 +201,6 @@ impl Supervisor {
                     material: inputs.material.clone(),
                     epoch: Default::default(),
                 }],
-                crs: inputs.crs.clone(),
             };
             let sealed = AeadSealer::new(&key)
                 .seal(&PartyState::context(p as u32, "state"), &state.encode()?)

@@ -42,9 +42,17 @@ async fn demo_runs_and_verifies_everything() {
     assert_eq!(th.user.iter().collect::<Vec<_>>(), expected);
     assert_eq!(th.processes.len(), 4);
     assert!(th.processes.iter().all(|(h, e)| *h > 0 && *e > 0));
-    // The CRS through the ASC: reported by the parties, fetched by its agreed digest, and a
-    // proof under it verified by tfhe-rs.
+    // The CRS through the ASC: made by the parties' ceremony (all four honest contributions
+    // accepted on chain), reported by them, fetched by its agreed digest, and a proof under it
+    // verified by tfhe-rs.
     assert!(th.crs_verified);
+    assert!(
+        lines
+            .iter()
+            .any(|l| l.contains("ceremony of 4 turns decided on chain")
+                && l.contains("contributions of parties [1, 2, 3, 4] accepted")),
+        "{lines:#?}"
+    );
     assert!(
         lines
             .iter()

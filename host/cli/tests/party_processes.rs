@@ -161,7 +161,6 @@ async fn four_parties_as_enclave_and_host_processes() {
             server_key_digest,
             material,
             endpoints: setup.endpoints(),
-            crs: Vec::new(),
         },
     )
     .unwrap();

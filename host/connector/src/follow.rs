@@ -36,6 +36,12 @@ pub enum ChainEvent {
         /// Its kind.
         kind: String,
     },
+    /// A CRS ceremony moved (`kms_crs_proposal`, `kms_crs_turn`, `kms_crs_ended`): a proposal
+    /// to vote on, a new turn, or the end.
+    Ceremony {
+        /// The CRS generation request.
+        id: RequestId,
+    },
 }
 
 impl ChainEvent {
@@ -61,6 +67,7 @@ impl ChainEvent {
                 id,
                 kind: attr("kind").unwrap_or_default(),
             }),
+            "kms_crs_proposal" | "kms_crs_turn" | "kms_crs_ended" => Some(Self::Ceremony { id }),
             _ => None,
         }
     }

@@ -521,6 +521,7 @@ fn describe(h: u64, s: &Served<kms_channel::mux::ChannelFailure>) -> String {
             format!("height {h}: {id} input {} missing", hex::encode(digest))
         }
         Served::NoEvidence { id, error } => format!("height {h}: {id} no evidence: {error}"),
+        Served::PublishFailed { id, error } => format!("height {h}: {id} not published: {error}"),
     }
 }
 

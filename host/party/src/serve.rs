@@ -64,6 +64,14 @@ pub enum Served<E> {
         /// The store's error, if any.
         error: Option<BlobError>,
     },
+    /// The bytes the enclave asked to publish could not be stored (its transaction was not
+    /// broadcast).
+    PublishFailed {
+        /// The request.
+        id: RequestId,
+        /// The store's error.
+        error: BlobError,
+    },
     /// The evidence could not be fetched.
     NoEvidence {
         /// The request.
@@ -105,6 +113,10 @@ pub struct PartyHost<E: Enclave> {
     follower: Follower,
     slots: Vec<Slot<E>>,
     blobs: Blobs,
+    /// CRS ceremonies in progress and the height from which their current turn may be skipped
+    /// (read from the untrusted record; the enclave checks the deadline against its verified
+    /// header): the request is handed over again then.
+    deadlines: std::sync::Mutex<std::collections::BTreeMap<RequestId, u64>>,
 }
 
 impl<E: Enclave> PartyHost<E> {
@@ -115,6 +127,7 @@ impl<E: Enclave> PartyHost<E> {
             follower,
             slots,
             blobs,
+            deadlines: Default::default(),
         }
     }
 
@@ -139,12 +152,38 @@ impl<E: Enclave> PartyHost<E> {
                 ChainEvent::Complete { id, kind } if kind == "reshare" => {
                     (id, "completed reshare".to_string())
                 }
+                // A ceremony's proposal to vote on, its next turn, or its end.
+                ChainEvent::Ceremony { id } => (id, "CRS ceremony step".to_string()),
                 _ => continue,
             };
             let slot = slot_of(&id, self.slots.len());
             tracing::info!(height = h, request = %id, what, slot, "request to serve");
-            if let Some(q) = queues.get_mut(slot) {
+            // One handover per request and block, however many of its events the block holds
+            // (a ceremony's last turn and its end come together).
+            if let Some(q) = queues.get_mut(slot).filter(|q| !q.contains(&id)) {
                 q.push(id);
+            }
+        }
+        // Ceremony turns past their deadline: handed over once more (the enclave skips them).
+        let due: Vec<RequestId> = {
+            let mut d = self.deadlines.lock().unwrap_or_else(|p| p.into_inner());
+            let due: Vec<RequestId> = d
+                .iter()
+                .filter(|(_, at)| **at < h)
+                .map(|(id, _)| *id)
+                .collect();
+            for id in &due {
+                d.remove(id);
+            }
+            due
+        };
+        for id in due {
+            let slot = slot_of(&id, self.slots.len());
+            if let Some(q) = queues.get_mut(slot) {
+                if !q.contains(&id) {
+                    tracing::info!(height = h, request = %id, slot, "CRS ceremony turn past its deadline");
+                    q.push(id);
+                }
             }
         }
         let runs = self
@@ -240,12 +279,28 @@ impl<E: Enclave> PartyHost<E> {
             Err(error) => return Served::NoEvidence { id, error },
         };
         // What the request names, read (untrusted) from the record the enclave will verify.
+        let mut named = Vec::new();
         let (refs, client_digest) = match codec::decode::<RequestRecord>(&evidence.value) {
-            Ok(r) => match r.request {
-                KmsRequest::PublicDecrypt(p) => (p.ciphertexts, None),
-                KmsRequest::UserDecrypt(u) => (u.ciphertexts, Some(u.client_key_digest)),
-                _ => (Vec::new(), None),
-            },
+            Ok(r) => {
+                if let Some(c) = &r.ceremony {
+                    // The transcript's last accepted contribution and the proposal under vote.
+                    named.extend(c.accepted().last().map(|(_, d)| d));
+                    named.extend(c.proposal);
+                    let mut d = self.deadlines.lock().unwrap_or_else(|p| p.into_inner());
+                    if r.status == kms_chain_types::state::RequestStatus::Pending
+                        && !c.finished(r.parties.len())
+                    {
+                        d.insert(id, c.deadline());
+                    } else {
+                        d.remove(&id);
+                    }
+                }
+                match r.request {
+                    KmsRequest::PublicDecrypt(p) => (p.ciphertexts, None),
+                    KmsRequest::UserDecrypt(u) => (u.ciphertexts, Some(u.client_key_digest)),
+                    _ => (Vec::new(), None),
+                }
+            }
             Err(_) => (Vec::new(), None),
         };
         let inputs = async {
@@ -254,9 +309,20 @@ impl<E: Enclave> PartyHost<E> {
                 Some(d) => Some(self.fetch(&d).await?),
                 None => None,
             };
-            Ok::<_, (Option<BlobError>, [u8; 32])>((cts, key))
+            // What the store lacks is left out: the enclave then needs none of it (a turn past
+            // its deadline is skipped without the bytes) or refuses with the digest it lacks.
+            let mut blobs = Vec::with_capacity(named.len());
+            for d in &named {
+                match self.fetch(d).await {
+                    Ok(b) => blobs.push(b),
+                    Err((error, _)) => {
+                        tracing::warn!(request = %id, digest = %hex::encode(d), ?error, "ceremony bytes not in the store");
+                    }
+                }
+            }
+            Ok::<_, (Option<BlobError>, [u8; 32])>((cts, key, blobs))
         };
-        let (ciphertexts, client_key) = match inputs.await {
+        let (ciphertexts, client_key, blobs) = match inputs.await {
             Ok(v) => v,
             Err((error, digest)) => {
                 return Served::InputMissing { id, digest, error };
@@ -266,33 +332,45 @@ impl<E: Enclave> PartyHost<E> {
             evidence,
             ciphertexts,
             client_key,
+            blobs,
         };
         tracing::info!(request = %id, at_unix_ms = unix_ms(), "job handed to the enclave");
         // Whatever happens below, the job's nonce lease ends with it.
         slot.nonces.begin();
         let lease = SettleOnDrop(&slot.nonces);
-        match slot.enclave.serve(job).await {
-            Ok(Outcome::Skip(skip)) => Served::Skipped { id, skip },
-            Ok(Outcome::Broadcast(tx)) => match rpc.broadcast(tx).await {
-                Ok(tx_hash) => {
-                    lease.0.settle(Settled::Broadcast);
-                    tracing::info!(request = %id, at_unix_ms = unix_ms(), "fulfillment broadcast");
-                    Served::Broadcast { id, tx_hash }
+        let tx = match slot.enclave.serve(job).await {
+            Ok(Outcome::Skip(skip)) => return Served::Skipped { id, skip },
+            Ok(Outcome::Broadcast(tx)) => tx,
+            Ok(Outcome::Publish { blobs, tx }) => {
+                for b in &blobs {
+                    if let Err(error) = self.blobs.put(b).await {
+                        // Not broadcast: the others could not fetch what it names.
+                        tracing::warn!(request = %id, %error, "publishing failed");
+                        return Served::PublishFailed { id, error };
+                    }
                 }
-                Err(error) => {
-                    // A late answer refused (the request completed meanwhile) leaves the nonce
-                    // free; taking it as stale would resync to the chain's committed nonce
-                    // while this account's accepted transactions still wait in the mempool.
-                    lease.0.settle(match (bad_nonce_refusal(&error), &error) {
-                        (Some(log), _) => Settled::Stale(bad_nonce_expected(log)),
-                        (None, ConnectorError::Refused { .. }) => Settled::Unused,
-                        (None, _) => Settled::Stale(None),
-                    });
-                    tracing::warn!(request = %id, %error, "fulfillment not broadcast");
-                    Served::NotBroadcast { id, error }
-                }
-            },
-            Err(error) => Served::EnclaveRefused { id, error },
+                tx
+            }
+            Err(error) => return Served::EnclaveRefused { id, error },
+        };
+        match rpc.broadcast(tx).await {
+            Ok(tx_hash) => {
+                lease.0.settle(Settled::Broadcast);
+                tracing::info!(request = %id, at_unix_ms = unix_ms(), "fulfillment broadcast");
+                Served::Broadcast { id, tx_hash }
+            }
+            Err(error) => {
+                // A late answer refused (the request completed meanwhile) leaves the nonce
+                // free; taking it as stale would resync to the chain's committed nonce while
+                // this account's accepted transactions still wait in the mempool.
+                lease.0.settle(match (bad_nonce_refusal(&error), &error) {
+                    (Some(log), _) => Settled::Stale(bad_nonce_expected(log)),
+                    (None, ConnectorError::Refused { .. }) => Settled::Unused,
+                    (None, _) => Settled::Stale(None),
+                });
+                tracing::warn!(request = %id, %error, "fulfillment not broadcast");
+                Served::NotBroadcast { id, error }
+            }
         }
     }
 }

@@ -124,6 +124,62 @@ pub struct RequestRecord {
     /// was approved (a party serves it with that epoch's share only; a resharing reshares it).
     #[serde(default)]
     pub key_epoch: KeyEpoch,
+    /// For a CRS generation request: the ceremony's progress (which turn, the proposal under
+    /// vote, the decided turns).
+    #[serde(default)]
+    pub ceremony: Option<CrsCeremony>,
+}
+
+/// Blocks a ceremony turn may take (from its start to the contributor's proposal and the votes
+/// deciding it) before anyone may skip it with `Msg::CrsSkipTurn`.
+pub const CRS_TURN_BLOCKS: u64 = 150;
+
+/// One decided turn of a CRS ceremony.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CrsTurn {
+    /// The contributing party (1-based index in the request's party set).
+    pub contributor: u32,
+    /// SHA3-256 of its contribution if `2t + 1` parties voted it valid; `None` if it was voted
+    /// invalid by `t + 1`, or did not get `2t + 1` valid votes within [`CRS_TURN_BLOCKS`].
+    pub accepted: Option<[u8; 32]>,
+}
+
+/// A CRS ceremony as the ASC sequences it: the parties contribute in the order of the request's
+/// party set; each turn is decided on chain, so every party builds on the same transcript (a
+/// contributor cannot show different contributions to different parties: the chain orders one
+/// digest per turn, the bytes are content-addressed by it).
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CrsCeremony {
+    /// The current turn (0-based position in the party set); the party set's length once every
+    /// turn is decided.
+    pub turn: u32,
+    /// Height at which the current turn started.
+    pub turn_started: u64,
+    /// The current contributor's proposal (SHA3-256 of its contribution), once made.
+    pub proposal: Option<[u8; 32]>,
+    /// Votes on the proposal (the contributor's own proposal counts as its valid vote).
+    pub votes: Vec<(Address, bool)>,
+    /// The decided turns, in order.
+    pub decided: Vec<CrsTurn>,
+}
+
+impl CrsCeremony {
+    /// The accepted contributions, in order: (contributor, digest).
+    pub fn accepted(&self) -> impl Iterator<Item = (u32, [u8; 32])> + '_ {
+        self.decided
+            .iter()
+            .filter_map(|t| t.accepted.map(|d| (t.contributor, d)))
+    }
+
+    /// Whether every one of `n` parties had its turn.
+    pub fn finished(&self, n: usize) -> bool {
+        self.turn as usize >= n
+    }
+
+    /// The height from which the current turn may be skipped.
+    pub fn deadline(&self) -> u64 {
+        self.turn_started.saturating_add(CRS_TURN_BLOCKS)
+    }
 }
 
 impl RequestRecord {

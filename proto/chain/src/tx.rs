@@ -149,6 +149,24 @@ pub enum Fulfillment {
         /// Digest of the party's resharing verdict.
         verdict_digest: [u8; 32],
     },
+    /// CRS ceremony: the party whose turn it is proposes its contribution (SHA3-256 of the
+    /// bytes its host publishes); it counts as its own valid vote.
+    CrsContribution {
+        /// The turn (0-based position in the party set).
+        turn: u32,
+        /// SHA3-256 of the contribution.
+        digest: [u8; 32],
+    },
+    /// CRS ceremony: a party's verdict on the current proposal, after checking it on top of the
+    /// transcript the chain decided.
+    CrsVote {
+        /// The turn.
+        turn: u32,
+        /// The proposal voted on.
+        digest: [u8; 32],
+        /// Whether it passed every check.
+        valid: bool,
+    },
 }
 
 /// An administrative change to the config contract.
@@ -246,6 +264,14 @@ pub enum Msg {
     Expire {
         /// The request.
         request_id: RequestId,
+    },
+    /// Skip a CRS ceremony turn that was not decided within
+    /// [`crate::state::CRS_TURN_BLOCKS`] of its start (anyone may send it).
+    CrsSkipTurn {
+        /// The CRS generation request.
+        request_id: RequestId,
+        /// The turn.
+        turn: u32,
     },
 }
 

@@ -29,6 +29,11 @@ pub struct Job {
     pub ciphertexts: Vec<TypedCiphertext>,
     /// The client's encryption key of a user decryption (checked against the approved digest).
     pub client_key: Option<Vec<u8>>,
+    /// Public bytes the approved record names by SHA3-256 digest (a CRS ceremony's last
+    /// accepted contribution and the proposal under vote); the enclave uses only those whose
+    /// digest the record names.
+    #[serde(default)]
+    pub blobs: Vec<Vec<u8>>,
 }
 
 /// Why an enclave did nothing for a verified request.
@@ -42,6 +47,8 @@ pub enum Skip {
     NotInPartySet,
     /// The request expired on chain (its fee went back; no answer is accepted).
     Expired,
+    /// Nothing for this party to do yet (a CRS ceremony waiting on another party's turn).
+    Waiting,
 }
 
 /// The enclave's answer to a [`Job`].
@@ -49,6 +56,14 @@ pub enum Skip {
 pub enum Outcome {
     /// A transaction signed by the party's key, for the host to broadcast.
     Broadcast(Vec<u8>),
+    /// Public bytes for the host to store under their SHA3-256 (where the other parties' hosts
+    /// and the clients fetch them), then a transaction naming them to broadcast.
+    Publish {
+        /// The bytes (a ceremony contribution, or the assembled CRS).
+        blobs: Vec<Vec<u8>>,
+        /// The transaction.
+        tx: Vec<u8>,
+    },
     /// Nothing to send.
     Skip(Skip),
 }
