@@ -11,7 +11,8 @@
 //!   checked it and hold its bytes, so every honest party can fetch and resume from it.
 //! * `t + 1` invalid votes: **rejected** (at least one honest party found it bad; checking is
 //!   deterministic, so no honest party found it good).
-//! * [`CRS_TURN_BLOCKS`] passing without either (silence, or bytes withheld): anyone may send
+//! * [`CRS_TURN_BLOCKS`](kms_chain_types::state::CRS_TURN_BLOCKS) passing without either (from the turn's start while nothing was
+//!   proposed, from the proposal once made: silence, or bytes withheld): anyone may send
 //!   `Msg::CrsSkipTurn` and the turn is **skipped**.
 //!
 //! A vote counts only while its signer is still registered. Once every party had its turn, the
@@ -25,9 +26,7 @@ use crate::config;
 use crate::ctx::Ctx;
 use crate::error::TxError;
 use crate::tokens;
-use kms_chain_types::state::{
-    keys, CrsCeremony, CrsTurn, RequestRecord, RequestStatus, CRS_TURN_BLOCKS,
-};
+use kms_chain_types::state::{keys, CrsCeremony, CrsTurn, RequestRecord, RequestStatus};
 use kms_chain_types::tx::{Fulfillment, KmsRequest};
 use kms_chain_types::Address;
 use kms_types::RequestId;
@@ -84,6 +83,7 @@ pub fn respond(
                 return Err(rejected(format!("turn {turn} of {id} has its proposal")));
             }
             c.proposal = Some(digest);
+            c.proposed_at = Some(ctx.height);
             c.votes = vec![(*sender, true)];
             ctx.emit(
                 "kms_crs_proposal",
@@ -135,7 +135,8 @@ pub fn respond(
 }
 
 /// `Msg::CrsSkipTurn`: skips turn `turn` of `request_id`'s ceremony if it is the current one and
-/// [`CRS_TURN_BLOCKS`] passed since it started.
+/// its deadline passed ([`CrsCeremony::deadline`]: [`CRS_TURN_BLOCKS`](kms_chain_types::state::CRS_TURN_BLOCKS) after its start, or after
+/// its proposal once made).
 pub fn skip_turn(ctx: &mut Ctx<'_>, request_id: RequestId, turn: u32) -> Result<(), TxError> {
     let mut record = load_request(ctx, &request_id)?;
     if record.status != RequestStatus::Pending {
@@ -182,6 +183,7 @@ fn advance(
     c.turn = contributor;
     c.turn_started = height;
     c.proposal = None;
+    c.proposed_at = None;
     c.votes.clear();
     ctx.emit(
         "kms_crs_turn",
@@ -190,10 +192,7 @@ fn advance(
             ("decided", (contributor - 1).to_string()),
             ("contributor", contributor.to_string()),
             ("accepted", accepted.is_some().to_string()),
-            (
-                "deadline",
-                height.saturating_add(CRS_TURN_BLOCKS).to_string(),
-            ),
+            ("deadline", c.deadline().to_string()),
         ],
     );
     if !c.finished(n) {
@@ -227,13 +226,15 @@ fn advance(
     Ok(())
 }
 
-/// Whether the ceremony of a CRS request has ended with enough accepted contributions for the
-/// parties' material reports to be taken.
+/// Whether the parties' material reports may be taken for `record`: always for a keygen; for a
+/// CRS request only once its ceremony ended with enough accepted contributions (never for a CRS
+/// record without a ceremony).
 pub fn ready_for_material(record: &RequestRecord) -> bool {
     match (&record.request, &record.ceremony) {
         (KmsRequest::CrsGen(_), Some(c)) => {
             c.finished(record.parties.len()) && c.accepted().count() > record.threshold as usize
         }
+        (KmsRequest::CrsGen(_), None) => false,
         _ => true,
     }
 }

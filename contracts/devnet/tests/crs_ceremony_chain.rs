@@ -229,23 +229,43 @@ fn the_chain_decides_each_turn_and_takes_material_only_after_an_ended_ceremony()
     let c = net.record(&id).ceremony.unwrap();
     assert_eq!(c.decided[1], turn(2, None));
 
-    // Turn 2: party 3 is silent. Skipping is refused before the deadline, taken after it.
-    let started = c.turn_started;
-    net.empty_blocks(CRS_TURN_BLOCKS - 2);
-    assert_eq!(net.skip(1, id, 2), INVALID);
-    assert_eq!(net.record(&id).ceremony.unwrap().turn, 2);
-    assert!(net.m.chain.height() >= started + CRS_TURN_BLOCKS - 1);
+    // Turn 2: party 3 is silent. Skipping is refused in the block before the deadline (turn
+    // start + CRS_TURN_BLOCKS) and taken in the deadline's block.
+    let deadline = c.turn_started + CRS_TURN_BLOCKS;
+    assert_eq!(c.deadline(), deadline);
+    net.empty_blocks(deadline - 3 - net.m.chain.height());
     assert_eq!(net.skip(1, id, 3), INVALID, "only the current turn");
+    assert_eq!(net.skip(1, id, 2), INVALID);
+    assert_eq!(net.m.chain.height(), deadline - 1);
+    assert_eq!(net.record(&id).ceremony.unwrap().turn, 2);
     assert_eq!(net.skip(1, id, 2), 0);
+    assert_eq!(net.m.chain.height(), deadline);
     assert_eq!(net.skip(2, id, 2), INVALID, "a turn is skipped once");
     let c = net.record(&id).ceremony.unwrap();
     assert_eq!(c.decided[2], turn(3, None));
     // A late proposal for the skipped turn is refused.
     assert_eq!(net.propose(3, id, 2, [3; 32]), REJECTED);
 
-    // Turn 3: party 4's is accepted; the ceremony has ended with two accepted (t + 1).
+    // Turn 3: party 4 proposes just before the turn's deadline; its proposal gets a full voting
+    // window (the turn cannot be skipped at the old deadline), and is accepted: the ceremony has
+    // ended with two accepted contributions (t + 1).
     let d4 = [4; 32];
+    let c = net.record(&id).ceremony.unwrap();
+    let old_deadline = c.deadline();
+    net.empty_blocks(old_deadline - 2 - net.m.chain.height());
     assert_eq!(net.propose(4, id, 3, d4), 0);
+    let proposed_at = net.m.chain.height();
+    assert_eq!(
+        net.record(&id).ceremony.unwrap().deadline(),
+        proposed_at + CRS_TURN_BLOCKS
+    );
+    net.empty_blocks(1);
+    assert!(net.m.chain.height() + 1 >= old_deadline);
+    assert_eq!(
+        net.skip(2, id, 3),
+        INVALID,
+        "the voting window runs from the proposal"
+    );
     assert_eq!(net.vote(1, id, 3, d4, true), 0);
     assert_eq!(net.vote(3, id, 3, d4, true), 0);
     let r = net.record(&id);
@@ -298,4 +318,62 @@ fn a_ceremony_without_t_plus_one_accepted_contributions_fails_and_refunds_at_onc
     // The fee came back (the admin pays no transaction fees).
     assert_eq!(net.balance(&admin), before);
     assert_eq!(net.material(1, id, [5; 32]), REJECTED);
+}
+
+#[test]
+fn only_votes_of_parties_still_registered_count() {
+    use kms_chain_types::state::Party;
+    use kms_chain_types::tx::ConfigUpdate;
+    let mut net = Net::new();
+    let id = net.request("deregistered");
+    let d = [1; 32];
+    assert_eq!(net.propose(1, id, 0, d), 0);
+    assert_eq!(net.vote(2, id, 0, d, true), 0);
+    // Governance replaces party 2's key: its vote stops counting.
+    let mut parties: Vec<Party> = net.setup.genesis.app_config.parties.clone();
+    parties[1].signer = Wallet::random().address();
+    let change = net.setup.admin.tx(
+        CHAIN,
+        Msg::UpdateConfig(ConfigUpdate::SetParties {
+            parties,
+            threshold: 1,
+        }),
+    );
+    assert_eq!(net.one(change), 0);
+    // Party 1's proposal and party 3's vote are two counted valid votes, not 2t + 1 = 3.
+    assert_eq!(net.vote(3, id, 0, d, true), 0);
+    assert_eq!(net.record(&id).ceremony.unwrap().turn, 0);
+    assert_eq!(net.vote(4, id, 0, d, true), 0);
+    let c = net.record(&id).ceremony.unwrap();
+    assert_eq!(c.decided, vec![turn(1, Some(d))]);
+}
+
+#[test]
+fn a_running_ceremony_expires_from_its_current_turn_not_its_approval() {
+    use kms_chain_types::state::REQUEST_TIMEOUT_BLOCKS;
+    let mut net = Net::new();
+    let id = net.request("slow");
+    let approved = net.record(&id).height;
+    // Turn 0 decided some blocks later.
+    net.empty_blocks(20);
+    assert_eq!(net.propose(1, id, 0, [1; 32]), 0);
+    assert_eq!(net.vote(2, id, 0, [1; 32], true), 0);
+    assert_eq!(net.vote(3, id, 0, [1; 32], true), 0);
+    let started = net.record(&id).ceremony.unwrap().turn_started;
+    assert!(started > approved + 20);
+    let expire = |net: &mut Net| {
+        let tx = net.setup.admin.tx(CHAIN, Msg::Expire { request_id: id });
+        net.one(tx)
+    };
+    // At approval + timeout the ceremony is still running: not expired.
+    net.empty_blocks(approved + REQUEST_TIMEOUT_BLOCKS - 1 - net.m.chain.height());
+    assert_eq!(expire(&mut net), INVALID);
+    assert_eq!(net.record(&id).status, RequestStatus::Pending);
+    // From its current turn's start + timeout it may be expired (the fee goes back).
+    net.empty_blocks(started + REQUEST_TIMEOUT_BLOCKS - 1 - net.m.chain.height());
+    assert_eq!(expire(&mut net), 0);
+    assert!(matches!(
+        net.record(&id).status,
+        RequestStatus::Expired { .. }
+    ));
 }

@@ -6,7 +6,8 @@
 //! party 2 after the deadline and rejects party 3 on the honest parties' invalid votes; the
 //! parties assemble the CRS from parties 1 and 4's contributions and report it; tfhe-rs proves
 //! and verifies an encryption under it and decrypts the expanded list. A host that hands over
-//! the wrong bytes gets a typed refusal and no vote. Test parameters, tfhe's real CRS size.
+//! the wrong bytes gets a typed refusal and no vote; a host that replays the contributor's job
+//! gets the same contribution again. Test parameters, tfhe's real CRS size.
 
 use kms_algebra::prss::{deal_keys, Prss};
 use kms_ceremony::{Contribution, CrsShape};
@@ -354,7 +355,32 @@ async fn a_crs_request_runs_the_ceremony_skips_the_silent_and_the_cheater_and_tf
             })
             .collect();
         let job = w.job(id);
-        for (p, out) in w.serve(&ps, &job).await {
+        if current == 1 && c.proposal.is_some() {
+            // A host that hands its enclave other bytes than the proposal's gets a refusal,
+            // not an invalid vote against an honest contribution.
+            let mut forged = job.clone();
+            for b in &mut forged.blobs {
+                b[1000] ^= 1;
+            }
+            let refused = w.serve(&[2], &forged).await;
+            assert!(
+                matches!(refused[0].1, Err(RuntimeError::BlobMissing(_))),
+                "{:?}",
+                refused[0].1
+            );
+        }
+        let outs = w.serve(&ps, &job).await;
+        if current == 1 && c.proposal.is_none() {
+            // The same job handed over again (a host replaying the record to collect several
+            // contributions and publish the one it likes): the same contribution comes back.
+            let again = w.serve(&[1], &job).await;
+            let published = |o: &Result<Outcome, RuntimeError>| match o {
+                Ok(Outcome::Publish { blobs, .. }) => sha3_256(&blobs[0]),
+                other => panic!("party 1 should contribute: {other:?}"),
+            };
+            assert_eq!(published(&again[0].1), published(&outs[0].1));
+        }
+        for (p, out) in outs {
             let out = out.unwrap_or_else(|e| panic!("party {p}: {e}"));
             txs.extend(tx_of(out));
         }

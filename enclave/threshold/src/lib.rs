@@ -24,7 +24,9 @@
 //!   request; [`ServedLog`] serves a request ID with one content only;
 //! * key shares, sub-shares and PRSS keys are not `Copy`, print no values, zeroize on drop;
 //! * resharing verdicts are agreed on ([`reshare_agree`]) and old shares erased only after
-//!   the new sharing checked consistent.
+//!   the new sharing checked consistent;
+//! * PRSS keys can be set up without a dealer ([`prss_setup`]): each set's members agree its
+//!   key and check they hold the same one.
 
 #![forbid(unsafe_code)]
 #![cfg_attr(
@@ -36,6 +38,7 @@ mod decrypt;
 mod keyshare;
 mod party;
 mod protocol;
+pub mod prss_setup;
 mod refresh;
 mod reshare;
 pub mod reshare_agree;

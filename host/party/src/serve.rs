@@ -108,14 +108,18 @@ pub fn slot_of(id: &RequestId, slots: usize) -> usize {
     (u64::from_be_bytes([a, b, c, d, e, f, g, h]) % slots.max(1) as u64) as usize
 }
 
+/// Blocks after which a ceremony step whose handover failed is handed over again.
+pub const CEREMONY_RETRY_BLOCKS: u64 = 3;
+
 /// One party's host.
 pub struct PartyHost<E: Enclave> {
     follower: Follower,
     slots: Vec<Slot<E>>,
     blobs: Blobs,
-    /// CRS ceremonies in progress and the height from which their current turn may be skipped
-    /// (read from the untrusted record; the enclave checks the deadline against its verified
-    /// header): the request is handed over again then.
+    /// CRS ceremonies in progress and the height after which the request is handed over again:
+    /// its current turn's deadline (read from the untrusted record; the enclave checks it
+    /// against its verified header), or a few blocks on after a failed handover. Not persisted:
+    /// after a host restart a ceremony is tracked again from its next event.
     deadlines: std::sync::Mutex<std::collections::BTreeMap<RequestId, u64>>,
 }
 
@@ -164,19 +168,18 @@ impl<E: Enclave> PartyHost<E> {
                 q.push(id);
             }
         }
-        // Ceremony turns past their deadline: handed over once more (the enclave skips them).
-        let due: Vec<RequestId> = {
-            let mut d = self.deadlines.lock().unwrap_or_else(|p| p.into_inner());
-            let due: Vec<RequestId> = d
-                .iter()
-                .filter(|(_, at)| **at < h)
-                .map(|(id, _)| *id)
-                .collect();
-            for id in &due {
-                d.remove(id);
-            }
-            due
-        };
+        // Ceremony turns past their deadline (handed over every block until the turn moves on:
+        // the enclave skips them), and ceremony steps whose last handover failed. An entry is
+        // replaced whenever the request is served (the record says the next deadline) and
+        // dropped once the ceremony is over, so a rewound block loses none.
+        let due: Vec<RequestId> = self
+            .deadlines
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .iter()
+            .filter(|(_, at)| **at < h)
+            .map(|(id, _)| *id)
+            .collect();
         for id in due {
             let slot = slot_of(&id, self.slots.len());
             if let Some(q) = queues.get_mut(slot) {
@@ -226,6 +229,15 @@ impl<E: Enclave> PartyHost<E> {
         let mut out = Vec::with_capacity(ids.len());
         for id in ids {
             let s = self.serve(slot, id, h).await;
+            if !matches!(s, Served::Broadcast { .. } | Served::Skipped { .. }) {
+                // A ceremony step that failed here (no evidence, bytes not fetched or not
+                // stored, the enclave refused, the node refused) is tried again soon rather
+                // than at the deadline, where it would be a skip instead of this party's vote.
+                let mut d = self.deadlines.lock().unwrap_or_else(|p| p.into_inner());
+                if let Some(at) = d.get_mut(&id) {
+                    *at = (*at).min(h.saturating_add(CEREMONY_RETRY_BLOCKS));
+                }
+            }
             let retry = match &s {
                 Served::EnclaveRefused { error, .. } => E::unavailable(error),
                 // The node did not answer: the block is handled again.

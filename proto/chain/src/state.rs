@@ -125,13 +125,14 @@ pub struct RequestRecord {
     #[serde(default)]
     pub key_epoch: KeyEpoch,
     /// For a CRS generation request: the ceremony's progress (which turn, the proposal under
-    /// vote, the decided turns).
-    #[serde(default)]
+    /// vote, the decided turns). Absent from the encoding of every other request, whose records
+    /// encode as before.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub ceremony: Option<CrsCeremony>,
 }
 
-/// Blocks a ceremony turn may take (from its start to the contributor's proposal and the votes
-/// deciding it) before anyone may skip it with `Msg::CrsSkipTurn`.
+/// Blocks a ceremony turn's contributor has to propose, and then the parties have to decide the
+/// proposal, before anyone may skip the turn with `Msg::CrsSkipTurn`.
 pub const CRS_TURN_BLOCKS: u64 = 150;
 
 /// One decided turn of a CRS ceremony.
@@ -157,6 +158,8 @@ pub struct CrsCeremony {
     pub turn_started: u64,
     /// The current contributor's proposal (SHA3-256 of its contribution), once made.
     pub proposal: Option<[u8; 32]>,
+    /// Height at which the proposal was made (the voting window starts there).
+    pub proposed_at: Option<u64>,
     /// Votes on the proposal (the contributor's own proposal counts as its valid vote).
     pub votes: Vec<(Address, bool)>,
     /// The decided turns, in order.
@@ -176,9 +179,13 @@ impl CrsCeremony {
         self.turn as usize >= n
     }
 
-    /// The height from which the current turn may be skipped.
+    /// The height from which the current turn may be skipped: [`CRS_TURN_BLOCKS`] after its
+    /// start while no proposal was made, then [`CRS_TURN_BLOCKS`] after the proposal (so a
+    /// proposal made late still gets its full voting window).
     pub fn deadline(&self) -> u64 {
-        self.turn_started.saturating_add(CRS_TURN_BLOCKS)
+        self.proposed_at
+            .unwrap_or(self.turn_started)
+            .saturating_add(CRS_TURN_BLOCKS)
     }
 }
 

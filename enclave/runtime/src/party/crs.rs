@@ -6,8 +6,10 @@
 //! the last accepted contribution's bytes (handed over by the host, checked against the digest
 //! the chain holds), then does the one thing the record asks of this party:
 //!
-//! * its own turn without a proposal yet: contribute (a fresh secret, forgotten at once), hand
-//!   the bytes to the host to publish, and propose their digest;
+//! * its own turn without a proposal yet: contribute (a secret derived from its signing key, the
+//!   request, the turn and the transcript, forgotten at once: a replayed job gives the same
+//!   contribution, so a host cannot collect several and pick one), hand the bytes to the host to
+//!   publish, and propose their digest;
 //! * another party's proposal it has not voted on: check the bytes on top of the transcript and
 //!   vote valid (publishing the bytes again, so they stay available) or invalid;
 //! * a turn past its deadline (by the verified header's height, not the host's word): skip it;
@@ -54,6 +56,26 @@ fn resume(
     Ok(CrsState::resume(shape, id, &accepted, last)?)
 }
 
+/// The randomness of this party's contribution to a turn: a stream keyed by its signing key and
+/// bound to the request, the turn and the transcript it builds on (as RFC 6979 derives ECDSA
+/// nonces). The secret is as unpredictable as the key, and a job handed over again for the same
+/// turn (a host replaying a record to collect several contributions and publish the one it
+/// likes) gets the same contribution back.
+fn turn_rng(signing_key: &[u8], prev: &CrsState, turn: u32) -> rand_chacha::ChaCha20Rng {
+    use rand_core::SeedableRng;
+    use sha3::Digest;
+    let mut h = sha3::Sha3_256::new();
+    h.update(b"kms-crs-ceremony/v1/contribution-randomness");
+    h.update(signing_key);
+    h.update(prev.session().as_bytes());
+    h.update(turn.to_be_bytes());
+    h.update(prev.digest());
+    let mut seed: [u8; 32] = h.finalize().into();
+    let rng = rand_chacha::ChaCha20Rng::from_seed(seed);
+    zeroize::Zeroize::zeroize(&mut seed);
+    rng
+}
+
 /// Runs CPU-heavy ceremony work off the async runtime.
 async fn blocking<T: Send + 'static>(
     f: impl FnOnce() -> Result<T, RuntimeError> + Send + 'static,
@@ -82,15 +104,12 @@ impl PartyRuntime {
             .ceremony
             .as_ref()
             .ok_or(RuntimeError::NoCeremony(id))?;
-        let shape = CrsShape::for_request(request.params, request.max_num_bits)?;
         let n = record.parties.len();
-        if ceremony.finished(n) {
-            return self.crs_publish(record, shape, ceremony, blobs).await;
-        }
         let turn = ceremony.turn;
         let contributor = turn.saturating_add(1);
-        // The header proves the state after block `proven_at − 1`; the skip executes later.
-        if proven_at.saturating_sub(1) >= ceremony.deadline() {
+        // The header proves the state after block `proven_at − 1`; the skip executes later. (No
+        // shape needed: a request whose shape tfhe refuses is skipped turn by turn, then fails.)
+        if !ceremony.finished(n) && proven_at.saturating_sub(1) >= ceremony.deadline() {
             tracing::warn!(request = %id, turn, contributor, "ceremony turn past its deadline of {CRS_TURN_BLOCKS} blocks; skipping it");
             return self
                 .sign(Msg::CrsSkipTurn {
@@ -100,14 +119,20 @@ impl PartyRuntime {
                 .await
                 .map(Outcome::Broadcast);
         }
+        let shape = CrsShape::for_request(request.params, request.max_num_bits)?;
+        if ceremony.finished(n) {
+            return self.crs_publish(record, shape, ceremony, blobs).await;
+        }
         if contributor == index {
             if ceremony.proposal.is_some() {
                 return Ok(Outcome::Skip(Skip::AlreadyAnswered));
             }
             let agreed = ceremony.clone();
+            let secret = self.party.signer.to_bytes();
             let bytes = blocking(move || {
                 let prev = resume(shape, id, &agreed, &blobs)?;
-                Ok(contribute(&prev, index, &mut rand_core::OsRng)?.to_bytes()?)
+                let mut rng = turn_rng(&secret, &prev, turn);
+                Ok(contribute(&prev, index, &mut rng)?.to_bytes()?)
             })
             .await?;
             let digest = sha3_256(&bytes);
