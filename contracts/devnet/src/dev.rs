@@ -2,7 +2,7 @@
 //! that registers them. Every key is generated here and is for developer mode only.
 
 use crate::chain::{Genesis, ValidatorKey};
-use kms_chain_types::state::{Config, FeeSchedule, Party};
+use kms_chain_types::state::{keys, Account, Config, FeeSchedule, Party, RequestRecord};
 use kms_chain_types::tx::{sign_tx, Msg};
 use kms_eip712::{DomainConfig, SigningKey};
 use tendermint::Time;
@@ -200,6 +200,21 @@ impl ManualChain {
         let now = self.tick();
         let h = self.chain.produce_block_with(now, txs);
         (h, self.codes(h))
+    }
+
+    /// The ASC's record of request `id` in the latest state, if it exists and decodes.
+    pub fn request_record(&self, id: &kms_types::RequestId) -> Option<RequestRecord> {
+        let v = self.chain.query("store", keys::request(id), 0, false).value;
+        kms_chain_types::codec::decode(&v).ok()
+    }
+
+    /// Account `addr` in the latest state (empty if it never held anything).
+    pub fn account(&self, addr: &[u8; 20]) -> Account {
+        let v = self
+            .chain
+            .query("store", keys::account(addr), 0, false)
+            .value;
+        kms_chain_types::codec::decode(&v).unwrap_or_default()
     }
 
     fn codes(&self, h: u64) -> Vec<u32> {

@@ -5,10 +5,7 @@
 //! fewer fails and refunds at once. Each refused transaction leaves the record as it was.
 //! (The contents of contributions are checked by the parties: `enclave/runtime/tests`.)
 
-use kms_chain_types::codec;
-use kms_chain_types::state::{
-    keys, Account, CrsTurn, RequestRecord, RequestStatus, CRS_TURN_BLOCKS,
-};
+use kms_chain_types::state::{CrsTurn, RequestRecord, RequestStatus, CRS_TURN_BLOCKS};
 use kms_chain_types::tx::{Fulfillment, KmsRequest, MaterialItem, Msg};
 use kms_devnet::dev::{DevSetup, ManualChain, Wallet};
 use kms_eip712::DomainConfig;
@@ -57,21 +54,11 @@ impl Net {
     }
 
     fn record(&self, id: &RequestId) -> RequestRecord {
-        let v = self
-            .m
-            .chain
-            .query("store", keys::request(id), 0, false)
-            .value;
-        codec::decode(&v).unwrap()
+        self.m.request_record(id).unwrap()
     }
 
     fn balance(&self, addr: &[u8; 20]) -> u128 {
-        let v = self
-            .m
-            .chain
-            .query("store", keys::account(addr), 0, false)
-            .value;
-        codec::decode::<Account>(&v).unwrap().balance
+        self.m.account(addr).balance
     }
 
     fn request(&mut self, label: &str) -> RequestId {

@@ -12,7 +12,7 @@
 use kms_algebra::prss::{deal_keys, Prss};
 use kms_ceremony::{Contribution, CrsShape};
 use kms_chain_types::codec;
-use kms_chain_types::state::{keys, Account, RequestRecord, RequestStatus, CRS_TURN_BLOCKS};
+use kms_chain_types::state::{keys, RequestRecord, RequestStatus, CRS_TURN_BLOCKS};
 use kms_chain_types::tx::{sign_tx, Fulfillment, KmsRequest, Msg};
 use kms_channel::{Job, Outcome, Skip};
 use kms_devnet::dev::{DevSetup, ManualChain, Wallet};
@@ -197,24 +197,11 @@ impl World {
     }
 
     fn record(&self, id: &RequestId) -> RequestRecord {
-        let v = self
-            .m
-            .chain
-            .query("store", keys::request(id), 0, false)
-            .value;
-        codec::decode(&v).unwrap()
+        self.m.request_record(id).unwrap()
     }
 
     fn account_nonce(&self, addr: &[u8; 20]) -> u64 {
-        let v = self
-            .m
-            .chain
-            .query("store", keys::account(addr), 0, false)
-            .value;
-        if v.is_empty() {
-            return 0;
-        }
-        codec::decode::<Account>(&v).unwrap().nonce
+        self.m.account(addr).nonce
     }
 
     /// What an honest host hands over for `id` now: the record proven at the latest state, and
