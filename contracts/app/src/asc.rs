@@ -489,7 +489,7 @@ pub fn fulfill(
                 "request {request_id} is not pending"
             )));
         }
-        crate::ceremony::respond(ctx, &mut record, sender, index, &fulfillment)?;
+        crate::ceremony::respond(ctx, &cfg, &mut record, sender, index, &fulfillment)?;
         ctx.put(keys::request(&request_id), &record);
         return Ok(());
     }

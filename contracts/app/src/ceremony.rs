@@ -22,10 +22,10 @@
 //! fee goes back.
 
 use crate::asc::load_request;
-use crate::config;
 use crate::ctx::Ctx;
 use crate::error::TxError;
 use crate::tokens;
+use kms_chain_types::state::Config;
 use kms_chain_types::state::{keys, CrsCeremony, CrsTurn, RequestRecord, RequestStatus};
 use kms_chain_types::tx::{Fulfillment, KmsRequest};
 use kms_chain_types::Address;
@@ -58,6 +58,7 @@ fn rejected(msg: String) -> TxError {
 /// sender is a registered party of the request's set and that the request is pending.
 pub fn respond(
     ctx: &mut Ctx<'_>,
+    cfg: &Config,
     record: &mut RequestRecord,
     sender: &Address,
     index: u32,
@@ -114,7 +115,6 @@ pub fn respond(
         }
         _ => return Err(TxError::Malformed("not a ceremony response".into())),
     }
-    let cfg = config::load(ctx)?;
     let counted = |want: bool| {
         c.votes
             .iter()

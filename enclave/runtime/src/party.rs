@@ -121,6 +121,15 @@ pub struct RuntimeParts {
     pub round_deadline: Duration,
 }
 
+/// Runs CPU-heavy work (squashing, the ceremony's curve arithmetic) off the async runtime.
+async fn blocking<T: Send + 'static>(
+    f: impl FnOnce() -> Result<T, RuntimeError> + Send + 'static,
+) -> Result<T, RuntimeError> {
+    tokio::task::spawn_blocking(f)
+        .await
+        .map_err(|e| RuntimeError::Task(e.to_string()))?
+}
+
 fn refs(cts: &[TypedCiphertext]) -> Vec<CiphertextRef> {
     cts.iter().map(TypedCiphertext::to_ref).collect()
 }
@@ -176,32 +185,65 @@ impl PartyRuntime {
         cts: Vec<TypedCiphertext>,
     ) -> Result<Vec<(TypedCiphertext, kms_threshold::SquashedCiphertext)>, RuntimeError> {
         let (party, key) = (self.party.clone(), self.server_key.clone());
-        tokio::task::spawn_blocking(move || {
+        blocking(move || {
             kms_engine::tfhe::set_server_key(key);
-            party.squash_all(&cts)
+            party.squash_all(&cts).map_err(RuntimeError::from)
         })
         .await
-        .map_err(|e| RuntimeError::Task(e.to_string()))?
-        .map_err(RuntimeError::from)
     }
 
-    /// Signs the fulfillment transaction, with the nonce the host leases for it now (not
-    /// when the job was handed over: jobs of one party run concurrently).
+    /// Signs `msg` with the party's key and the nonce the host leases for it now (not when the
+    /// job was handed over: jobs of one party run concurrently).
+    async fn sign(&self, msg: Msg) -> Result<Vec<u8>, RuntimeError> {
+        let nonce = self.nonces.next_nonce().await?;
+        Ok(sign_tx(&self.party.signer, &self.chain_id, nonce, msg))
+    }
+
+    /// The fulfillment transaction of `request_id`, signed.
+    async fn fulfill_tx(
+        &self,
+        request_id: RequestId,
+        fulfillment: Fulfillment,
+    ) -> Result<Vec<u8>, RuntimeError> {
+        self.sign(Msg::Fulfill {
+            request_id,
+            fulfillment,
+        })
+        .await
+    }
+
+    /// Signs the fulfillment transaction, to broadcast.
     async fn fulfill(
         &self,
         request_id: RequestId,
         fulfillment: Fulfillment,
     ) -> Result<Outcome, RuntimeError> {
-        let nonce = self.nonces.next_nonce().await?;
-        Ok(Outcome::Broadcast(sign_tx(
-            &self.party.signer,
-            &self.chain_id,
-            nonce,
-            Msg::Fulfill {
-                request_id,
-                fulfillment,
-            },
-        )))
+        self.fulfill_tx(request_id, fulfillment)
+            .await
+            .map(Outcome::Broadcast)
+    }
+
+    /// A material report for `request_id`: each (data type, SHA3-256) signed as EIP-712
+    /// `PublicMaterial`.
+    fn material_report(
+        &self,
+        request_id: &RequestId,
+        material: &[(String, [u8; 32])],
+    ) -> Result<Fulfillment, RuntimeError> {
+        let items = material
+            .iter()
+            .map(|(dt, digest)| {
+                MaterialItem::signed(
+                    &self.party.signer,
+                    &self.party.domain,
+                    request_id,
+                    dt,
+                    *digest,
+                )
+            })
+            .collect::<Result<Vec<_>, _>>()
+            .map_err(|e| RuntimeError::Sign(e.to_string()))?;
+        Ok(Fulfillment::Material { items })
     }
 
     /// Serves one job: verify, act on the approved record only, sign.
@@ -256,20 +298,8 @@ impl PartyRuntime {
                     return Ok(Outcome::Skip(Skip::Complete));
                 }
                 let material = self.material.get(&id).ok_or(RuntimeError::NoMaterial(id))?;
-                let items = material
-                    .iter()
-                    .map(|(dt, digest)| {
-                        MaterialItem::signed(
-                            &self.party.signer,
-                            &self.party.domain,
-                            &id,
-                            dt,
-                            *digest,
-                        )
-                    })
-                    .collect::<Result<Vec<_>, _>>()
-                    .map_err(|e| RuntimeError::Sign(e.to_string()))?;
-                self.fulfill(id, Fulfillment::Material { items }).await
+                let report = self.material_report(&id, material)?;
+                self.fulfill(id, report).await
             }
             KmsRequest::PublicDecrypt(r) => {
                 if complete {

@@ -147,6 +147,16 @@ impl<E: Enclave> PartyHost<E> {
     pub async fn step(&mut self) -> Result<(u64, Vec<Served<E::Error>>), HostError> {
         let (h, events) = self.follower.next_block().await?;
         let mut queues: Vec<Vec<RequestId>> = self.slots.iter().map(|_| Vec::new()).collect();
+        // One handover per request and block, however many reasons the block gives (a
+        // ceremony's last turn and its end come together; a deadline may fall on an event).
+        let slots = self.slots.len();
+        let mut enqueue = |id: RequestId, what: &str| {
+            let slot = slot_of(&id, slots);
+            if let Some(q) = queues.get_mut(slot).filter(|q| !q.contains(&id)) {
+                tracing::info!(height = h, request = %id, what, slot, "request to serve");
+                q.push(id);
+            }
+        };
         for e in events {
             let (id, what) = match e {
                 ChainEvent::Request { id, kind } => (id, format!("approved {kind}")),
@@ -160,13 +170,7 @@ impl<E: Enclave> PartyHost<E> {
                 ChainEvent::Ceremony { id } => (id, "CRS ceremony step".to_string()),
                 _ => continue,
             };
-            let slot = slot_of(&id, self.slots.len());
-            tracing::info!(height = h, request = %id, what, slot, "request to serve");
-            // One handover per request and block, however many of its events the block holds
-            // (a ceremony's last turn and its end come together).
-            if let Some(q) = queues.get_mut(slot).filter(|q| !q.contains(&id)) {
-                q.push(id);
-            }
+            enqueue(id, &what);
         }
         // Ceremony turns past their deadline (handed over every block until the turn moves on:
         // the enclave skips them), and ceremony steps whose last handover failed. An entry is
@@ -181,13 +185,7 @@ impl<E: Enclave> PartyHost<E> {
             .map(|(id, _)| *id)
             .collect();
         for id in due {
-            let slot = slot_of(&id, self.slots.len());
-            if let Some(q) = queues.get_mut(slot) {
-                if !q.contains(&id) {
-                    tracing::info!(height = h, request = %id, slot, "CRS ceremony turn past its deadline");
-                    q.push(id);
-                }
-            }
+            enqueue(id, "CRS ceremony turn past its deadline or retried");
         }
         let runs = self
             .slots

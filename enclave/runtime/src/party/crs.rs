@@ -19,10 +19,10 @@
 //! A restarted or replayed job is harmless: the chain takes one proposal per turn and one vote
 //! per party, and a second contribution (another secret) is simply refused there.
 
-use super::{PartyRuntime, RuntimeError};
+use super::{blocking, PartyRuntime, RuntimeError};
 use kms_ceremony::{contribute, verify_contribution_bytes, Accepted, CrsShape, CrsState};
 use kms_chain_types::state::{CrsCeremony, RequestRecord, CRS_TURN_BLOCKS};
-use kms_chain_types::tx::{sign_tx, Fulfillment, MaterialItem, Msg};
+use kms_chain_types::tx::{Fulfillment, Msg};
 use kms_channel::{Outcome, Skip};
 use kms_types::{sha3_256, CrsGenRequest, DataType, RequestId};
 
@@ -74,15 +74,6 @@ fn turn_rng(signing_key: &[u8], prev: &CrsState, turn: u32) -> rand_chacha::ChaC
     let rng = rand_chacha::ChaCha20Rng::from_seed(seed);
     zeroize::Zeroize::zeroize(&mut seed);
     rng
-}
-
-/// Runs CPU-heavy ceremony work off the async runtime.
-async fn blocking<T: Send + 'static>(
-    f: impl FnOnce() -> Result<T, RuntimeError> + Send + 'static,
-) -> Result<T, RuntimeError> {
-    tokio::task::spawn_blocking(f)
-        .await
-        .map_err(|e| RuntimeError::Task(e.to_string()))?
 }
 
 impl PartyRuntime {
@@ -138,10 +129,7 @@ impl PartyRuntime {
             let digest = sha3_256(&bytes);
             tracing::info!(request = %id, turn, digest = %hex::encode(digest), "contributed to the CRS ceremony");
             let tx = self
-                .sign(Msg::Fulfill {
-                    request_id: id,
-                    fulfillment: Fulfillment::CrsContribution { turn, digest },
-                })
+                .fulfill_tx(id, Fulfillment::CrsContribution { turn, digest })
                 .await?;
             return Ok(Outcome::Publish {
                 blobs: vec![bytes],
@@ -172,14 +160,14 @@ impl PartyRuntime {
             }
         }
         let tx = self
-            .sign(Msg::Fulfill {
-                request_id: id,
-                fulfillment: Fulfillment::CrsVote {
+            .fulfill_tx(
+                id,
+                Fulfillment::CrsVote {
                     turn,
                     digest: proposal,
                     valid: verdict.is_none(),
                 },
-            })
+            )
             .await?;
         Ok(match verdict {
             // A valid vote publishes the bytes too: every party that voted valid serves them,
@@ -216,30 +204,12 @@ impl PartyRuntime {
         })
         .await?;
         let digest = sha3_256(&bytes);
-        let item = MaterialItem::signed(
-            &self.party.signer,
-            &self.party.domain,
-            &id,
-            DataType::Crs.as_str(),
-            digest,
-        )
-        .map_err(|e| RuntimeError::Sign(e.to_string()))?;
+        let report = self.material_report(&id, &[(DataType::Crs.as_str().to_string(), digest)])?;
         tracing::info!(request = %id, digest = %hex::encode(digest), "CRS assembled from the ceremony");
-        let tx = self
-            .sign(Msg::Fulfill {
-                request_id: id,
-                fulfillment: Fulfillment::Material { items: vec![item] },
-            })
-            .await?;
+        let tx = self.fulfill_tx(id, report).await?;
         Ok(Outcome::Publish {
             blobs: vec![bytes],
             tx,
         })
-    }
-
-    /// Signs `msg` with the party's key and the nonce the host leases now.
-    async fn sign(&self, msg: Msg) -> Result<Vec<u8>, RuntimeError> {
-        let nonce = self.nonces.next_nonce().await?;
-        Ok(sign_tx(&self.party.signer, &self.chain_id, nonce, msg))
     }
 }
